@@ -1,0 +1,104 @@
+"""Access requests and the decisions of their approvers. Workflow lives in services.py."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from broker.models import Channel, Role
+
+
+class AccessRequest(models.Model):
+    audit_type = "request"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        DENIED = "denied"
+        CANCELLED = "cancelled"
+        EXPIRED = "expired"
+
+    class Kind(models.TextChoices):
+        NEW = "new"
+        EXTENSION = "extension"
+
+    role = models.ForeignKey(Role, on_delete=models.PROTECT, related_name="requests")
+    requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="access_requests")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.NEW)
+    extends_grant = models.ForeignKey(
+        "grants.Grant", null=True, blank=True, on_delete=models.PROTECT, related_name="extension_requests"
+    )
+    duration = models.DurationField()
+    justification = models.TextField(blank=True)
+    ticket = models.CharField(max_length=200, blank=True)
+    # When the requester wants the grant to start; null means as soon as it is approved.
+    starts_at = models.DateTimeField(null=True, blank=True)
+    break_glass = models.BooleanField(default=False)
+    # Index into role.stages of the stage that decides now.
+    current_stage = models.PositiveSmallIntegerField(default=0)
+    # Bumped on every change; approver email links are bound to the version they were sent for.
+    version = models.PositiveIntegerField(default=1)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    created_at = models.DateTimeField()
+    # Pending past this moment, the request expires unanswered (role.request_ttl).
+    expires_at = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True)
+    # Set when the requester withdraws, the request expires or a risk signal cancels it.
+    closed_reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "approved", "denied", "cancelled", "expired"]),
+                name="request_status_valid",
+            ),
+            models.CheckConstraint(condition=Q(kind__in=["new", "extension"]), name="request_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(kind="new") | Q(extends_grant__isnull=False), name="request_extension_has_grant"
+            ),
+            models.UniqueConstraint(
+                fields=["requester", "role"],
+                condition=Q(status="pending"),
+                name="request_one_pending_per_user_role",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["expires_at"], condition=Q(status="pending"), name="request_pending_ttl"),
+            models.Index(fields=["status", "created_at"], name="request_status_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"request #{self.pk} {self.requester} → {self.role} ({self.status})"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == self.Status.PENDING
+
+
+class Decision(models.Model):
+    """One approver's approve or deny on one request. An approver decides a request once."""
+
+    class Verdict(models.TextChoices):
+        APPROVE = "approve"
+        DENY = "deny"
+
+    request = models.ForeignKey(AccessRequest, on_delete=models.CASCADE, related_name="decisions")
+    approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    stage = models.PositiveSmallIntegerField()
+    verdict = models.CharField(max_length=8, choices=Verdict.choices)
+    comment = models.TextField(blank=True)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["request", "approver"], name="decision_one_per_approver"),
+            models.CheckConstraint(condition=Q(verdict__in=["approve", "deny"]), name="decision_verdict_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.approver} {self.verdict}s request #{self.request_id}"

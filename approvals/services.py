@@ -1,0 +1,515 @@
+"""Every change of an access request's state. One function per transition, row locked, audited.
+
+Lock order: AccessRequest, then Grant (grants.services), then the audit head.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from approvals.models import AccessRequest, Decision
+from approvals.policy import StageSpec, Vote, evaluate
+from broker import audit
+from broker.catalog import is_eligible, is_stage_approver
+from broker.durations import humanize_duration
+from broker.errors import Conflict, Invalid, NotAllowed, NotFound
+from broker.models import ApprovalStage, Channel, Role
+from grants import services as grant_services
+from grants.models import Grant
+
+log = logging.getLogger(__name__)
+
+Status = AccessRequest.Status
+
+MAX_JUSTIFICATION = 2000
+MAX_TICKET = 200
+MAX_COMMENT = 2000
+
+
+def _facts(req: AccessRequest) -> dict:
+    return {"role": req.role.slug, "subject": req.requester.get_username()}
+
+
+def _lock(request_id: int, *, skip_locked: bool = False) -> AccessRequest | None:
+    return (
+        AccessRequest.objects.select_for_update(skip_locked=skip_locked, of=("self",))
+        .select_related("role", "requester")
+        .filter(pk=request_id)
+        .first()
+    )
+
+
+# --- Validation of a new request --------------------------------------------------------------
+
+
+def _clean_text(value: str | None, *, field: str, required: bool, limit: int, what: str) -> str:
+    text = (value or "").strip()
+    if required and not text:
+        raise Invalid(f"{what} is required for this role", fields={field: [f"{what} is required for this role."]})
+    if len(text) > limit:
+        raise Invalid(f"{what} is too long", fields={field: [f"At most {limit} characters."]})
+    return text
+
+
+def _clean_duration(role: Role, duration: timedelta | None) -> timedelta:
+    if duration is None:
+        return role.default_duration
+    if duration <= timedelta(0):
+        raise Invalid("the duration must be positive", fields={"duration_seconds": ["Must be more than zero."]})
+    if duration > role.max_duration:
+        message = f"At most {humanize_duration(role.max_duration)} for {role.slug}."
+        raise Invalid(f"the duration exceeds the role's maximum: {message}", fields={"duration_seconds": [message]})
+    if role.min_duration and duration < role.min_duration:
+        message = f"At least {humanize_duration(role.min_duration)} for {role.slug}."
+        raise Invalid(f"the duration is below the role's minimum: {message}", fields={"duration_seconds": [message]})
+    return duration
+
+
+def _clean_start(starts_at: datetime | None, now: datetime) -> datetime | None:
+    if starts_at is None:
+        return None
+    if timezone.is_naive(starts_at):
+        raise Invalid(
+            "starts_at needs a time zone", fields={"starts_at": ["Give a time zone, e.g. 2026-01-01T09:00:00Z."]}
+        )
+    if starts_at <= now:
+        raise Invalid("starts_at must be in the future", fields={"starts_at": ["Must be in the future."]})
+    horizon = settings.REQUEST_MAX_SCHEDULE_AHEAD
+    if starts_at > now + horizon:
+        message = f"At most {humanize_duration(horizon)} ahead."
+        raise Invalid(f"starts_at is too far ahead: {message}", fields={"starts_at": [message]})
+    return starts_at
+
+
+def _ensure_routable(role: Role) -> None:
+    if not (role.break_glass or role.auto_approve or role.stages.exists()):
+        # Never approve by default: a role without approvers is a configuration error.
+        raise Conflict(f"{role.slug} has no approvers configured; ask an administrator", code="no_approvers")
+
+
+def _ensure_nothing_open(requester: AbstractBaseUser, role: Role) -> None:
+    pending = AccessRequest.objects.filter(requester=requester, role=role, status=Status.PENDING).first()
+    if pending:
+        raise Conflict(
+            f"you already have a pending request for {role.slug} (#{pending.pk}); cancel it or wait for a decision",
+            code="duplicate_request",
+        )
+
+
+# --- Creation ---------------------------------------------------------------------------------
+
+
+def request_create(
+    *,
+    requester: AbstractBaseUser,
+    role: Role,
+    duration: timedelta | None = None,
+    justification: str = "",
+    ticket: str = "",
+    starts_at: datetime | None = None,
+    via: str,
+    ip: str | None = None,
+    now: datetime | None = None,
+) -> AccessRequest:
+    """Ask for a role. Approved at once for auto-approve and break-glass roles."""
+    now = now or timezone.now()
+    if role.is_retired:
+        raise NotFound(f"role {role.slug} does not exist")
+    if not is_eligible(requester, role):
+        raise NotAllowed(f"you are not eligible for {role.slug}", code="not_eligible")
+    duration = _clean_duration(role, duration)
+    justification = _clean_text(
+        justification,
+        field="justification",
+        required=role.requires_justification or role.break_glass,
+        limit=MAX_JUSTIFICATION,
+        what="a justification",
+    )
+    ticket = _clean_text(ticket, field="ticket", required=role.requires_ticket, limit=MAX_TICKET, what="a ticket")
+    starts_at = _clean_start(starts_at, now)
+    _ensure_routable(role)
+    if role.break_glass and starts_at:
+        raise Invalid(
+            "break-glass access starts at once", fields={"starts_at": ["Break-glass access cannot be scheduled."]}
+        )
+
+    with transaction.atomic():
+        _ensure_nothing_open(requester, role)
+        live = Grant.objects.filter(
+            user=requester, role=role, status__in=(Grant.Status.SCHEDULED, Grant.Status.ACTIVE)
+        ).first()
+        if live:
+            raise Conflict(
+                f"you already hold {role.slug} (grant #{live.pk}); request an extension instead",
+                code="already_granted",
+            )
+        try:
+            with transaction.atomic():
+                req = AccessRequest.objects.create(
+                    role=role,
+                    requester=requester,
+                    duration=duration,
+                    justification=justification,
+                    ticket=ticket,
+                    starts_at=starts_at,
+                    break_glass=role.break_glass,
+                    channel=via,
+                    created_at=now,
+                    expires_at=now + role.request_ttl,
+                )
+        except IntegrityError:
+            # Two requests raced past the check above; the database constraint decided.
+            raise Conflict(f"you already have a pending request for {role.slug}", code="duplicate_request") from None
+        audit.record(
+            "request.created",
+            actor=requester,
+            target=req,
+            via=via,
+            ip=ip,
+            **_facts(req),
+            data={
+                "duration_seconds": int(duration.total_seconds()),
+                "justification": justification,
+                "ticket": ticket,
+                "starts_at": starts_at,
+                "break_glass": role.break_glass,
+            },
+        )
+        if role.break_glass or role.auto_approve:
+            _approve(req, actor=None, via=via, now=now, why="break_glass" if role.break_glass else "auto_approve")
+    log.info("request %s created: %s asks for %s (%s)", req.pk, requester, role, req.status)
+    return req
+
+
+def request_extension(
+    *,
+    grant_id: int,
+    requester: AbstractBaseUser,
+    duration: timedelta,
+    justification: str = "",
+    ticket: str = "",
+    via: str,
+    ip: str | None = None,
+    now: datetime | None = None,
+) -> AccessRequest:
+    """Ask for more time on a live grant; routed by the role's policy like a new request."""
+    now = now or timezone.now()
+    grant = Grant.objects.select_related("role").filter(pk=grant_id, user=requester).first()
+    if grant is None:
+        raise NotFound(f"grant {grant_id} does not exist")
+    role = grant.role
+    if grant.status not in (Grant.Status.ACTIVE, Grant.Status.SCHEDULED) or grant.expires_at <= now:
+        raise Conflict(f"grant {grant.pk} has ended; request the role anew", code="grant_ended")
+    if role.is_retired or not is_eligible(requester, role):
+        raise NotAllowed(f"you are no longer eligible for {role.slug}", code="not_eligible")
+    if duration is None or duration <= timedelta(0):
+        raise Invalid("the extension must be positive", fields={"duration_seconds": ["Must be more than zero."]})
+    room = grant_services.extension_room(grant)
+    if duration > min(room, role.max_duration):
+        message = f"At most {humanize_duration(min(room, role.max_duration))} more for this grant."
+        if room <= timedelta(0):
+            message = "This grant has reached the role's maximum lifetime; request the role anew after it ends."
+        raise Invalid(f"the extension is too long: {message}", fields={"duration_seconds": [message]})
+    justification = _clean_text(
+        justification,
+        field="justification",
+        required=role.requires_justification or role.break_glass,
+        limit=MAX_JUSTIFICATION,
+        what="a justification",
+    )
+    ticket = _clean_text(ticket, field="ticket", required=role.requires_ticket, limit=MAX_TICKET, what="a ticket")
+    _ensure_routable(role)
+
+    with transaction.atomic():
+        _ensure_nothing_open(requester, role)
+        try:
+            with transaction.atomic():
+                req = AccessRequest.objects.create(
+                    role=role,
+                    requester=requester,
+                    kind=AccessRequest.Kind.EXTENSION,
+                    extends_grant=grant,
+                    duration=duration,
+                    justification=justification,
+                    ticket=ticket,
+                    break_glass=role.break_glass,
+                    channel=via,
+                    created_at=now,
+                    expires_at=min(now + role.request_ttl, grant.expires_at),
+                )
+        except IntegrityError:
+            raise Conflict(f"you already have a pending request for {role.slug}", code="duplicate_request") from None
+        audit.record(
+            "request.created",
+            actor=requester,
+            target=req,
+            via=via,
+            ip=ip,
+            **_facts(req),
+            data={
+                "kind": "extension",
+                "grant": grant.pk,
+                "duration_seconds": int(duration.total_seconds()),
+                "justification": justification,
+                "ticket": ticket,
+            },
+        )
+        if role.break_glass or role.auto_approve:
+            _approve(req, actor=None, via=via, now=now, why="break_glass" if role.break_glass else "auto_approve")
+    return req
+
+
+# --- Decisions --------------------------------------------------------------------------------
+
+
+def _stages(role: Role) -> list[ApprovalStage]:
+    return list(role.stages.order_by("position"))
+
+
+def _ensure_open(req: AccessRequest | None, request_id: int, now: datetime) -> AccessRequest:
+    if req is None:
+        raise NotFound(f"request {request_id} does not exist")
+    if req.status != Status.PENDING:
+        raise Conflict(f"request {req.pk} is already {req.status}", code="already_decided")
+    if now >= req.expires_at:
+        raise Conflict(f"request {req.pk} has expired unanswered", code="request_expired")
+    return req
+
+
+def _ensure_may_decide(req: AccessRequest, approver: AbstractBaseUser) -> ApprovalStage:
+    if approver.pk == req.requester_id:
+        raise NotAllowed("you cannot approve or deny your own request", code="self_approval")
+    stages = _stages(req.role)
+    if req.current_stage >= len(stages):
+        raise Conflict(f"request {req.pk} has no stage waiting for a decision", code="already_decided")
+    stage = stages[req.current_stage]
+    if not is_stage_approver(approver, stage):
+        raise NotAllowed(
+            f"you are not an approver of stage {req.current_stage + 1} for {req.role.slug}", code="not_approver"
+        )
+    if req.decisions.filter(approver=approver).exists():
+        raise Conflict(f"you have already decided request {req.pk}", code="already_decided_by_you")
+    return stage
+
+
+def may_decide(req: AccessRequest, user: AbstractBaseUser) -> bool:
+    """For display: would request_approve accept this user now (ignoring MFA)?"""
+    try:
+        _ensure_open(req, req.pk, timezone.now())
+        _ensure_may_decide(req, user)
+    except (Conflict, NotAllowed, NotFound):
+        return False
+    return True
+
+
+def request_approve(
+    *,
+    request_id: int,
+    approver: AbstractBaseUser,
+    comment: str = "",
+    via: str,
+    ip: str | None = None,
+    now: datetime | None = None,
+) -> AccessRequest:
+    """Record one approval; when every stage has its approvals, the request is approved."""
+    now = now or timezone.now()
+    comment = _clean_text(comment, field="comment", required=False, limit=MAX_COMMENT, what="a comment")
+    with transaction.atomic():
+        req = _ensure_open(_lock(request_id), request_id, now)
+        stage = _ensure_may_decide(req, approver)
+        Decision.objects.create(
+            request=req,
+            approver=approver,
+            stage=stage.position,
+            verdict=Decision.Verdict.APPROVE,
+            comment=comment,
+            channel=via,
+            created_at=now,
+        )
+        stages = _stages(req.role)
+        outcome = evaluate(
+            [StageSpec(position=s.position, required=s.required) for s in stages],
+            [
+                Vote(stage=d.stage, approver=str(d.approver_id), approve=d.verdict == Decision.Verdict.APPROVE)
+                for d in req.decisions.all()
+            ],
+        )
+        req.version += 1
+        audit.record(
+            "request.approval_given",
+            actor=approver,
+            target=req,
+            via=via,
+            ip=ip,
+            **_facts(req),
+            data={"stage": stage.position + 1, "comment": comment},
+        )
+        if outcome.approved:
+            _approve(req, actor=approver, via=via, now=now, why="approvals", ip=ip)
+        else:
+            next_stage = outcome.current_stage
+            if next_stage is not None and next_stage != req.current_stage:
+                req.current_stage = next_stage
+            req.save(update_fields=["version", "current_stage"])
+    return req
+
+
+def _approve(
+    req: AccessRequest, *, actor: AbstractBaseUser | None, via: str, now: datetime, why: str, ip: str | None = None
+) -> None:
+    """Final approval: the request becomes a grant, or moves its grant's expiry (extension)."""
+    req.status = Status.APPROVED
+    req.decided_at = now
+    req.version += 1
+    req.save(update_fields=["status", "decided_at", "version", "current_stage"])
+    approvers = list(
+        req.decisions.filter(verdict=Decision.Verdict.APPROVE).values_list("approver__username", flat=True)
+    )
+    audit.record(
+        "request.approved",
+        actor=actor,
+        target=req,
+        via=via,
+        ip=ip,
+        **_facts(req),
+        data={"why": why, "approvers": approvers, "kind": req.kind, "break_glass": req.break_glass},
+    )
+    if req.kind == AccessRequest.Kind.EXTENSION:
+        grant_services.grant_extend(
+            grant_id=req.extends_grant_id, duration=req.duration, actor=actor, via=via, request_id=req.pk, now=now
+        )
+    else:
+        grant_services.grant_create(request=req, actor=actor, via=via, now=now)
+
+
+def request_deny(
+    *,
+    request_id: int,
+    approver: AbstractBaseUser,
+    comment: str,
+    via: str,
+    ip: str | None = None,
+    now: datetime | None = None,
+) -> AccessRequest:
+    """One deny from an approver of the current stage ends the request."""
+    now = now or timezone.now()
+    comment = _clean_text(comment, field="comment", required=True, limit=MAX_COMMENT, what="a comment")
+    with transaction.atomic():
+        req = _ensure_open(_lock(request_id), request_id, now)
+        stage = _ensure_may_decide(req, approver)
+        Decision.objects.create(
+            request=req,
+            approver=approver,
+            stage=stage.position,
+            verdict=Decision.Verdict.DENY,
+            comment=comment,
+            channel=via,
+            created_at=now,
+        )
+        req.status = Status.DENIED
+        req.decided_at = now
+        req.version += 1
+        req.save(update_fields=["status", "decided_at", "version"])
+        audit.record(
+            "request.denied",
+            actor=approver,
+            target=req,
+            via=via,
+            ip=ip,
+            **_facts(req),
+            data={"stage": stage.position + 1, "comment": comment},
+        )
+    return req
+
+
+def request_cancel(
+    *,
+    request_id: int,
+    requester: AbstractBaseUser,
+    via: str,
+    ip: str | None = None,
+    now: datetime | None = None,
+) -> AccessRequest:
+    """The requester withdraws a pending request."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        req = _lock(request_id)
+        if req is None or req.requester_id != requester.pk:
+            raise NotFound(f"request {request_id} does not exist")
+        if req.status != Status.PENDING:
+            raise Conflict(f"request {req.pk} is already {req.status}", code="already_decided")
+        _close(req, Status.CANCELLED, reason="withdrawn by the requester", now=now)
+        audit.record("request.cancelled", actor=requester, target=req, via=via, ip=ip, **_facts(req), data={})
+    return req
+
+
+def request_close_for_user(
+    *, request_id: int, actor: AbstractBaseUser | None, reason: str, via: str, now: datetime | None = None
+) -> AccessRequest | None:
+    """Cancel a pending request on someone else's decision (a risk signal); no-op otherwise."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        req = _lock(request_id)
+        if req is None or req.status != Status.PENDING:
+            return req
+        _close(req, Status.CANCELLED, reason=reason, now=now)
+        audit.record("request.cancelled", actor=actor, target=req, via=via, **_facts(req), data={"reason": reason})
+    return req
+
+
+def _close(req: AccessRequest, status: str, *, reason: str, now: datetime) -> None:
+    req.status = status
+    req.decided_at = now
+    req.closed_reason = reason
+    req.version += 1
+    req.save(update_fields=["status", "decided_at", "closed_reason", "version"])
+
+
+def request_expire(*, request_id: int, now: datetime | None = None, skip_locked: bool = False) -> AccessRequest | None:
+    """Nobody decided within the role's request TTL (or the grant to extend has ended)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        req = _lock(request_id, skip_locked=skip_locked)
+        if req is None or req.status != Status.PENDING:
+            return req
+        grant_gone = req.kind == AccessRequest.Kind.EXTENSION and (
+            req.extends_grant.status not in (Grant.Status.ACTIVE, Grant.Status.SCHEDULED)
+        )
+        if now < req.expires_at and not grant_gone:
+            return req
+        reason = "the grant it extends has ended" if grant_gone else "nobody decided in time"
+        _close(req, Status.EXPIRED, reason=reason, now=now)
+        audit.record(
+            "request.expired",
+            actor=None,
+            target=req,
+            via=Channel.WORKER,
+            **_facts(req),
+            data={"reason": reason, "expires_at": req.expires_at},
+        )
+    return req
+
+
+def requests_sweep(*, now: datetime, batch: int = 500) -> int:
+    """Expire pending requests past their TTL and extension requests whose grant has ended."""
+    from django.db.models import Q
+
+    candidates = AccessRequest.objects.filter(status=Status.PENDING).filter(
+        Q(expires_at__lte=now)
+        | Q(
+            kind=AccessRequest.Kind.EXTENSION,
+            extends_grant__status__in=[s for s in Grant.Status.values if s not in ("active", "scheduled")],
+        )
+    )
+    closed = 0
+    for pk in candidates.values_list("pk", flat=True)[:batch]:
+        req = request_expire(request_id=pk, now=now, skip_locked=True)
+        if req is not None and req.status == Status.EXPIRED:
+            closed += 1
+    return closed

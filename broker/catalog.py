@@ -1,0 +1,45 @@
+"""Reads of the catalog: who is eligible for what, and who may approve a stage."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Q, QuerySet
+
+from broker.models import ApprovalStage, Eligibility, Role
+
+User = get_user_model()
+
+AUDITORS_GROUP = "auditors"
+SECURITY_GROUP = "security"
+
+
+def eligible_roles(user: AbstractBaseUser) -> QuerySet[Role]:
+    """Live roles the user may request, directly or through one of their groups."""
+    if not user.is_authenticated or not user.is_active:
+        return Role.objects.none()
+    eligible = Eligibility.objects.filter(Q(user=user) | Q(group__user=user)).values("role_id")
+    return Role.objects.live().filter(pk__in=eligible)
+
+
+def is_eligible(user: AbstractBaseUser, role: Role) -> bool:
+    if role.is_retired or not user.is_active:
+        return False
+    return Eligibility.objects.filter(Q(user=user) | Q(group__user=user), role=role).exists()
+
+
+def stage_approvers(stage: ApprovalStage) -> QuerySet:
+    """Active users named in the stage, directly or through a group."""
+    return User.objects.filter(
+        Q(pk__in=stage.users.values("pk")) | Q(groups__in=stage.groups.all()), is_active=True
+    ).distinct()
+
+
+def is_stage_approver(user: AbstractBaseUser, stage: ApprovalStage) -> bool:
+    if not user.is_active:
+        return False
+    return stage.users.filter(pk=user.pk).exists() or stage.groups.filter(pk__in=user.groups.values("pk")).exists()
+
+
+def is_auditor(user: AbstractBaseUser) -> bool:
+    return user.is_active and user.groups.filter(name=AUDITORS_GROUP).exists()

@@ -1,0 +1,40 @@
+import sys
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from broker import policy
+
+
+class Command(BaseCommand):
+    help = "Validate a policy file (roles and eligibility) and make the catalog match it."
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", help="the YAML policy file, or - for standard input")
+        parser.add_argument("--dry-run", action="store_true", help="print the changes without writing anything")
+        parser.add_argument(
+            "--prune", action="store_true", help="retire roles missing from the file and end grants no longer allowed"
+        )
+
+    def handle(self, *args, file, dry_run, prune, **options):
+        try:
+            text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"cannot read {file}: {exc}") from None
+        try:
+            loaded = policy.load(text)
+        except policy.PolicyInvalid as exc:
+            for error in exc.errors:
+                self.stderr.write(f"{file}: {error}")
+            raise CommandError(f"{len(exc.errors)} error(s) in {file}; nothing was changed") from None
+
+        changes = policy.apply(loaded, prune=prune, dry_run=dry_run, via="cli", source=str(file))
+        real = [c for c in changes if c.kind not in ("kept", "warning")]
+        for change in changes:
+            self.stdout.write(f"  {change}")
+        if dry_run:
+            self.stdout.write(f"dry run: {len(real)} change(s) would be made; nothing was written")
+        elif real:
+            self.stdout.write(self.style.SUCCESS(f"applied {file}: {len(real)} change(s)"))
+        else:
+            self.stdout.write(f"{file}: already up to date, nothing changed")

@@ -1,0 +1,80 @@
+"""Demo users, groups and policy for README command 1. Idempotent: run it as often as you like."""
+
+import json
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from broker.catalog import AUDITORS_GROUP, SECURITY_GROUP
+
+DEMO_POLICY = Path(settings.BASE_DIR) / "demo" / "policy.yaml"
+
+# username: (groups, is_staff, is_superuser, what they are for)
+PEOPLE = {
+    "admin": ([], True, True, "administrator (Django admin, revokes any grant)"),
+    "alice": (["dba", "developers", "oncall"], False, False, "requester (dba, developers, on call)"),
+    "bob": (["developers"], False, False, "requester (developers)"),
+    "carol": (["dba-leads"], False, False, "approver (dba-leads; change manager for prod-deploy)"),
+    "dave": (["sre-leads"], False, False, "approver (sre-leads)"),
+    "erin": ([AUDITORS_GROUP], False, False, "auditor (reads everything, changes nothing)"),
+    "frank": ([SECURITY_GROUP], False, False, "security (notified of break-glass)"),
+}
+TOTP_USERS = ("carol", "dave", "alice", "admin")
+
+
+class Command(BaseCommand):
+    help = "Create demo users, groups and the demo policy; print the demo credentials."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--quiet", action="store_true", help="do not print the credentials")
+
+    def handle(self, *args, quiet=False, **options):
+        if not settings.DEBUG:
+            raise CommandError("seed_demo creates users with known passwords; it runs only with DEBUG=1")
+        store = Path(settings.VAR_DIR) / "demo-credentials.json"
+        saved = json.loads(store.read_text()) if store.exists() else {}
+        User = get_user_model()
+        for username, (groups, staff, superuser, _) in PEOPLE.items():
+            user = User.objects.filter(username=username).first()
+            if user is None or username not in saved:
+                saved[username] = {"password": secrets.token_urlsafe(9)}
+                user = user or User(username=username, email=f"{username}@example.com")
+                user.is_staff, user.is_superuser = staff, superuser
+                user.set_password(saved[username]["password"])
+                user.save()
+            for name in groups:
+                user.groups.add(Group.objects.get_or_create(name=name)[0])
+            if username in TOTP_USERS:
+                device = TOTPDevice.objects.filter(user=user, name="demo authenticator").first()
+                if device is None:
+                    device = TOTPDevice.objects.create(user=user, name="demo authenticator", confirmed=True)
+                saved[username]["totp_secret"] = _base32(device.bin_key)
+        for name in ("sre-leads", "dba-leads", "dba", "developers", "oncall", AUDITORS_GROUP, SECURITY_GROUP):
+            Group.objects.get_or_create(name=name)
+        store.write_text(json.dumps(saved, indent=2))
+        store.chmod(0o600)
+
+        call_command("apply_policy", str(DEMO_POLICY), stdout=self.stdout, stderr=self.stderr)
+        if quiet:
+            return
+        self.stdout.write("")
+        self.stdout.write(self.style.WARNING("Demo users (local demo only; stored in var/demo-credentials.json):"))
+        for username, (_, _, _, what) in PEOPLE.items():
+            line = f"  {username:<6} password {saved[username]['password']:<14} {what}"
+            if "totp_secret" in saved[username]:
+                line += (
+                    f"\n         TOTP secret {saved[username]['totp_secret']} (python manage.py totp_code {username})"
+                )
+            self.stdout.write(line)
+
+
+def _base32(key: bytes) -> str:
+    import base64
+
+    return base64.b32encode(key).decode().rstrip("=")

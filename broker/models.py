@@ -1,0 +1,203 @@
+"""The catalog (roles, approval stages, eligibility), the audit trail and API tokens."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import F, Q
+
+slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]*$", "Use lowercase letters, digits and hyphens.")
+
+
+class Channel(models.TextChoices):
+    PORTAL = "portal"
+    API = "api"
+    EMAIL = "email"
+    WORKER = "worker"
+    CLI = "cli"
+
+
+class RoleQuerySet(models.QuerySet):
+    def live(self) -> RoleQuerySet:
+        return self.filter(retired_at__isnull=True)
+
+
+class Role(models.Model):
+    slug = models.CharField(max_length=64, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+
+    max_duration = models.DurationField()
+    default_duration = models.DurationField()
+    min_duration = models.DurationField(null=True, blank=True)
+    # Cap on the whole life of a grant, extensions included, counted from its start. Empty: the
+    # role's max_duration, so extensions can only use what is left of it.
+    max_total_duration = models.DurationField(null=True, blank=True)
+
+    requires_justification = models.BooleanField(default=True)
+    requires_ticket = models.BooleanField(default=False)
+    requires_mfa = models.BooleanField(default=False)
+    break_glass = models.BooleanField(default=False)
+
+    auto_approve = models.BooleanField(default=False)
+    request_ttl = models.DurationField(default=timedelta(hours=24))
+
+    connector = models.CharField(max_length=64, default="django_group")
+    connector_config = models.JSONField(default=dict, blank=True)
+    authoritative = models.BooleanField(default=False)
+
+    managed_by_policy = models.BooleanField(default=False, editable=False)
+    retired_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = RoleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(default_duration__lte=F("max_duration")),
+                name="role_default_within_max",
+            ),
+            models.CheckConstraint(
+                condition=Q(min_duration__isnull=True) | Q(min_duration__lte=F("default_duration")),
+                name="role_min_within_default",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_total_duration__isnull=True) | Q(max_total_duration__gte=F("max_duration")),
+                name="role_total_at_least_max",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def is_retired(self) -> bool:
+        return self.retired_at is not None
+
+    @property
+    def lifetime_cap(self) -> timedelta:
+        return self.max_total_duration or self.max_duration
+
+
+class ApprovalStage(models.Model):
+    """One stage of a role's approval policy: `required` distinct approvals from these people."""
+
+    role = models.ForeignKey(Role, on_delete=models.CASCADE, related_name="stages")
+    position = models.PositiveSmallIntegerField()
+    required = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1)])
+    users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+    groups = models.ManyToManyField(Group, blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["role", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["role", "position"], name="stage_unique_position"),
+            models.CheckConstraint(condition=Q(required__gte=1), name="stage_required_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role.slug} stage {self.position + 1}"
+
+
+class Eligibility(models.Model):
+    """Who may request a role: one user or every member of one group."""
+
+    role = models.ForeignKey(Role, on_delete=models.CASCADE, related_name="eligibilities")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="eligibilities"
+    )
+    group = models.ForeignKey(Group, null=True, blank=True, on_delete=models.CASCADE, related_name="eligibilities")
+
+    class Meta:
+        verbose_name_plural = "eligibilities"
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(user__isnull=False) & Q(group__isnull=True))
+                | (Q(user__isnull=True) & Q(group__isnull=False)),
+                name="eligibility_user_xor_group",
+            ),
+            models.UniqueConstraint(
+                fields=["role", "user"], condition=Q(user__isnull=False), name="eligibility_unique_user"
+            ),
+            models.UniqueConstraint(
+                fields=["role", "group"], condition=Q(group__isnull=False), name="eligibility_unique_group"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        who = f"user {self.user}" if self.user_id else f"group {self.group}"
+        return f"{who} → {self.role}"
+
+
+class AuditEvent(models.Model):
+    """One link of the tamper-evident trail; see broker/audit.py for how the chain is built."""
+
+    seq = models.BigIntegerField(unique=True)
+    at = models.DateTimeField(db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Kept as text too: the chain must verify after a user is deleted.
+    actor_name = models.CharField(max_length=150)
+    action = models.CharField(max_length=64, db_index=True)
+    target_type = models.CharField(max_length=32)
+    target_id = models.CharField(max_length=64, blank=True)
+    role = models.CharField(max_length=64, blank=True, db_index=True)
+    subject = models.CharField(max_length=150, blank=True, db_index=True)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    ip = models.CharField(max_length=45, blank=True)
+    data = models.JSONField(default=dict)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["-seq"]
+        indexes = [models.Index(fields=["target_type", "target_id"], name="audit_target")]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.action} by {self.actor_name}"
+
+
+class AuditHead(models.Model):
+    """A single row holding the end of the chain. Writers lock it, so the chain cannot fork."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    seq = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="audit_head_singleton")]
+
+    def __str__(self) -> str:
+        return f"audit head #{self.seq}"
+
+
+class ApiToken(models.Model):
+    class Scope(models.TextChoices):
+        READ = "read"
+        REQUEST = "request"
+        APPROVE = "approve"
+        ADMIN = "admin"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, db_index=True)
+    digest = models.CharField(max_length=64, unique=True)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"

@@ -1,0 +1,54 @@
+"""Grants in the admin: read-only rows; revoking and retrying go through the services."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+
+from broker.admin import ReadOnlyAdmin
+from broker.errors import BrokerError
+from broker.http import client_ip
+from broker.models import Channel
+from grants import services
+from grants.models import Grant
+
+
+@admin.register(Grant)
+class GrantAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "user",
+        "role",
+        "status",
+        "starts_at",
+        "expires_at",
+        "ended_at",
+        "end_reason",
+        "break_glass",
+        "attempts",
+    )
+    list_filter = ("status", "end_reason", "break_glass", "role")
+    search_fields = ("user__username", "role__slug")
+    actions = ("revoke", "retry_removal")
+
+    @admin.action(description="Revoke selected grants now")
+    def revoke(self, request, queryset):
+        for grant in queryset:
+            try:
+                grant = services.grant_revoke(
+                    grant_id=grant.pk,
+                    actor=request.user,
+                    reason="revoked in the admin",
+                    via=Channel.PORTAL,
+                    ip=client_ip(request),
+                )
+                messages.info(request, f"Grant #{grant.pk}: {grant.status}.")
+            except BrokerError as exc:
+                messages.error(request, f"Grant #{grant.pk}: {exc.detail}")
+
+    @admin.action(description="Retry the removal of selected grants")
+    def retry_removal(self, request, queryset):
+        for grant in queryset:
+            grant = services.grant_remove(grant_id=grant.pk, force=True)
+            messages.info(
+                request, f"Grant #{grant.pk}: {grant.status}{' — ' + grant.last_error if grant.last_error else ''}."
+            )

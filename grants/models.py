@@ -1,0 +1,115 @@
+"""Grants: the time-boxed holding of a role. Lifecycle lives in services.py."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from broker.models import Role
+
+LIVE_STATUSES = ("scheduled", "active")
+ENDING_STATUSES = ("revoking", "revoke_failed")
+
+
+class GrantQuerySet(models.QuerySet):
+    def effective(self, now: datetime | None = None) -> GrantQuerySet:
+        """The one rule that says whether a grant gives access right now (see DESIGN.md)."""
+        now = now or timezone.now()
+        return self.filter(status=Grant.Status.ACTIVE, starts_at__lte=now, expires_at__gt=now)
+
+
+class Grant(models.Model):
+    audit_type = "grant"
+
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled"
+        ACTIVE = "active"
+        REVOKING = "revoking"
+        EXPIRED = "expired"
+        REVOKED = "revoked"
+        REVOKE_FAILED = "revoke_failed"
+        FAILED = "failed"
+
+    class EndReason(models.TextChoices):
+        EXPIRY = "expiry"
+        RELINQUISHED = "relinquished"
+        REVOKED = "revoked"
+        RISK_SIGNAL = "risk_signal"
+        ELIGIBILITY_LOST = "eligibility_lost"
+        ROLE_RETIRED = "role_retired"
+        ACTIVATION_FAILED = "activation_failed"
+        NOT_ACTIVATED = "not_activated"
+
+    request = models.OneToOneField("approvals.AccessRequest", on_delete=models.PROTECT, related_name="grant")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="grants")
+    role = models.ForeignKey(Role, on_delete=models.PROTECT, related_name="grants")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SCHEDULED)
+    starts_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField()
+    activated_at = models.DateTimeField(null=True, blank=True)
+    # When the end was decided, and when the connector confirmed the removal.
+    end_requested_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=32, choices=EndReason.choices, blank=True)
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    end_comment = models.TextField(blank=True)
+    # Connector work in progress (activation or removal): attempts so far, when to try again,
+    # and the last error the connector gave.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    # The expires_at for which a revoke task with an ETA is queued (the sweeper queues the rest).
+    eta_queued_for = models.DateTimeField(null=True, blank=True)
+
+    break_glass = models.BooleanField(default=False)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    review_note = models.TextField(blank=True)
+
+    objects = GrantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-starts_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(
+                    status__in=["scheduled", "active", "revoking", "expired", "revoked", "revoke_failed", "failed"]
+                ),
+                name="grant_status_valid",
+            ),
+            models.CheckConstraint(condition=Q(expires_at__gt=F("starts_at")), name="grant_ends_after_start"),
+            # A person holds a role through one live grant at a time; more time is an extension.
+            models.UniqueConstraint(
+                fields=["user", "role"], condition=Q(status__in=LIVE_STATUSES), name="grant_one_live_per_user_role"
+            ),
+            # Ended means removed: no grant is expired or revoked without a confirmed removal time.
+            models.CheckConstraint(
+                condition=~Q(status__in=["expired", "revoked"]) | Q(ended_at__isnull=False),
+                name="grant_ended_has_time",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["expires_at"], condition=Q(status="active"), name="grant_active_expiry"),
+            models.Index(fields=["starts_at"], condition=Q(status="scheduled"), name="grant_scheduled_start"),
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status__in=["revoking", "revoke_failed"]),
+                name="grant_removal_retry",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"grant #{self.pk} {self.user} → {self.role} ({self.status})"
+
+    def is_effective(self, now: datetime | None = None) -> bool:
+        now = now or timezone.now()
+        return self.status == self.Status.ACTIVE and self.starts_at <= now < self.expires_at

@@ -1,0 +1,550 @@
+"""Every change of a grant's state. One function per transition, row locked, audited.
+
+Lock order, everywhere: AccessRequest rows, then Grant rows, then the audit head (taken last by
+``audit.record``). Connector calls happen while the grant's row is locked, before the audit head
+is taken, so that activation and removal of one grant never interleave and the audit chain is
+never held up by a slow target.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from broker import audit
+from broker.catalog import is_eligible
+from broker.errors import Conflict, NotAllowed, NotFound
+from broker.models import Channel
+from grants import tasks
+from grants.connectors import ConnectorError, connector_for
+from grants.models import Grant
+
+log = logging.getLogger(__name__)
+
+S = Grant.Status
+R = Grant.EndReason
+
+# What a confirmed removal turns a grant into, by why it ended.
+_FINAL_STATUS = {
+    R.EXPIRY: S.EXPIRED,
+    R.NOT_ACTIVATED: S.EXPIRED,
+    R.ACTIVATION_FAILED: S.FAILED,
+}
+# The audit action written when the removal is confirmed, by why the grant ended.
+_FINAL_ACTION = {
+    R.EXPIRY: "grant.expired",
+    R.NOT_ACTIVATED: "grant.expired",
+    R.RELINQUISHED: "grant.relinquished",
+    R.ACTIVATION_FAILED: "grant.failed",
+}
+
+
+def _facts(grant: Grant) -> dict:
+    return {"role": grant.role.slug, "subject": grant.user.get_username()}
+
+
+def _lock(grant_id: int, *, skip_locked: bool = False) -> Grant | None:
+    return (
+        Grant.objects.select_for_update(skip_locked=skip_locked, of=("self",))
+        .select_related("role", "user")
+        .filter(pk=grant_id)
+        .first()
+    )
+
+
+def _error_text(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ConnectorError) else str(exc)
+    return text[:2000]
+
+
+def _backoff(attempts: int) -> timedelta:
+    base = settings.REVOKE_RETRY_BASE.total_seconds()
+    delay = min(base * (2 ** max(0, attempts - 1)), settings.REVOKE_RETRY_MAX.total_seconds())
+    return timedelta(seconds=delay)
+
+
+def _within_horizon(when: datetime, now: datetime) -> bool:
+    return when - now <= settings.REVOKE_ETA_HORIZON
+
+
+def _queue_after_commit(task, grant_id: int, eta: datetime, now: datetime) -> None:
+    if eta <= now:
+        transaction.on_commit(lambda: task.delay(grant_id))
+    else:
+        transaction.on_commit(lambda: task.apply_async((grant_id,), eta=eta))
+
+
+def _queue_expiry(grant: Grant, now: datetime) -> None:
+    """Push layer: a revoke task with an ETA at expires_at, if that is within the horizon."""
+    if grant.eta_queued_for == grant.expires_at or not _within_horizon(grant.expires_at, now):
+        return
+    grant.eta_queued_for = grant.expires_at
+    grant.save(update_fields=["eta_queued_for"])
+    _queue_after_commit(tasks.expire_grant, grant.pk, grant.expires_at, now)
+
+
+# --- Creation -------------------------------------------------------------------------------------
+
+
+def grant_create(*, request, actor: AbstractBaseUser | None, via: str, now: datetime) -> Grant:
+    """Turn an approved request into a grant. Runs inside the approving transaction.
+
+    The clock starts at approval (or at the requested start, if later), not at the request.
+    """
+    starts_at = max(now, request.starts_at) if request.starts_at else now
+    try:
+        with transaction.atomic():
+            grant = Grant.objects.create(
+                request=request,
+                user=request.requester,
+                role=request.role,
+                status=S.SCHEDULED,
+                starts_at=starts_at,
+                expires_at=starts_at + request.duration,
+                created_at=now,
+                break_glass=request.break_glass,
+            )
+    except IntegrityError:
+        raise Conflict(
+            f"{request.requester.get_username()} already holds {request.role.slug}; request an extension instead",
+            code="already_granted",
+        ) from None
+    audit.record(
+        "grant.scheduled",
+        actor=actor,
+        target=grant,
+        via=via,
+        **_facts(grant),
+        data={
+            "request": request.pk,
+            "starts_at": grant.starts_at,
+            "expires_at": grant.expires_at,
+            "break_glass": grant.break_glass,
+        },
+    )
+    if _within_horizon(starts_at, now):
+        _queue_after_commit(tasks.activate_grant, grant.pk, starts_at, now)
+    return grant
+
+
+# --- Activation -----------------------------------------------------------------------------------
+
+
+def grant_activate(*, grant_id: int, now: datetime | None = None, skip_locked: bool = False) -> Grant | None:
+    """Switch a due scheduled grant on in the target. Idempotent: anything else is a no-op."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        grant = _lock(grant_id, skip_locked=skip_locked)
+        if grant is None or grant.status != S.SCHEDULED or grant.starts_at > now:
+            return grant
+        if grant.next_attempt_at and grant.next_attempt_at > now:
+            return grant
+        if now >= grant.expires_at:
+            # The whole window passed before any worker got to it (all workers down): it never
+            # gave access. Remove anyway, in case an earlier attempt got through before a crash.
+            return _end_and_remove(grant, reason=R.NOT_ACTIVATED, actor=None, via=Channel.WORKER, now=now)
+        if grant.role.is_retired:
+            return _end_and_remove(grant, reason=R.ROLE_RETIRED, actor=None, via=Channel.WORKER, now=now)
+        if not is_eligible(grant.user, grant.role):
+            return _end_and_remove(grant, reason=R.ELIGIBILITY_LOST, actor=None, via=Channel.WORKER, now=now)
+        if Grant.objects.filter(user=grant.user, role=grant.role, status=S.REVOKING).exists():
+            # The previous grant of this role is still being removed; switching this one on now
+            # could be undone by that removal. Try again shortly.
+            grant.next_attempt_at = now + timedelta(seconds=2)
+            grant.save(update_fields=["next_attempt_at"])
+            _queue_after_commit(tasks.activate_grant, grant.pk, grant.next_attempt_at, now)
+            return grant
+
+        try:
+            with transaction.atomic():
+                connector = connector_for(grant.role)
+                connector.grant(grant.user)
+                if not connector.is_granted(grant.user):
+                    raise ConnectorError("the target does not show the access after granting it")
+        except Exception as exc:  # noqa: BLE001 - any connector failure is retried, never fatal
+            return _activation_failed(grant, exc, now)
+
+        grant.status = S.ACTIVE
+        grant.activated_at = timezone.now()
+        grant.attempts = 0
+        grant.next_attempt_at = None
+        grant.last_error = ""
+        grant.save(update_fields=["status", "activated_at", "attempts", "next_attempt_at", "last_error"])
+        audit.record(
+            "grant.activated",
+            actor=None,
+            target=grant,
+            via=Channel.WORKER,
+            **_facts(grant),
+            data={"starts_at": grant.starts_at, "expires_at": grant.expires_at, "connector": grant.role.connector},
+        )
+        _queue_expiry(grant, now)
+    log.info("grant %s activated: %s holds %s until %s", grant.pk, grant.user, grant.role, grant.expires_at)
+    return grant
+
+
+def _activation_failed(grant: Grant, exc: BaseException, now: datetime) -> Grant:
+    grant.attempts += 1
+    grant.last_error = _error_text(exc)
+    log.warning("grant %s: activation attempt %s failed: %s", grant.pk, grant.attempts, grant.last_error)
+    if grant.attempts >= settings.ACTIVATE_MAX_ATTEMPTS:
+        grant.save(update_fields=["attempts", "last_error"])
+        audit.record(
+            "grant.connector_failed",
+            actor=None,
+            target=grant,
+            via=Channel.WORKER,
+            **_facts(grant),
+            data={"operation": "grant", "attempt": grant.attempts, "error": grant.last_error, "final": True},
+        )
+        return _end_and_remove(grant, reason=R.ACTIVATION_FAILED, actor=None, via=Channel.WORKER, now=now)
+    grant.next_attempt_at = now + _backoff(grant.attempts)
+    grant.save(update_fields=["attempts", "last_error", "next_attempt_at"])
+    audit.record(
+        "grant.connector_failed",
+        actor=None,
+        target=grant,
+        via=Channel.WORKER,
+        **_facts(grant),
+        data={
+            "operation": "grant",
+            "attempt": grant.attempts,
+            "error": grant.last_error,
+            "next_attempt_at": grant.next_attempt_at,
+        },
+    )
+    _queue_after_commit(tasks.activate_grant, grant.pk, grant.next_attempt_at, now)
+    return grant
+
+
+# --- Extension ------------------------------------------------------------------------------------
+
+
+def extension_room(grant: Grant) -> timedelta:
+    """How much later expires_at may still move under the role's lifetime cap."""
+    return max(timedelta(0), grant.starts_at + grant.role.lifetime_cap - grant.expires_at)
+
+
+def grant_extend(
+    *, grant_id: int, duration: timedelta, actor: AbstractBaseUser | None, via: str, request_id: int, now: datetime
+) -> Grant:
+    """Move a live grant's expiry later (an approved extension request). Runs in the approving transaction."""
+    grant = _lock(grant_id)
+    if grant is None or grant.status not in (S.ACTIVE, S.SCHEDULED) or grant.expires_at <= now:
+        raise Conflict("the grant this extension is for has already ended", code="grant_ended")
+    room = extension_room(grant)
+    if room <= timedelta(0):
+        raise Conflict("the grant has reached the role's maximum lifetime", code="extension_cap")
+    old = grant.expires_at
+    grant.expires_at = old + min(duration, room)
+    grant.save(update_fields=["expires_at"])
+    audit.record(
+        "grant.extended",
+        actor=actor,
+        target=grant,
+        via=via,
+        **_facts(grant),
+        data={"request": request_id, "from": old, "to": grant.expires_at},
+    )
+    if grant.status == S.ACTIVE:
+        _queue_expiry(grant, now)
+    return grant
+
+
+# --- Ending ---------------------------------------------------------------------------------------
+
+
+def grant_relinquish(
+    *,
+    grant_id: int,
+    user: AbstractBaseUser,
+    via: str,
+    ip: str | None = None,
+    comment: str = "",
+    now: datetime | None = None,
+) -> Grant:
+    """The holder gives the role back early."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        grant = _lock(grant_id)
+        if grant is None or grant.user_id != user.pk:
+            raise NotAllowed("only the holder may relinquish a grant")
+        _ensure_live(grant)
+        return _end_and_remove(grant, reason=R.RELINQUISHED, actor=user, via=via, ip=ip, comment=comment, now=now)
+
+
+def grant_revoke(
+    *,
+    grant_id: int,
+    actor: AbstractBaseUser | None,
+    reason: str,
+    via: str,
+    end_reason: str = R.REVOKED,
+    ip: str | None = None,
+    now: datetime | None = None,
+) -> Grant:
+    """End a grant early on someone else's decision (an admin, a risk signal, lost eligibility)."""
+    now = now or timezone.now()
+    if actor is not None and not actor.is_staff:
+        raise NotAllowed("only administrators may revoke another person's grant")
+    with transaction.atomic():
+        grant = _lock(grant_id)
+        if grant is None:
+            raise NotFound(f"grant {grant_id} does not exist")
+        _ensure_live(grant)
+        return _end_and_remove(grant, reason=end_reason, actor=actor, via=via, ip=ip, comment=reason, now=now)
+
+
+def grant_expire(*, grant_id: int, now: datetime | None = None, skip_locked: bool = False) -> Grant | None:
+    """End an active grant whose time is up. Idempotent; a no-op before expires_at."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        grant = _lock(grant_id, skip_locked=skip_locked)
+        if grant is None or grant.status != S.ACTIVE or grant.expires_at > now:
+            return grant
+        return _end_and_remove(grant, reason=R.EXPIRY, actor=None, via=Channel.WORKER, now=now)
+
+
+def grant_remove(
+    *, grant_id: int, now: datetime | None = None, skip_locked: bool = False, force: bool = False
+) -> Grant | None:
+    """Retry the removal of a grant whose end was decided. ``force`` ignores the backoff (by hand)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        grant = _lock(grant_id, skip_locked=skip_locked)
+        if grant is None or grant.status not in (S.REVOKING, S.REVOKE_FAILED):
+            return grant
+        if not force and grant.next_attempt_at and grant.next_attempt_at > now:
+            return grant
+        return _remove(grant, now=now, via=Channel.WORKER)
+
+
+def _ensure_live(grant: Grant) -> None:
+    if grant.status not in (S.SCHEDULED, S.ACTIVE):
+        raise Conflict(f"grant {grant.pk} is already {grant.status}", code="grant_ended")
+
+
+def _end_and_remove(
+    grant: Grant,
+    *,
+    reason: str,
+    actor: AbstractBaseUser | None,
+    via: str,
+    now: datetime,
+    ip: str | None = None,
+    comment: str = "",
+) -> Grant:
+    """Decide the end (status revoking: never effective again) and try the removal at once."""
+    grant.status = S.REVOKING
+    grant.end_reason = reason
+    grant.end_requested_at = now
+    grant.ended_by = actor
+    grant.end_comment = comment
+    grant.attempts = 0
+    grant.next_attempt_at = None
+    grant.save(
+        update_fields=[
+            "status",
+            "end_reason",
+            "end_requested_at",
+            "ended_by",
+            "end_comment",
+            "attempts",
+            "next_attempt_at",
+        ]
+    )
+    return _remove(grant, now=now, via=via, actor=actor, ip=ip, first=True)
+
+
+def _still_needed_elsewhere(grant: Grant, connector) -> bool:
+    """Another live grant of this user gives the very same access (two roles, one target group)."""
+    others = Grant.objects.filter(user=grant.user, status=S.ACTIVE).exclude(pk=grant.pk).select_related("role")
+    return any(connector_for(other.role).target_key() == connector.target_key() for other in others)
+
+
+def _remove(
+    grant: Grant,
+    *,
+    now: datetime,
+    via: str,
+    actor: AbstractBaseUser | None = None,
+    ip: str | None = None,
+    first: bool = False,
+) -> Grant:
+    """Remove the access in the target; only a confirmed removal ends the grant."""
+    try:
+        with transaction.atomic():
+            connector = connector_for(grant.role)
+            if not _still_needed_elsewhere(grant, connector):
+                connector.revoke(grant.user)
+                if connector.is_granted(grant.user):
+                    raise ConnectorError("the target still shows the access after removing it")
+    except Exception as exc:  # noqa: BLE001 - any connector failure is retried, never fatal
+        return _removal_failed(grant, exc, now=now, via=via, actor=actor, ip=ip, first=first)
+
+    grant.status = _FINAL_STATUS.get(grant.end_reason, S.REVOKED)
+    grant.ended_at = timezone.now()
+    grant.next_attempt_at = None
+    grant.save(update_fields=["status", "ended_at", "next_attempt_at"])
+    lag = (grant.ended_at - grant.expires_at).total_seconds() if grant.end_reason == R.EXPIRY else None
+    audit.record(
+        _FINAL_ACTION.get(grant.end_reason, "grant.revoked"),
+        actor=actor if first else None,
+        target=grant,
+        via=via,
+        ip=ip,
+        **_facts(grant),
+        data={
+            "end_reason": grant.end_reason,
+            "comment": grant.end_comment,
+            "by": grant.ended_by.get_username() if grant.ended_by else "system",
+            "expires_at": grant.expires_at,
+            "ended_at": grant.ended_at,
+            "lag_seconds": round(lag, 3) if lag is not None else None,
+            "attempts": grant.attempts + 1,
+        },
+    )
+    log.info("grant %s ended (%s): %s no longer holds %s", grant.pk, grant.end_reason, grant.user, grant.role)
+    return grant
+
+
+def _removal_failed(
+    grant: Grant,
+    exc: BaseException,
+    *,
+    now: datetime,
+    via: str,
+    actor: AbstractBaseUser | None,
+    ip: str | None,
+    first: bool,
+) -> Grant:
+    grant.attempts += 1
+    grant.last_error = _error_text(exc)
+    log.warning("grant %s: removal attempt %s failed: %s", grant.pk, grant.attempts, grant.last_error)
+    if first:
+        # The end was decided even though the target did not answer: say so before the failure.
+        audit.record(
+            "grant.ending",
+            actor=actor,
+            target=grant,
+            via=via,
+            ip=ip,
+            **_facts(grant),
+            data={"end_reason": grant.end_reason, "comment": grant.end_comment},
+        )
+    exhausted = grant.attempts >= settings.REVOKE_MAX_ATTEMPTS
+    if exhausted:
+        grant.status = S.REVOKE_FAILED
+        grant.next_attempt_at = now + settings.REVOKE_FAILED_RETRY
+    else:
+        grant.next_attempt_at = now + _backoff(grant.attempts)
+    grant.save(update_fields=["status", "attempts", "last_error", "next_attempt_at"])
+    audit.record(
+        "grant.revoke_failed" if exhausted else "grant.connector_failed",
+        actor=None,
+        target=grant,
+        via=Channel.WORKER if not first else via,
+        **_facts(grant),
+        data={
+            "operation": "revoke",
+            "attempt": grant.attempts,
+            "error": grant.last_error,
+            "next_attempt_at": grant.next_attempt_at,
+        },
+    )
+    if exhausted:
+        log.error("grant %s: removal failed %s times; needs attention: %s", grant.pk, grant.attempts, grant.last_error)
+    elif _within_horizon(grant.next_attempt_at, now):
+        _queue_after_commit(tasks.remove_grant, grant.pk, grant.next_attempt_at, now)
+    return grant
+
+
+# --- Break-glass review ---------------------------------------------------------------------------
+
+
+def grant_review(
+    *,
+    grant_id: int,
+    reviewer: AbstractBaseUser,
+    note: str,
+    via: str,
+    ip: str | None = None,
+    now: datetime | None = None,
+) -> Grant:
+    """Record the post-hoc review of a break-glass activation."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        grant = _lock(grant_id)
+        if grant is None or not grant.break_glass:
+            raise Conflict("only break-glass grants are reviewed", code="not_break_glass")
+        if grant.reviewed_at is not None:
+            raise Conflict(f"grant {grant.pk} was already reviewed", code="already_reviewed")
+        if grant.user_id == reviewer.pk:
+            raise NotAllowed("you cannot review your own break-glass activation")
+        grant.reviewed_at = now
+        grant.reviewed_by = reviewer
+        grant.review_note = note
+        grant.save(update_fields=["reviewed_at", "reviewed_by", "review_note"])
+        audit.record(
+            "grant.reviewed", actor=reviewer, target=grant, via=via, ip=ip, **_facts(grant), data={"note": note}
+        )
+        return grant
+
+
+# --- The sweeper ----------------------------------------------------------------------------------
+
+
+def sweep(*, now: datetime | None = None, batch: int = 500) -> dict[str, int]:
+    """The safety net: act on everything that is due, whatever happened to the pushed tasks.
+
+    Safe to run from several workers at once: each grant is handled in its own transaction with
+    ``skip_locked``, and every transition re-checks the state after taking the lock.
+    """
+    from approvals.services import requests_sweep
+
+    now = now or timezone.now()
+    counts = {"requests_closed": requests_sweep(now=now, batch=batch)}
+
+    due = (
+        Grant.objects.filter(status=S.SCHEDULED, starts_at__lte=now)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .values_list("pk", flat=True)[:batch]
+    )
+    counts["activated"] = sum(
+        1 for pk in due if (g := grant_activate(grant_id=pk, now=now, skip_locked=True)) and g.status == S.ACTIVE
+    )
+
+    overdue = Grant.objects.filter(status=S.ACTIVE, expires_at__lte=now).values_list("pk", flat=True)[:batch]
+    counts["expired"] = sum(
+        1 for pk in overdue if (g := grant_expire(grant_id=pk, now=now, skip_locked=True)) and g.status == S.EXPIRED
+    )
+
+    retry = Grant.objects.filter(status__in=(S.REVOKING, S.REVOKE_FAILED), next_attempt_at__lte=now)
+    counts["removal_retried"] = sum(
+        1 for pk in retry.values_list("pk", flat=True)[:batch] if grant_remove(grant_id=pk, now=now, skip_locked=True)
+    )
+
+    # Push layer for grants that came within the ETA horizon since they were activated or extended.
+    upcoming = Grant.objects.filter(
+        status=S.ACTIVE, expires_at__gt=now, expires_at__lte=now + settings.REVOKE_ETA_HORIZON
+    )
+    queued = 0
+    for pk, expires_at, queued_for in upcoming.values_list("pk", "expires_at", "eta_queued_for")[:batch]:
+        if queued_for == expires_at:
+            continue
+        # Conditional update: if two sweepers race here, only one queues the task.
+        if (
+            Grant.objects.filter(pk=pk, status=S.ACTIVE, expires_at=expires_at)
+            .exclude(eta_queued_for=expires_at)
+            .update(eta_queued_for=expires_at)
+        ):
+            tasks.expire_grant.apply_async((pk,), eta=expires_at)
+            queued += 1
+    counts["eta_queued"] = queued
+    return counts

@@ -1,0 +1,219 @@
+"""Policy as code: full validation with line numbers, idempotent apply, dry run, prune."""
+
+from datetime import timedelta
+from textwrap import dedent
+
+import pytest
+from django.contrib.auth.models import Group
+
+from broker import policy
+from broker.models import AuditEvent, Role
+from grants.models import Grant
+from tests.factories import GroupFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+GOOD = dedent(
+    """\
+    roles:
+      - slug: prod-db-admin
+        name: Production database admin
+        description: Superuser on the production PostgreSQL cluster
+        max_duration: 4h
+        default_duration: 1h
+        min_duration: 5m
+        requires_justification: true
+        requires_ticket: false
+        requires_mfa: true
+        break_glass: false
+        approval:
+          auto_approve: false
+          request_ttl: 24h
+          stages:
+            - approvers: {users: [carol], groups: [dba-leads]}
+              required: 1
+        target:
+          connector: django_group
+          config: {group: prod-db-admins}
+          authoritative: false
+    eligibility:
+      - role: prod-db-admin
+        users: [alice]
+        groups: [dba]
+    """
+)
+
+
+@pytest.fixture
+def directory(db):
+    UserFactory(username="alice")
+    UserFactory(username="carol")
+    GroupFactory(name="dba-leads")
+    GroupFactory(name="dba")
+
+
+def errors_of(text):
+    with pytest.raises(policy.PolicyInvalid) as info:
+        policy.load(text)
+    return [str(e) for e in info.value.errors]
+
+
+def test_valid_policy_creates_the_role_with_stages_and_eligibility(directory):
+    changes = policy.apply(policy.load(GOOD))
+    role = Role.objects.get(slug="prod-db-admin")
+    assert (role.max_duration, role.default_duration, role.min_duration) == (
+        timedelta(hours=4),
+        timedelta(hours=1),
+        timedelta(minutes=5),
+    )
+    assert role.requires_mfa and role.managed_by_policy
+    stage = role.stages.get()
+    assert list(stage.users.values_list("username", flat=True)) == ["carol"]
+    assert list(stage.groups.values_list("name", flat=True)) == ["dba-leads"]
+    assert role.eligibilities.count() == 2
+    assert Group.objects.filter(name="prod-db-admins").exists()
+    assert next(c.kind for c in changes) == "created"
+
+
+def test_applying_twice_changes_nothing_and_audits_nothing_the_second_time(directory):
+    policy.apply(policy.load(GOOD))
+    events = AuditEvent.objects.count()
+    changes = policy.apply(policy.load(GOOD))
+    assert changes == []
+    assert AuditEvent.objects.count() == events
+
+
+def test_apply_is_audited_once_with_the_file_digest(directory):
+    loaded = policy.load(GOOD)
+    policy.apply(loaded)
+    event = AuditEvent.objects.get(action="policy.applied")
+    assert event.data["sha256"] == loaded.digest
+
+
+def test_changed_field_is_reported_and_updated(directory):
+    policy.apply(policy.load(GOOD))
+    changes = policy.apply(policy.load(GOOD.replace("max_duration: 4h", "max_duration: 2h")))
+    assert [str(c) for c in changes] == ["updated   prod-db-admin: max_duration 4h → 2h"]
+    assert Role.objects.get().max_duration == timedelta(hours=2)
+
+
+def test_dry_run_reports_changes_and_writes_nothing(directory):
+    changes = policy.apply(policy.load(GOOD), dry_run=True)
+    assert changes[0].kind == "created"
+    assert not Role.objects.exists()
+    assert not AuditEvent.objects.exists()
+
+
+def test_eligibility_follows_the_file(directory):
+    policy.apply(policy.load(GOOD))
+    changes = policy.apply(policy.load(GOOD.replace("users: [alice]\n", "users: []\n")))
+    assert "eligible -alice" in str(changes)
+    assert not Role.objects.get().eligibilities.filter(user__username="alice").exists()
+
+
+def test_bad_file_reports_every_error_with_its_line_and_changes_nothing(directory):
+    text = dedent(
+        """\
+        roles:
+          - slug: Bad_Slug
+            name: x
+            max_duration: 4 hours
+            default_duration: 5h
+            requires_mfa: yes please
+            approval:
+              stages:
+                - approvers: {users: [nobody]}
+                  required: 2
+            target:
+              connector: carrier_pigeon
+          - slug: ok
+            name: ok
+            max_duration: 1h
+            colour: blue
+            approval: {auto_approve: true}
+            target: {connector: django_group, config: {}}
+        eligibility:
+          - role: missing
+            users: [alice]
+        """
+    )
+    errors = errors_of(text)
+    assert "line 2: roles[0].slug: 'Bad_Slug' must be lowercase letters, digits and hyphens (at most 64)" in errors
+    assert (
+        "line 4: roles[0].max_duration: expected a duration such as 30m, 4h or 1h30m (units s, m, h, d), got '4 hours'"
+        in errors
+    )
+    assert "line 6: roles[0].requires_mfa: must be true or false, got 'yes please'" in errors
+    assert "line 9: roles[0].approval.stages[0].approvers.users[0]: no user 'nobody'" in errors
+    assert "line 10: roles[0].approval.stages[0].required: needs 2 approvals but names only 1 user(s)" in errors
+    assert any(e.startswith("line 12: roles[0].target.connector: unknown connector 'carrier_pigeon'") for e in errors)
+    assert any(e.startswith("line 16: roles[1].colour: unknown key") for e in errors)
+    assert any("roles[1].target.config: config.group" in e for e in errors)
+    assert "line 20: eligibility[0].role: no role 'missing' in this file" in errors
+    assert not Role.objects.exists()
+
+
+def test_default_longer_than_max_is_an_error(directory):
+    errors = errors_of(GOOD.replace("default_duration: 1h", "default_duration: 5h"))
+    assert errors == ["line 6: roles[0].default_duration: is longer than max_duration"]
+
+
+def test_unknown_group_is_an_error(directory):
+    errors = errors_of(GOOD.replace("groups: [dba]", "groups: [dbas]"))
+    assert errors == ["line 25: eligibility[0].groups[0]: no group 'dbas'"]
+
+
+def test_duplicate_keys_are_an_error_not_a_silent_override(directory):
+    errors = errors_of(GOOD.replace("requires_mfa: true", "requires_mfa: true\n    requires_mfa: false"))
+    assert errors == ["line 11: roles[0].requires_mfa: duplicate key"]
+
+
+def test_duplicate_slugs_are_an_error(directory):
+    body = GOOD.split("eligibility:")[0]
+    role_block = body.split("roles:\n")[1]
+    errors = errors_of("roles:\n" + role_block + role_block)
+    assert any("duplicate slug 'prod-db-admin'" in e for e in errors)
+
+
+def test_role_without_stages_and_without_auto_approve_is_an_error(directory):
+    text = "roles:\n  - {slug: x, name: x, max_duration: 1h, target: {connector: django_group, config: {group: g}}}\n"
+    assert errors_of(text) == [
+        "line 2: roles[0].approval: needs at least one stage under approval.stages, or auto_approve: true"
+    ]
+
+
+def test_invalid_yaml_is_reported_with_its_line(directory):
+    errors = errors_of("roles:\n  - slug: [unclosed\n")
+    assert len(errors) == 1 and errors[0].startswith("line 3: not valid YAML")
+
+
+def test_empty_file_is_an_error(directory):
+    assert errors_of("") == ["the file is empty; expected `roles:` and `eligibility:`"]
+
+
+def test_role_missing_from_the_file_is_kept_without_prune(directory):
+    policy.apply(policy.load(GOOD))
+    changes = policy.apply(policy.load("roles: []\n"))
+    assert [c.kind for c in changes] == ["kept"]
+    assert Role.objects.get().retired_at is None
+
+
+def test_prune_retires_the_role_and_ends_its_live_grants(directory, active_grant):
+    policy.apply(policy.load(GOOD))
+    grant = active_grant(target_role=Role.objects.get(slug="prod-db-admin"))
+    changes = policy.apply(policy.load("roles: []\n"), prune=True)
+    assert "retired" in [c.kind for c in changes]
+    grant.refresh_from_db()
+    assert (grant.status, grant.end_reason) == ("revoked", "role_retired")
+
+
+def test_prune_ends_grants_of_people_no_longer_eligible(directory, active_grant):
+    policy.apply(policy.load(GOOD))
+    grant = active_grant(target_role=Role.objects.get(slug="prod-db-admin"))
+    without_alice = GOOD.replace("    users: [alice]\n", "")
+    changes = policy.apply(policy.load(without_alice))
+    assert any(c.kind == "warning" for c in changes)
+    assert Grant.objects.get().status == "active"
+    policy.apply(policy.load(without_alice), prune=True)
+    grant.refresh_from_db()
+    assert grant.end_reason == "eligibility_lost"

@@ -1,0 +1,62 @@
+"""Configuration from the environment fails loudly, naming the variable."""
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from broker import env
+
+
+@pytest.mark.parametrize(
+    ("reader", "value", "message"),
+    [
+        (lambda: env.env_bool("X_FLAG"), "maybe", "X_FLAG: expected true or false"),
+        (lambda: env.env_int("X_NUM", 1), "ten", "X_NUM: expected a whole number"),
+        (lambda: env.env_int("X_NUM", 1, minimum=1), "0", "X_NUM: must be at least 1"),
+        (lambda: env.env_duration("X_DUR", "10s"), "10 parsecs", "X_DUR: expected a duration"),
+        (lambda: env.env_database("X_DB", {}), "mysql://u@h/db", "X_DB: unsupported scheme 'mysql'"),
+        (lambda: env.env_database("X_DB", {}), "postgresql://u@h:5432/", "X_DB: the URL names no database"),
+        (lambda: env.env_url("X_URL", "", schemes={"redis"}), "amqp://h", "X_URL: unsupported scheme 'amqp'"),
+    ],
+)
+def test_bad_values_name_the_variable(monkeypatch, reader, value, message):
+    monkeypatch.setenv(message.split(":")[0], value)
+    with pytest.raises(ImproperlyConfigured, match=message):
+        reader()
+
+
+def test_secret_can_come_from_a_file(monkeypatch, tmp_path):
+    secret = tmp_path / "key"
+    secret.write_text("s3cret-from-file\n")
+    monkeypatch.setenv("X_SECRET_FILE", str(secret))
+    assert env.env_str("X_SECRET") == "s3cret-from-file"
+
+
+def test_unreadable_secret_file_names_the_variable(monkeypatch, tmp_path):
+    monkeypatch.setenv("X_SECRET_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ImproperlyConfigured, match="X_SECRET_FILE: cannot read"):
+        env.env_str("X_SECRET")
+
+
+def test_postgres_url_is_parsed_for_psycopg(monkeypatch):
+    monkeypatch.setenv("X_DB", "postgresql://broker:pw@db.internal:5433/broker")
+    config = env.env_database("X_DB", {})
+    assert (config["ENGINE"], config["HOST"], config["PORT"], config["NAME"]) == (
+        "django.db.backends.postgresql",
+        "db.internal",
+        5433,
+        "broker",
+    )
+
+
+def test_settings_refuse_to_start_without_a_secret_key_when_debug_is_off(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env_vars = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE")}
+    env_vars.update(BROKER_VAR_DIR=str(tmp_path), ALLOWED_HOSTS="x")
+    result = subprocess.run(
+        [sys.executable, "-c", "import broker.settings"], env=env_vars, capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY: required when DEBUG is off" in result.stderr

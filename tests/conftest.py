@@ -1,0 +1,106 @@
+"""The cast: a requester, two approvers, an outsider, an auditor and an admin, and helpers to make roles."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+
+from approvals import services as approvals
+from broker.catalog import AUDITORS_GROUP
+from broker.models import Channel
+from grants import services as grants
+from tests.factories import EligibilityFactory, GroupFactory, RoleFactory, StageFactory, UserFactory
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock():
+    """Frozen time at T0; move it with clock.shift(...)."""
+    with time_machine.travel(T0, tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def requester(db):
+    return UserFactory(username="alice")
+
+
+@pytest.fixture
+def approver(db):
+    return UserFactory(username="carol")
+
+
+@pytest.fixture
+def approver2(db):
+    return UserFactory(username="dave")
+
+
+@pytest.fixture
+def outsider(db):
+    return UserFactory(username="mallory")
+
+
+@pytest.fixture
+def auditor(db):
+    user = UserFactory(username="erin")
+    user.groups.add(GroupFactory(name=AUDITORS_GROUP))
+    return user
+
+
+@pytest.fixture
+def admin_user(db):
+    return UserFactory(username="root", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def make_role(db, requester):
+    """A role the requester is eligible for, with stages of approver users: make_role(stages=[[carol]])."""
+
+    def make(*, stages=None, required=None, eligible=None, **fields):
+        role = RoleFactory(**fields)
+        for position, approvers in enumerate(stages or []):
+            StageFactory(
+                role=role, position=position, required=(required or [1] * len(stages))[position], users=approvers
+            )
+        for user in [requester] if eligible is None else eligible:
+            EligibilityFactory(role=role, user=user)
+        return role
+
+    return make
+
+
+@pytest.fixture
+def role(make_role, approver):
+    """One stage, one approval by carol; alice is eligible."""
+    return make_role(stages=[[approver]], slug="db-admin")
+
+
+@pytest.fixture
+def request_role(requester):
+    def create(role, *, user=None, duration=timedelta(hours=1), justification="incident INC-1", **kwargs):
+        return approvals.request_create(
+            requester=user or requester,
+            role=role,
+            duration=duration,
+            justification=justification,
+            via=Channel.PORTAL,
+            **kwargs,
+        )
+
+    return create
+
+
+@pytest.fixture
+def active_grant(role, request_role, approver):
+    """Alice holds db-admin for one hour from now, activated in the target."""
+
+    def make(duration=timedelta(hours=1), target_role=None):
+        req = request_role(target_role or role, duration=duration)
+        if req.status == "pending":
+            req = approvals.request_approve(request_id=req.pk, approver=approver, via=Channel.PORTAL)
+        grant = grants.grant_activate(grant_id=req.grant.pk)
+        assert grant.status == "active"
+        return grant
+
+    return make

@@ -1,0 +1,23 @@
+"""Settings for the test suite: the real settings, with a throwaway secret and fast hashing."""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "tests-only-not-a-secret-0123456789abcdefghij")
+os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+
+from broker.settings import *  # noqa: F403
+
+# Password hashing is deliberately slow; tests create many users.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+
+# Integration runs (DATABASE_URL and CELERY_BROKER_URL set) use a queue of their own, so that
+# concurrent runs, or messages left over by an earlier run, never reach this run's worker.
+if os.environ.get("CELERY_BROKER_URL"):
+    import uuid
+
+    CELERY_TASK_DEFAULT_QUEUE = f"broker-test-{uuid.uuid4().hex[:10]}"
