@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from approvals.models import AccessRequest, Decision
 from approvals.policy import StageSpec, Vote, evaluate
-from broker import audit
+from broker import audit, mfa
 from broker.catalog import is_eligible, is_stage_approver
 from broker.durations import humanize_duration
 from broker.errors import Conflict, Invalid, NotAllowed, NotFound
@@ -87,6 +87,11 @@ def _clean_start(starts_at: datetime | None, now: datetime) -> datetime | None:
     return starts_at
 
 
+def _ensure_mfa_for_request(role: Role, mfa_at: datetime | None, now: datetime) -> None:
+    if role.requires_mfa or role.break_glass:
+        mfa.ensure_fresh(mfa_at, action=f"requesting {role.slug}", now=now)
+
+
 def _ensure_routable(role: Role) -> None:
     if not (role.break_glass or role.auto_approve or role.stages.exists()):
         # Never approve by default: a role without approvers is a configuration error.
@@ -115,14 +120,20 @@ def request_create(
     starts_at: datetime | None = None,
     via: str,
     ip: str | None = None,
+    mfa_at: datetime | None = None,
     now: datetime | None = None,
 ) -> AccessRequest:
-    """Ask for a role. Approved at once for auto-approve and break-glass roles."""
+    """Ask for a role. Approved at once for auto-approve and break-glass roles.
+
+    ``mfa_at`` is when the requester last proved a second factor; roles that require MFA and
+    break-glass roles refuse without a fresh one.
+    """
     now = now or timezone.now()
     if role.is_retired:
         raise NotFound(f"role {role.slug} does not exist")
     if not is_eligible(requester, role):
         raise NotAllowed(f"you are not eligible for {role.slug}", code="not_eligible")
+    _ensure_mfa_for_request(role, mfa_at, now)
     duration = _clean_duration(role, duration)
     justification = _clean_text(
         justification,
@@ -196,6 +207,7 @@ def request_extension(
     ticket: str = "",
     via: str,
     ip: str | None = None,
+    mfa_at: datetime | None = None,
     now: datetime | None = None,
 ) -> AccessRequest:
     """Ask for more time on a live grant; routed by the role's policy like a new request."""
@@ -208,6 +220,7 @@ def request_extension(
         raise Conflict(f"grant {grant.pk} has ended; request the role anew", code="grant_ended")
     if role.is_retired or not is_eligible(requester, role):
         raise NotAllowed(f"you are no longer eligible for {role.slug}", code="not_eligible")
+    _ensure_mfa_for_request(role, mfa_at, now)
     if duration is None or duration <= timedelta(0):
         raise Invalid("the extension must be positive", fields={"duration_seconds": ["Must be more than zero."]})
     room = grant_services.extension_room(grant)
@@ -315,14 +328,20 @@ def request_approve(
     comment: str = "",
     via: str,
     ip: str | None = None,
+    mfa_at: datetime | None = None,
     now: datetime | None = None,
 ) -> AccessRequest:
-    """Record one approval; when every stage has its approvals, the request is approved."""
+    """Record one approval; when every stage has its approvals, the request is approved.
+
+    For roles that require MFA, ``mfa_at`` must be a fresh second-factor verification.
+    """
     now = now or timezone.now()
     comment = _clean_text(comment, field="comment", required=False, limit=MAX_COMMENT, what="a comment")
     with transaction.atomic():
         req = _ensure_open(_lock(request_id), request_id, now)
         stage = _ensure_may_decide(req, approver)
+        if req.role.requires_mfa:
+            mfa.ensure_fresh(mfa_at, action=f"approving {req.role.slug}", now=now)
         Decision.objects.create(
             request=req,
             approver=approver,

@@ -45,3 +45,14 @@ class Conflict(BrokerError):
 
     code = "conflict"
     status = 409
+
+
+class Throttled(BrokerError):
+    """Too many failed attempts; try again after ``retry_after`` seconds (429)."""
+
+    code = "throttled"
+    status = 429
+
+    def __init__(self, detail: str, *, retry_after: int):
+        super().__init__(detail)
+        self.retry_after = retry_after

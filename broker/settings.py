@@ -220,6 +220,8 @@ REVOKE_RETRY_BASE = env_duration("REVOKE_RETRY_BASE", "2s")
 REVOKE_RETRY_MAX = env_duration("REVOKE_RETRY_MAX", "10m")
 REVOKE_FAILED_RETRY = env_duration("REVOKE_FAILED_RETRY", "1d")
 ACTIVATE_MAX_ATTEMPTS = env_int("ACTIVATE_MAX_ATTEMPTS", 5, minimum=1, maximum=100)
+# How long a second-factor verification counts for sensitive steps (step-up).
+MFA_STEP_UP_WINDOW = env_duration("MFA_STEP_UP_WINDOW", "5m")
 # How far ahead a request may schedule its start.
 REQUEST_MAX_SCHEDULE_AHEAD = env_duration("REQUEST_MAX_SCHEDULE_AHEAD", "30d")
 

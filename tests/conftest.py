@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.utils import timezone
 
 from approvals import services as approvals
 from broker.catalog import AUDITORS_GROUP
@@ -96,9 +97,11 @@ def active_grant(role, request_role, approver):
     """Alice holds db-admin for one hour from now, activated in the target."""
 
     def make(duration=timedelta(hours=1), target_role=None):
-        req = request_role(target_role or role, duration=duration)
+        req = request_role(target_role or role, duration=duration, mfa_at=timezone.now())
         if req.status == "pending":
-            req = approvals.request_approve(request_id=req.pk, approver=approver, via=Channel.PORTAL)
+            req = approvals.request_approve(
+                request_id=req.pk, approver=approver, via=Channel.PORTAL, mfa_at=timezone.now()
+            )
         grant = grants.grant_activate(grant_id=req.grant.pk)
         assert grant.status == "active"
         return grant

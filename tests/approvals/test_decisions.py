@@ -148,21 +148,51 @@ def test_request_past_its_ttl_cannot_be_approved_even_before_the_sweeper_runs(ro
         approve(req, approver)
 
 
-def test_break_glass_activates_without_approval_and_is_marked_for_review(make_role, request_role):
+def test_break_glass_activates_without_approval_and_is_marked_for_review(make_role, request_role, clock):
     role = make_role(break_glass=True)
-    req = request_role(role, justification="prod down, INC-9")
+    req = request_role(role, justification="prod down, INC-9", mfa_at=T0)
     assert req.status == "approved"
     assert req.grant.break_glass is True
     assert req.grant.reviewed_at is None
 
 
-def test_break_glass_requires_a_justification(make_role, request_role):
+def test_break_glass_requires_a_justification(make_role, request_role, clock):
     role = make_role(break_glass=True, requires_justification=False)
     with pytest.raises(Invalid, match="justification"):
-        request_role(role, justification="")
+        request_role(role, justification="", mfa_at=T0)
 
 
 def test_break_glass_cannot_be_scheduled(make_role, request_role, clock):
     role = make_role(break_glass=True)
     with pytest.raises(Invalid, match="break-glass"):
-        request_role(role, starts_at=T0 + timedelta(hours=1))
+        request_role(role, starts_at=T0 + timedelta(hours=1), mfa_at=T0)
+
+
+class TestMfa:
+    def test_approving_a_role_that_requires_mfa_needs_a_fresh_verification(
+        self, make_role, request_role, approver, clock
+    ):
+        role = make_role(stages=[[approver]], requires_mfa=True)
+        req = request_role(role, mfa_at=T0)
+        with pytest.raises(NotAllowed, match="fresh MFA") as info:
+            approve(req, approver)
+        assert info.value.code == "mfa_required"
+        with pytest.raises(NotAllowed, match="fresh MFA"):
+            approve(req, approver, mfa_at=T0 - timedelta(minutes=5, seconds=1))
+        assert approve(req, approver, mfa_at=T0 - timedelta(minutes=5)).status == "approved"
+
+    def test_requesting_a_role_that_requires_mfa_needs_a_fresh_verification(
+        self, make_role, request_role, approver, clock
+    ):
+        role = make_role(stages=[[approver]], requires_mfa=True)
+        with pytest.raises(NotAllowed, match="fresh MFA"):
+            request_role(role)
+        assert request_role(role, mfa_at=T0).status == "pending"
+
+    def test_break_glass_needs_a_fresh_verification(self, make_role, request_role, clock):
+        role = make_role(break_glass=True)
+        with pytest.raises(NotAllowed, match="fresh MFA"):
+            request_role(role, justification="outage")
+
+    def test_roles_without_mfa_do_not_ask_for_it(self, role, request_role, approver):
+        assert approve(request_role(role), approver).status == "approved"

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group
+from django.utils import timezone
 
 from approvals import services as approvals
 from broker.errors import Conflict, Invalid, NotAllowed
@@ -245,7 +246,7 @@ def test_break_glass_grant_review_is_recorded_by_someone_else(make_role, request
     from grants.services import grant_review
 
     role = make_role(break_glass=True)
-    grant = request_role(role, justification="outage").grant
+    grant = request_role(role, justification="outage", mfa_at=timezone.now()).grant
     with pytest.raises(NotAllowed):
         grant_review(grant_id=grant.pk, reviewer=requester, note="fine", via=Channel.PORTAL)
     grant = grant_review(grant_id=grant.pk, reviewer=approver, note="justified by INC-9", via=Channel.PORTAL)
