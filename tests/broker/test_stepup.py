@@ -1,0 +1,76 @@
+"""Step-up verification in the portal session."""
+
+from datetime import timedelta
+
+import pytest
+from django.http import HttpResponse
+from django.test import RequestFactory
+from django_otp.oath import totp
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from broker import stepup
+from broker.models import AuditEvent
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def device(approver):
+    return TOTPDevice.objects.create(user=approver, name="phone", confirmed=True)
+
+
+def code_of(device) -> str:
+    return f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):06d}"
+
+
+def test_login_page_renders(client):
+    response = client.get("/account/login/")
+    assert response.status_code == 200
+    assert b'name="username"' in response.content
+
+
+def test_verify_page_needs_login(client):
+    response = client.get("/account/mfa/verify/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/account/login/")
+
+
+def test_correct_code_marks_the_session_and_returns_to_next(client, approver, device, clock):
+    client.force_login(approver)
+    old_key = client.session.session_key
+    response = client.post("/account/mfa/verify/", {"code": code_of(device), "next": "/somewhere/"})
+    assert (response.status_code, response["Location"]) == (302, "/somewhere/")
+    assert client.session[stepup.SESSION_KEY].startswith("2026-03-02T09:00:00")
+    assert client.session.session_key != old_key
+    assert AuditEvent.objects.filter(action="auth.step_up", actor=approver).exists()
+
+
+def test_wrong_code_shows_an_error_and_is_audited(client, approver, device, clock):
+    client.force_login(approver)
+    wrong = f"{(int(code_of(device)) + 1) % 1_000_000:06d}"
+    response = client.post("/account/mfa/verify/", {"code": wrong})
+    assert response.status_code == 200
+    assert b"wrong, expired or was already used" in response.content
+    assert stepup.SESSION_KEY not in client.session
+    assert AuditEvent.objects.filter(action="auth.step_up_failed").exists()
+
+
+def test_next_pointing_elsewhere_is_ignored(client, approver, device, clock):
+    client.force_login(approver)
+    response = client.post("/account/mfa/verify/", {"code": code_of(device), "next": "https://evil.example/"})
+    assert response["Location"] == "/"
+
+
+def test_step_up_required_sends_a_stale_session_to_verify_and_lets_a_fresh_one_through(client, approver, device, clock):
+    protected = stepup.step_up_required(lambda request: HttpResponse("secret"))
+    request = RequestFactory().get("/approve/7/")
+    request.user = approver
+    request.session = client.session
+    response = protected(request)
+    assert response.status_code == 302
+    assert response["Location"] == "/account/mfa/verify/?next=%2Fapprove%2F7%2F"
+
+    request.session[stepup.SESSION_KEY] = "2026-03-02T09:00:00+00:00"
+    assert protected(request).content == b"secret"
+    clock.shift(timedelta(minutes=5, seconds=1))
+    assert protected(request).status_code == 302
