@@ -174,7 +174,9 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Access broker <broker@localh
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- Celery ---------------------------------------------------------------------------------------
-CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", "filesystem://", schemes={"redis", "rediss", "filesystem", "memory"})
+CELERY_BROKER_URL = env_url(
+    "CELERY_BROKER_URL", "filesystem://localhost/", schemes={"redis", "rediss", "filesystem", "memory"}
+)
 if CELERY_BROKER_URL.startswith("filesystem"):
     # Embedded development broker: messages are files under var/celery. One folder serves as both
     # inbox and outbox, so the web server and the worker see the same queue.
@@ -232,8 +234,12 @@ if REVOKE_ETA_HORIZON.total_seconds() >= 3000:
         "REVOKE_ETA_HORIZON: must stay well under the broker visibility timeout (1h); use at most 50m"
     )
 
+# How often targets are compared with the grants (drift detection; removal on authoritative targets).
+RECONCILE_INTERVAL = env_duration("RECONCILE_INTERVAL", "5m")
+
 CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "grants.tasks.sweep", "schedule": SWEEP_INTERVAL.total_seconds()},
+    "reconcile": {"task": "grants.tasks.reconcile", "schedule": RECONCILE_INTERVAL.total_seconds()},
 }
 
 # --- REST framework -------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from grants import reconcile as reconciliation
 from grants import services
 
 
@@ -24,3 +25,10 @@ def remove_grant(grant_id: int) -> None:
 @shared_task(name="grants.tasks.sweep")
 def sweep() -> dict:
     return services.sweep()
+
+
+@shared_task(name="grants.tasks.reconcile")
+def reconcile() -> dict:
+    report = reconciliation.reconcile()
+    return {"targets": report.targets, "removed": report.removed, "detected": report.detected,
+            "restored": report.restored, "errors": report.errors}  # fmt: skip

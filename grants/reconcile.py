@@ -1,0 +1,168 @@
+"""Reconciliation: compare who holds each target with who has an effective grant for it.
+
+Standing access that no grant explains is *drift*: someone was added by hand, or a removal was
+undone elsewhere. For targets of roles marked ``authoritative: true`` the broker removes such
+members; for the others it records the drift once (``drift.detected``) so that auditors see it.
+An effective grant whose access is missing from the target is re-granted (``drift.restored``):
+the broker promised that access until ``expires_at``.
+
+People with a grant in flight (scheduled, active but overdue, revoking, revoke_failed) are left alone: the
+grant's own lifecycle is acting on them, and both would otherwise race.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from broker import audit
+from broker.models import AuditEvent, Channel, Role
+from grants.connectors import connector_for
+from grants.models import Grant
+
+log = logging.getLogger(__name__)
+User = get_user_model()
+
+IN_FLIGHT = (Grant.Status.SCHEDULED, Grant.Status.REVOKING, Grant.Status.REVOKE_FAILED)
+
+
+@dataclass
+class Report:
+    targets: int = 0
+    removed: list[str] = field(default_factory=list)
+    detected: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _targets() -> dict[tuple, list[Role]]:
+    """Live roles grouped by the piece of access they manage (two roles may share one group)."""
+    groups: dict[tuple, list[Role]] = defaultdict(list)
+    for role in Role.objects.live():
+        try:
+            groups[connector_for(role).target_key()].append(role)
+        except Exception as exc:  # noqa: BLE001 - an unknown connector is reported, not fatal
+            log.warning("reconcile: role %s: %s", role.slug, exc)
+    return groups
+
+
+def reconcile(*, now: datetime | None = None) -> Report:
+    now = now or timezone.now()
+    report = Report()
+    for roles in _targets().values():
+        connector = connector_for(roles[0])
+        try:
+            holders = connector.holders()
+        except Exception as exc:  # noqa: BLE001 - a target that cannot be read is reported and skipped
+            report.errors.append(f"{roles[0].slug}: {exc}")
+            continue
+        if holders is None:
+            continue
+        report.targets += 1
+        grants = Grant.objects.filter(role__in=roles).select_related("user")
+        entitled = {g.user.get_username() for g in grants.effective(now)}
+        busy = {g.user.get_username() for g in grants.filter(status__in=(*IN_FLIGHT, Grant.Status.ACTIVE))} - entitled
+        authoritative = any(r.authoritative for r in roles)
+        for username in sorted(holders - entitled - busy):
+            _extra(username, roles, authoritative=authoritative, now=now, report=report)
+        for username in sorted(entitled - holders - busy):
+            _missing(username, roles, now=now, report=report)
+    return report
+
+
+def _extra(username: str, roles: list[Role], *, authoritative: bool, now: datetime, report: Report) -> None:
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        return
+    role = roles[0]
+    with transaction.atomic():
+        # Lock this person's grants for the target and look again: an activation that started
+        # after the snapshot holds these rows while it calls the connector.
+        live = list(
+            Grant.objects.select_for_update()
+            .filter(user=user, role__in=roles, status__in=(Grant.Status.SCHEDULED, Grant.Status.ACTIVE))
+            .values_list("pk", flat=True)
+        )
+        if live:
+            return
+        facts = {"role": role.slug, "subject": username}
+        if authoritative:
+            try:
+                with transaction.atomic():
+                    connector = connector_for(role)
+                    connector.revoke(user)
+                    if connector.is_granted(user):
+                        raise RuntimeError("the target still shows the access after removing it")
+            except Exception as exc:  # noqa: BLE001 - reported and retried at the next run
+                report.errors.append(f"{role.slug}/{username}: {exc}")
+                return
+            audit.record(
+                "drift.removed",
+                actor=None,
+                target=role,
+                via=Channel.WORKER,
+                **facts,
+                data={"reason": "member without an effective grant on an authoritative target"},
+            )
+            report.removed.append(f"{role.slug}/{username}")
+            log.warning("reconcile: removed %s from %s: no effective grant", username, role.slug)
+            return
+        already = AuditEvent.objects.filter(action="drift.detected", role=role.slug, subject=username)
+        if already.filter(at__gte=_last_grant_end(user, roles)).exists():
+            return
+        audit.record(
+            "drift.detected",
+            actor=None,
+            target=role,
+            via=Channel.WORKER,
+            **facts,
+            data={"reason": "member without an effective grant (target not authoritative: left in place)"},
+        )
+        report.detected.append(f"{role.slug}/{username}")
+
+
+def _last_grant_end(user, roles: list[Role]) -> datetime:
+    """Drift is reported again only if it reappears after a later grant of this person ended."""
+    last = (
+        Grant.objects.filter(user=user, role__in=roles, ended_at__isnull=False)
+        .order_by("-ended_at")
+        .values_list("ended_at", flat=True)
+        .first()
+    )
+    return last or datetime.min.replace(tzinfo=UTC)
+
+
+def _missing(username: str, roles: list[Role], *, now: datetime, report: Report) -> None:
+    with transaction.atomic():
+        grant = (
+            Grant.objects.select_for_update(of=("self",))
+            .select_related("user", "role")
+            .filter(user__username=username, role__in=roles)
+            .effective(now)
+            .first()
+        )
+        if grant is None:
+            return
+        try:
+            with transaction.atomic():
+                connector = connector_for(grant.role)
+                connector.grant(grant.user)
+        except Exception as exc:  # noqa: BLE001 - reported and retried at the next run
+            report.errors.append(f"{grant.role.slug}/{username}: {exc}")
+            return
+        audit.record(
+            "drift.restored",
+            actor=None,
+            target=grant,
+            via=Channel.WORKER,
+            role=grant.role.slug,
+            subject=username,
+            data={"reason": "effective grant whose access was missing from the target"},
+        )
+        report.restored.append(f"{grant.role.slug}/{username}")
