@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 S = Grant.Status
 R = Grant.EndReason
+LIVE = (S.SCHEDULED, S.ACTIVE)
 
 # What a confirmed removal turns a grant into, by why it ended.
 _FINAL_STATUS = {
@@ -311,6 +312,20 @@ def grant_expire(*, grant_id: int, now: datetime | None = None, skip_locked: boo
         return _end_and_remove(grant, reason=R.EXPIRY, actor=None, via=Channel.WORKER, now=now)
 
 
+def grant_end_for_disabled_account(
+    *, grant_id: int, now: datetime | None = None, skip_locked: bool = False
+) -> Grant | None:
+    """End a live grant whose holder's account was deactivated. Idempotent."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        grant = _lock(grant_id, skip_locked=skip_locked)
+        if grant is None or grant.status not in LIVE or grant.user.is_active:
+            return None
+        return _end_and_remove(
+            grant, reason=R.ELIGIBILITY_LOST, actor=None, via=Channel.WORKER, comment="account deactivated", now=now
+        )
+
+
 def grant_remove(
     *, grant_id: int, now: datetime | None = None, skip_locked: bool = False, force: bool = False
 ) -> Grant | None:
@@ -518,6 +533,12 @@ def sweep(*, now: datetime | None = None, batch: int = 500) -> dict[str, int]:
     )
     counts["activated"] = sum(
         1 for pk in due if (g := grant_activate(grant_id=pk, now=now, skip_locked=True)) and g.status == S.ACTIVE
+    )
+
+    # Assume breach: a deactivated account keeps no privilege, whatever its grants say.
+    disabled = Grant.objects.filter(status__in=LIVE, user__is_active=False).values_list("pk", flat=True)[:batch]
+    counts["account_disabled"] = sum(
+        1 for pk in disabled if grant_end_for_disabled_account(grant_id=pk, now=now, skip_locked=True)
     )
 
     overdue = Grant.objects.filter(status=S.ACTIVE, expires_at__lte=now).values_list("pk", flat=True)[:batch]
