@@ -102,3 +102,26 @@ class Decision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.approver} {self.verdict}s request #{self.request_id}"
+
+
+class IdempotencyKey(models.Model):
+    """The first successful answer to a ``POST requests/`` that carried an ``Idempotency-Key``.
+
+    A retry with the same key and the same body gets this answer again instead of a second
+    request; the same key with another body is refused. Kept for a day (approvals/idempotency.py).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=200)
+    # SHA-256 of the request body (without the one-time code), canonical JSON.
+    fingerprint = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField()
+    response = models.JSONField(default=dict)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_unique_user_key")]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created")]
+
+    def __str__(self) -> str:
+        return f"idempotency key {self.key!r} of {self.user}"

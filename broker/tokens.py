@@ -17,14 +17,16 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
-from broker import audit
-from broker.errors import Invalid, NotFound
+from broker import audit, mfa
+from broker.errors import Conflict, Invalid, NotAllowed, NotFound
 from broker.models import ApiToken
 
 TOKEN_PREFIX = "pab_"  # noqa: S105 - a label, not a secret
 DEFAULT_SCOPES = ("read", "request", "approve")
 ALL_SCOPES = tuple(ApiToken.Scope.values)
 MAX_LIFETIME = timedelta(days=366)
+# Live (unrevoked, unexpired) tokens one person may hold; a leaked token cannot mint without end.
+MAX_LIVE_TOKENS = 50
 
 
 def digest(token: str) -> str:
@@ -84,6 +86,47 @@ def token_create(
             data={"prefix": prefix, "scopes": scopes, "expires_at": token.expires_at, "name": name},
         )
     return token, text
+
+
+def token_create_for_self(
+    *,
+    user: AbstractBaseUser,
+    scopes=DEFAULT_SCOPES,
+    expires_in: timedelta | None = None,
+    name: str = "",
+    parent: ApiToken | None = None,
+    mfa_at: datetime | None,
+    via: str,
+    ip: str | None = None,
+    now: datetime | None = None,
+) -> tuple[ApiToken, str]:
+    """A person makes a token for themselves through the API (the CLI is for operators).
+
+    A new credential is a sensitive step: it needs a fresh second factor (``mfa_at``). Made with
+    another token (``parent``), it can hold no scope the parent lacks and cannot outlive it, so a
+    leaked token cannot turn itself into a stronger or longer-lived one.
+    """
+    now = now or timezone.now()
+    mfa.ensure_fresh(mfa_at, action="creating an API token", now=now)
+    scopes = clean_scopes(scopes)
+    if parent is not None:
+        extra = [s for s in scopes if s not in parent.scopes]
+        if extra:
+            raise NotAllowed(
+                f"a token cannot create a token with scopes it lacks itself: {', '.join(extra)}",
+                code="scope_escalation",
+            )
+        if parent.expires_at is not None:
+            limit = parent.expires_at - now
+            if expires_in is None or expires_in > limit:
+                raise Invalid(
+                    "a token made with a token cannot outlive it",
+                    fields={"expires_in_seconds": [f"At most {max(0, int(limit.total_seconds()))} s."]},
+                )
+    live = ApiToken.objects.filter(user=user, revoked_at__isnull=True).exclude(expires_at__lte=now).count()
+    if live >= MAX_LIVE_TOKENS:
+        raise Conflict(f"you already have {live} live tokens; revoke some first", code="too_many_tokens")
+    return token_create(user=user, scopes=scopes, expires_in=expires_in, name=name, via=via, ip=ip, now=now)
 
 
 def token_authenticate(text: str, *, now: datetime | None = None) -> ApiToken | None:

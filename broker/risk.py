@@ -1,0 +1,141 @@
+"""Risk signals: an identity provider or a security tool says an account can no longer be trusted.
+
+``user_signal_apply`` ends everything the person holds or asked for:
+
+- every live grant (scheduled or active) is revoked with end_reason ``risk_signal``;
+- every pending request (new or extension) is cancelled;
+- for ``credential_compromised`` and ``account_disabled`` their API tokens are revoked too (a
+  token is a credential), and for ``account_disabled`` the local account is deactivated (it
+  mirrors the identity provider; the sweeper and authentication refuse inactive accounts).
+
+Each item is ended by its own service call in its own transaction, so one failing target does
+not keep the others alive (assume breach: end as much as possible, as early as possible). The
+signal itself is audited first, so it is on record even if something fails later. A request
+approved concurrently, or a grant created meanwhile, is caught by a second pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from approvals.models import AccessRequest
+from approvals.services import request_close_for_user
+from broker import audit
+from broker.errors import Conflict, Invalid, NotAllowed, NotFound
+from broker.models import ApiToken
+from broker.tokens import token_revoke
+from grants.models import LIVE_STATUSES, Grant
+from grants.services import grant_revoke
+
+log = logging.getLogger(__name__)
+
+EVENTS = ("account_disabled", "credential_compromised", "risk_high")
+MAX_REASON = 2000
+_PASSES = 3
+
+
+@dataclass
+class SignalOutcome:
+    user: str
+    event: str
+    grants_revoked: list[int] = field(default_factory=list)
+    requests_cancelled: list[int] = field(default_factory=list)
+    tokens_revoked: int = 0
+    account_deactivated: bool = False
+
+
+def user_signal_apply(
+    *,
+    user: AbstractBaseUser,
+    event: str,
+    reason: str,
+    actor: AbstractBaseUser,
+    via: str,
+    ip: str | None = None,
+) -> SignalOutcome:
+    """Apply a risk signal about ``user``; ``actor`` is the administrator (or integration) reporting it."""
+    if event not in EVENTS:
+        raise Invalid(f"unknown event {event!r}", fields={"event": [f"One of {', '.join(EVENTS)}."]})
+    reason = (reason or "").strip()
+    if not reason:
+        raise Invalid("say why", fields={"reason": ["Required."]})
+    if len(reason) > MAX_REASON:
+        raise Invalid("the reason is too long", fields={"reason": [f"At most {MAX_REASON} characters."]})
+    if not actor.is_staff:
+        raise NotAllowed("only administrators may report risk signals")
+
+    username = user.get_username()
+    outcome = SignalOutcome(user=username, event=event)
+    with transaction.atomic():
+        audit.record(
+            "risk.signal",
+            actor=actor,
+            target=("user", user.pk),
+            via=via,
+            ip=ip,
+            subject=username,
+            data={"event": event, "reason": reason},
+        )
+        if event == "account_disabled" and user.is_active:
+            user.is_active = False
+            user.save(update_fields=["is_active"])
+            outcome.account_deactivated = True
+            audit.record(
+                "user.deactivated",
+                actor=actor,
+                target=("user", user.pk),
+                via=via,
+                ip=ip,
+                subject=username,
+                data={"event": event},
+            )
+
+    if event in ("account_disabled", "credential_compromised"):
+        for token_id in ApiToken.objects.filter(user=user, revoked_at__isnull=True).values_list("pk", flat=True):
+            try:
+                token_revoke(token_id=token_id, owner=user, actor=actor, via=via, ip=ip)
+                outcome.tokens_revoked += 1
+            except NotFound:
+                pass  # revoked meanwhile
+
+    why = f"risk signal {event}: {reason}"
+    # Lock order as everywhere: requests before grants (approving a request creates its grant).
+    for _ in range(_PASSES):
+        pending = list(
+            AccessRequest.objects.filter(requester=user, status=AccessRequest.Status.PENDING).values_list(
+                "pk", flat=True
+            )
+        )
+        live = list(Grant.objects.filter(user=user, status__in=LIVE_STATUSES).values_list("pk", flat=True))
+        if not pending and not live:
+            break
+        for request_id in pending:
+            req = request_close_for_user(request_id=request_id, actor=actor, reason=why[:200], via=via)
+            if req is not None and req.status == AccessRequest.Status.CANCELLED and req.closed_reason == why[:200]:
+                outcome.requests_cancelled.append(request_id)
+        for grant_id in Grant.objects.filter(user=user, status__in=LIVE_STATUSES).values_list("pk", flat=True):
+            try:
+                grant_revoke(
+                    grant_id=grant_id,
+                    actor=actor,
+                    reason=why,
+                    via=via,
+                    ip=ip,
+                    end_reason=Grant.EndReason.RISK_SIGNAL,
+                )
+                outcome.grants_revoked.append(grant_id)
+            except (Conflict, NotFound):
+                pass  # ended meanwhile
+    log.warning(
+        "risk signal %s for %s: %s grant(s) revoked, %s request(s) cancelled, %s token(s) revoked",
+        event,
+        username,
+        len(outcome.grants_revoked),
+        len(outcome.requests_cancelled),
+        outcome.tokens_revoked,
+    )
+    return outcome
