@@ -64,6 +64,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
@@ -242,10 +244,79 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile": {"task": "grants.tasks.reconcile", "schedule": RECONCILE_INTERVAL.total_seconds()},
 }
 
+# --- Cache (rate limits of the API) --------------------------------------------------------------
+# Counters of failed authentications and one-time codes must be shared by every web process, so
+# production uses Redis: CACHE_URL, or by default the Celery broker's Redis. Without Redis (the
+# embedded setup, one web process) a per-process memory cache is enough.
+CACHE_URL = env_url(
+    "CACHE_URL",
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "locmem://",
+    schemes={"redis", "rediss", "locmem"},
+)
+if CACHE_URL.startswith("redis"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": "broker-cache",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "broker"}}
+
 # --- REST framework -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Bearer first: a request that carries a token is judged by the token alone, never by a cookie.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "broker.api_auth.BearerTokenAuthentication",
+        # The portal's session, with DRF's CSRF check on unsafe methods (never exempt).
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "broker.api_auth.HasScope"],
+    # JSON only: no browsable (HTML) API, no form parsing.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["broker.api_common.JSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "broker.api_common.JSONOnly",
+    # OPTIONS answers 405 like any other method the API does not offer.
+    "DEFAULT_METADATA_CLASS": None,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "broker.api_common.Pagination",
+    "DEFAULT_SCHEMA_CLASS": "broker.api_schema.AutoSchema",
+    "EXCEPTION_HANDLER": "broker.api_common.exception_handler",
+    # `format` is the audit export's own parameter, not DRF's renderer override.
+    "URL_FORMAT_OVERRIDE": None,
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+# Failed bearer tokens per client address, and wrong one-time codes per user, within the window;
+# past the limit the API answers 429 with Retry-After.
+API_RATE_WINDOW = env_duration("API_RATE_WINDOW", "15m")
+API_AUTH_FAILURE_LIMIT = env_int("API_AUTH_FAILURE_LIMIT", 30, minimum=1)
+API_OTP_FAILURE_LIMIT = env_int("API_OTP_FAILURE_LIMIT", 10, minimum=1)
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Privileged access broker API",
+    "DESCRIPTION": (
+        "Just-in-time privileged access: request a role, approve, hold a time-boxed grant, check, audit. "
+        "Authenticate with `Authorization: Bearer <token>` (a personal API token) or the portal's session "
+        "(with its CSRF token). Errors are JSON: `{error, detail}`, plus `fields` for 400."
+    ),
+    "VERSION": "1.0.0",
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "RequestStatusEnum": "approvals.models.AccessRequest.Status",
+        "GrantStatusEnum": "grants.models.Grant.Status",
+        "ScopeEnum": "broker.tokens.ALL_SCOPES",
+        "ChannelEnum": "broker.models.Channel",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "broker.api_schema.postprocess_schema",
+    ],
+    # The docs page works offline: Swagger UI's files come from drf-spectacular-sidecar, no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Logging --------------------------------------------------------------------------------------

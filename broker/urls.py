@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.http import HttpResponse
-from django.urls import path
+from django.urls import include, path
 from django.views.decorators.http import require_GET
 
 from broker import account_views
@@ -15,7 +15,14 @@ def healthz(request):
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("api/", include(("broker.api_urls", "api"), namespace="api")),
     path("account/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("account/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/mfa/verify/", account_views.mfa_verify, name="mfa-verify"),
 ]
+
+# Errors under /api/ are JSON; everywhere else Django's pages.
+handler400 = "broker.api_common.bad_request"
+handler403 = "broker.api_common.permission_denied"
+handler404 = "broker.api_common.page_not_found"
+handler500 = "broker.api_common.server_error"

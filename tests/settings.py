@@ -21,3 +21,7 @@ if os.environ.get("CELERY_BROKER_URL"):
     import uuid
 
     CELERY_TASK_DEFAULT_QUEUE = f"broker-test-{uuid.uuid4().hex[:10]}"
+
+# Rate-limit counters live in a per-process cache that each test empties (tests/conftest.py), even
+# when CELERY_BROKER_URL points at a Redis that other runs share.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests"}}

@@ -1,0 +1,291 @@
+"""REST API v1: access requests (create, list, read, approve, deny, cancel).
+
+Thin: input is validated here, every change goes through ``approvals.services``, every read
+through ``approvals.selectors`` (which decides visibility: not visible is 404).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import django_filters
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_serializer
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from approvals import idempotency
+from approvals.models import AccessRequest, Decision
+from approvals.selectors import requests_visible_to, with_details
+from approvals.services import (
+    MAX_COMMENT,
+    MAX_JUSTIFICATION,
+    MAX_TICKET,
+    request_approve,
+    request_cancel,
+    request_create,
+    request_deny,
+)
+from broker.api_auth import acts_as_admin
+from broker.api_common import (
+    ID_PATTERN,
+    MAX_DURATION_SECONDS,
+    AwareDateTimeField,
+    Slug,
+    StrictSerializer,
+    Text,
+    WholeNumber,
+    audit_context,
+    enrol_hint,
+    otp_field,
+    second_factor_at,
+    validated,
+)
+from broker.errors import NotAllowed
+from broker.models import Role
+
+# --- Output -------------------------------------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="Decision")
+class DecisionOut(serializers.ModelSerializer):
+    approver = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    stage = serializers.SerializerMethodField(help_text="1 for the first stage.")
+
+    class Meta:
+        model = Decision
+        fields = ["approver", "stage", "verdict", "comment", "channel", "created_at"]
+
+    def get_stage(self, obj: Decision) -> int:
+        return obj.stage + 1
+
+
+@extend_schema_serializer(component_name="AccessRequest")
+class RequestOut(serializers.ModelSerializer):
+    role = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    requester = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    duration_seconds = serializers.SerializerMethodField()
+    current_stage = serializers.SerializerMethodField(
+        help_text="The stage that decides now (1 = first); null once decided."
+    )
+    approvals = DecisionOut(
+        source="decisions", many=True, read_only=True, help_text="Every decision so far, approvals and denials."
+    )
+    grant = serializers.SerializerMethodField(help_text="The id of the grant this request produced, or null.")
+
+    class Meta:
+        model = AccessRequest
+        fields = [
+            "id",
+            "role",
+            "requester",
+            "status",
+            "kind",
+            "extends_grant",
+            "duration_seconds",
+            "justification",
+            "ticket",
+            "starts_at",
+            "break_glass",
+            "channel",
+            "created_at",
+            "expires_at",
+            "decided_at",
+            "closed_reason",
+            "current_stage",
+            "approvals",
+            "grant",
+        ]
+        read_only_fields = fields
+
+    def get_duration_seconds(self, obj: AccessRequest) -> int:
+        return int(obj.duration.total_seconds())
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_current_stage(self, obj: AccessRequest) -> int | None:
+        return obj.current_stage + 1 if obj.status == AccessRequest.Status.PENDING else None
+
+    @extend_schema_field({"type": "integer", "nullable": True})
+    def get_grant(self, obj: AccessRequest) -> int | None:
+        grant = getattr(obj, "grant", None)
+        return grant.pk if grant is not None else None
+
+
+# --- Input --------------------------------------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="NewAccessRequest")
+class RequestIn(StrictSerializer):
+    role = Slug(max_length=64, help_text="The role's slug.")
+    duration_seconds = WholeNumber(
+        required=False,
+        min_value=1,
+        max_value=MAX_DURATION_SECONDS,
+        help_text="How long the grant should last; the role's default when left out. At most the role's maximum.",
+    )
+    justification = Text(required=False, allow_blank=True, max_length=MAX_JUSTIFICATION, default="")
+    ticket = Text(required=False, allow_blank=True, max_length=MAX_TICKET, default="")
+    starts_at = AwareDateTimeField(
+        required=False, allow_null=True, default=None, help_text="Start later (with a time zone); now when left out."
+    )
+    otp = otp_field()
+
+
+@extend_schema_serializer(component_name="ApproveInput")
+class ApproveIn(StrictSerializer):
+    comment = Text(required=False, allow_blank=True, max_length=MAX_COMMENT, default="")
+    otp = otp_field()
+
+
+@extend_schema_serializer(component_name="DenyInput")
+class DenyIn(StrictSerializer):
+    comment = Text(max_length=MAX_COMMENT, help_text="Why; the requester sees it.")
+
+
+@extend_schema_serializer(component_name="CancelInput")
+class CancelIn(StrictSerializer):
+    pass
+
+
+class RequestFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=AccessRequest.Status.choices)
+    kind = django_filters.ChoiceFilter(choices=AccessRequest.Kind.choices)
+    role = django_filters.CharFilter(field_name="role__slug", help_text="Role slug.")
+    requester = django_filters.CharFilter(field_name="requester__username", help_text="Username.")
+
+    class Meta:
+        model = AccessRequest
+        fields = ["status", "kind", "role", "requester"]
+
+
+# --- Views --------------------------------------------------------------------------------------------
+
+IDEMPOTENCY_PARAMETER = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "Any unique string (a UUID): a retry with the same key and body returns the first answer instead of "
+        "making a second request; the same key with a different body is a 409. Kept for 24 hours."
+    ),
+)
+
+
+@extend_schema(tags=["requests"])
+class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Access requests the caller may see: their own, those they may approve, or all (auditors, admins)."""
+
+    serializer_class = RequestOut
+    filterset_class = RequestFilter
+    lookup_value_regex = ID_PATTERN
+    required_scopes = {
+        "list": "read",
+        "retrieve": "read",
+        "create": "request",
+        "cancel": "request",
+        "approve": "approve",
+        "deny": "approve",
+    }
+
+    def get_queryset(self):
+        return with_details(requests_visible_to(self.request.user, admin=acts_as_admin(self.request)))
+
+    def _answer(self, request_id: int, status: int = 200) -> Response:
+        return Response(RequestOut(self.get_queryset().get(pk=request_id)).data, status=status)
+
+    @extend_schema(
+        summary="Ask for a role",
+        request=RequestIn,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={201: RequestOut},
+        description=(
+            "Auto-approve and break-glass roles are approved at once (`status` approved, `grant` set). Roles that "
+            "require MFA, and break-glass roles, need `otp`. A user who has no MFA device gets 403 "
+            "`mfa_not_enrolled` with how to enrol."
+        ),
+    )
+    def create(self, request, *args, **kwargs):
+        data = validated(RequestIn, request)
+        key = idempotency.clean_key(request.headers.get(idempotency.HEADER))
+        print_ = idempotency.fingerprint(request.data)
+        earlier = idempotency.replay(request.user, key, print_)
+        if earlier is not None:
+            return Response(earlier.response, status=earlier.status_code, headers={"Idempotent-Replayed": "true"})
+        mfa_at = second_factor_at(request, data.get("otp"))
+        role = Role.objects.live().filter(slug=data["role"]).first()
+        if role is None:
+            # The same answer as for a role one may not request: the catalog is not for browsing.
+            raise NotAllowed(f"you are not eligible for {data['role']} (or it does not exist)", code="not_eligible")
+
+        def create_once() -> tuple[int, dict]:
+            with enrol_hint(request.user):
+                req = request_create(
+                    requester=request.user,
+                    role=role,
+                    duration=timedelta(seconds=data["duration_seconds"]) if "duration_seconds" in data else None,
+                    justification=data["justification"],
+                    ticket=data["ticket"],
+                    starts_at=data["starts_at"],
+                    mfa_at=mfa_at,
+                    **audit_context(request),
+                )
+            return 201, dict(RequestOut(self.get_queryset().get(pk=req.pk)).data)
+
+        status, body, replayed = idempotency.run_once(request.user, key, print_, create_once)
+        return Response(body, status=status, headers={"Idempotent-Replayed": "true"} if replayed else None)
+
+    @extend_schema(
+        summary="Approve (as an approver of the current stage)",
+        request=ApproveIn,
+        responses={200: RequestOut},
+        description=(
+            "`otp` is your current TOTP code; required when the role requires MFA. Approving your own request is "
+            "403 `self_approval`; a decided request is 409."
+        ),
+    )
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        req = self.get_object()
+        data = validated(ApproveIn, request)
+        mfa_at = second_factor_at(request, data.get("otp"))
+        with enrol_hint(request.user):
+            request_approve(
+                request_id=req.pk,
+                approver=request.user,
+                comment=data["comment"],
+                mfa_at=mfa_at,
+                **audit_context(request),
+            )
+        return self._answer(req.pk)
+
+    @extend_schema(summary="Deny (as an approver of the current stage)", request=DenyIn, responses={200: RequestOut})
+    @action(detail=True, methods=["post"])
+    def deny(self, request, pk=None):
+        req = self.get_object()
+        data = validated(DenyIn, request)
+        request_deny(request_id=req.pk, approver=request.user, comment=data["comment"], **audit_context(request))
+        return self._answer(req.pk)
+
+    @extend_schema(
+        summary="Withdraw your pending request",
+        request=CancelIn,
+        responses={200: RequestOut},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        req = self.get_object()
+        validated(CancelIn, request)
+        if req.requester_id != request.user.pk:
+            raise NotAllowed("only the requester may withdraw a request", code="not_requester")
+        request_cancel(request_id=req.pk, requester=request.user, **audit_context(request))
+        return self._answer(req.pk)
+
+    @extend_schema(summary="List the requests you may see", responses={200: RequestOut(many=True)})
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(summary="One request", responses={200: RequestOut})
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)

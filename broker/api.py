@@ -1,0 +1,501 @@
+"""REST API v1: roles, the check endpoint, API tokens, the audit trail and risk signals.
+
+Thin: reads through selectors (``broker.catalog``, ``grants.selectors``), changes through services
+(``broker.tokens``, ``broker.risk``).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+
+import django_filters
+from django.contrib.auth import get_user_model
+from django.core.serializers.json import DjangoJSONEncoder
+from django.http import StreamingHttpResponse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+    inline_serializer,
+)
+from rest_framework import exceptions, generics, mixins, permissions, serializers, viewsets
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from broker import risk
+from broker.api_auth import ANY_SCOPE, acts_as_admin, token_of
+from broker.api_common import (
+    ID_PATTERN,
+    AuditPagination,
+    AwareDateTimeFormField,
+    StrictSerializer,
+    Text,
+    WholeNumber,
+    audit_context,
+    enrol_hint,
+    otp_field,
+    second_factor_at,
+    validated,
+)
+from broker.catalog import eligible_roles, is_auditor
+from broker.models import ApiToken, AuditEvent, Channel, Role
+from broker.tokens import ALL_SCOPES, DEFAULT_SCOPES, MAX_LIFETIME, token_create_for_self, token_revoke
+from grants.selectors import grant_check
+
+User = get_user_model()
+
+
+def _seconds(value: timedelta | None) -> int | None:
+    return int(value.total_seconds()) if value is not None else None
+
+
+# --- Roles ----------------------------------------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="Role")
+class RoleOut(serializers.ModelSerializer):
+    max_duration_seconds = serializers.SerializerMethodField()
+    default_duration_seconds = serializers.SerializerMethodField()
+    min_duration_seconds = serializers.SerializerMethodField()
+    max_total_duration_seconds = serializers.SerializerMethodField(
+        help_text="Cap on a grant's whole life, extensions included."
+    )
+
+    class Meta:
+        model = Role
+        fields = [
+            "slug",
+            "name",
+            "description",
+            "max_duration_seconds",
+            "default_duration_seconds",
+            "min_duration_seconds",
+            "max_total_duration_seconds",
+            "requires_justification",
+            "requires_ticket",
+            "requires_mfa",
+            "break_glass",
+            "auto_approve",
+        ]
+        read_only_fields = fields
+
+    def get_max_duration_seconds(self, obj: Role) -> int:
+        return _seconds(obj.max_duration)
+
+    def get_default_duration_seconds(self, obj: Role) -> int:
+        return _seconds(obj.default_duration)
+
+    @extend_schema_field({"type": "integer", "nullable": True})
+    def get_min_duration_seconds(self, obj: Role) -> int | None:
+        return _seconds(obj.min_duration)
+
+    def get_max_total_duration_seconds(self, obj: Role) -> int:
+        return _seconds(obj.lifetime_cap)
+
+
+@extend_schema(tags=["roles"], summary="Roles you are eligible for", responses={200: RoleOut(many=True)})
+class RoleList(generics.ListAPIView):
+    serializer_class = RoleOut
+    required_scopes = {"GET": "read"}
+
+    def get_queryset(self):
+        return eligible_roles(self.request.user).order_by("slug")
+
+
+# --- Check ----------------------------------------------------------------------------------------------
+
+
+class CheckQuery(StrictSerializer):
+    user = serializers.CharField(required=False, max_length=150, help_text="Username; yourself when left out.")
+    role = serializers.CharField(max_length=64, help_text="Role slug.")
+
+
+@extend_schema_serializer(component_name="CheckAnswer")
+class CheckOut(serializers.Serializer):
+    allowed = serializers.BooleanField(help_text="The user holds the role right now (the effective rule).")
+    grant = serializers.IntegerField(allow_null=True, help_text="The effective grant's id, or null.")
+    expires_at = serializers.DateTimeField(allow_null=True, help_text="When that grant ends, or null.")
+    user = serializers.CharField()
+    role = serializers.CharField()
+    checked_at = serializers.DateTimeField()
+
+
+@extend_schema(
+    tags=["check"],
+    summary="Does a user hold a role right now?",
+    description=(
+        "The decision point for systems that pull. Anyone may check themselves; checking someone else needs the "
+        "auditor role or an administrator (with the admin scope). Answers from the effective rule: a grant counts only "
+        "while `status == active and starts_at <= now < expires_at`. Two queries with a token."
+    ),
+    parameters=[
+        OpenApiParameter(
+            "user",
+            {"type": "string", "maxLength": 150},
+            required=False,
+            description="Username; yourself when left out.",
+        ),
+        OpenApiParameter("role", {"type": "string", "maxLength": 64}, required=True, description="Role slug."),
+    ],
+    responses={200: CheckOut},
+)
+class CheckView(APIView):
+    required_scopes = {"GET": "read"}
+
+    def get(self, request):
+        query = CheckQuery(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        username = query.validated_data.get("user") or request.user.get_username()
+        role = query.validated_data["role"]
+        now = timezone.now()
+        answer = grant_check(viewer=request.user, username=username, role_slug=role, now=now)
+        if username != request.user.get_username() and not (answer.viewer_is_auditor or acts_as_admin(request)):
+            raise exceptions.PermissionDenied("checking someone else needs the auditor or administrator role")
+        return Response(
+            CheckOut(
+                {
+                    "allowed": answer.allowed,
+                    "grant": answer.grant_id,
+                    "expires_at": answer.expires_at,
+                    "user": username,
+                    "role": role,
+                    "checked_at": now,
+                }
+            ).data
+        )
+
+
+# --- Tokens ---------------------------------------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="ApiToken")
+class TokenOut(serializers.ModelSerializer):
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "prefix", "scopes", "created_at", "expires_at", "last_used_at", "revoked_at"]
+        read_only_fields = fields
+
+    scopes = serializers.ListField(child=serializers.ChoiceField(choices=ALL_SCOPES))
+
+
+@extend_schema_serializer(component_name="ApiTokenCreated")
+class TokenCreatedOut(TokenOut):
+    token = serializers.CharField(help_text="The token itself. Shown this once: it is stored only as a hash.")
+
+    class Meta(TokenOut.Meta):
+        fields = [*TokenOut.Meta.fields, "token"]
+        read_only_fields = fields
+
+
+@extend_schema_serializer(component_name="ApiTokenInput")
+class TokenIn(StrictSerializer):
+    name = Text(required=False, allow_blank=True, max_length=100, default="")
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=ALL_SCOPES),
+        required=False,
+        min_length=1,
+        max_length=len(ALL_SCOPES),
+        default=list(DEFAULT_SCOPES),
+        help_text="Default read, request, approve; admin only for administrators.",
+    )
+    expires_in_seconds = WholeNumber(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=1,
+        max_value=int(MAX_LIFETIME.total_seconds()),
+        help_text="Lifetime; no expiry when left out (a token made with an expiring token must expire first).",
+    )
+    otp = otp_field()
+
+
+@extend_schema(tags=["tokens"])
+class TokenViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """Your personal API tokens. The token text is shown once, when it is created."""
+
+    serializer_class = TokenOut
+    lookup_value_regex = ID_PATTERN
+    # Revoking only ever takes power away: any token of yours may revoke any of your tokens.
+    required_scopes = {"list": "read", "create": ANY_SCOPE, "destroy": ANY_SCOPE}
+
+    def get_queryset(self):
+        user = self.request.user
+        if not user.is_authenticated:
+            return ApiToken.objects.none()
+        return ApiToken.objects.filter(user=user).order_by("-created_at", "-pk")
+
+    @extend_schema(summary="List your tokens", responses={200: TokenOut(many=True)})
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Create a token",
+        request=TokenIn,
+        responses={201: TokenCreatedOut},
+        description=(
+            "Needs a fresh second factor: `otp` (your current code), or a session that stepped up within the last "
+            "minutes. With a token, the new one cannot have scopes the calling token lacks, nor outlive it. "
+            "A user without an MFA device gets 403 `mfa_not_enrolled`: ask an operator for "
+            "`manage.py create_api_token`."
+        ),
+    )
+    def create(self, request, *args, **kwargs):
+        data = validated(TokenIn, request)
+        mfa_at = second_factor_at(request, data.get("otp"))
+        with enrol_hint(request.user):
+            token, text = token_create_for_self(
+                user=request.user,
+                scopes=data["scopes"],
+                expires_in=timedelta(seconds=data["expires_in_seconds"]) if data["expires_in_seconds"] else None,
+                name=data["name"],
+                parent=token_of(request),
+                mfa_at=mfa_at,
+                **audit_context(request),
+            )
+        return Response({**TokenOut(token).data, "token": text}, status=201)
+
+    @extend_schema(summary="Revoke one of your tokens", responses={204: OpenApiResponse(description="Revoked.")})
+    def destroy(self, request, *args, **kwargs):
+        token = self.get_object()
+        token_revoke(token_id=token.pk, owner=request.user, **audit_context(request))
+        return Response(status=204)
+
+
+# --- Audit ----------------------------------------------------------------------------------------------
+
+
+@extend_schema_field(OpenApiTypes.DATETIME)
+class AwareDateTimeFilter(django_filters.Filter):
+    field_class = AwareDateTimeFormField
+
+
+class AuditFilter(django_filters.FilterSet):
+    actor = django_filters.CharFilter(
+        field_name="actor_name", help_text="Username of who acted (`system` for the broker)."
+    )
+    action = django_filters.CharFilter(help_text="E.g. request.created, grant.revoked.")
+    role = django_filters.CharFilter(help_text="Role slug.")
+    subject = django_filters.CharFilter(help_text="Username the event is about.")
+    channel = django_filters.ChoiceFilter(choices=Channel.choices)
+    target_type = django_filters.CharFilter(help_text="request, grant, token, user, ...")
+    target_id = django_filters.CharFilter()
+    since = AwareDateTimeFilter(field_name="at", lookup_expr="gte", help_text="Events at or after (with a time zone).")
+    until = AwareDateTimeFilter(field_name="at", lookup_expr="lt", help_text="Events before (with a time zone).")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["actor", "action", "role", "subject", "channel", "target_type", "target_id", "since", "until"]
+
+
+@extend_schema_serializer(component_name="AuditEvent")
+class AuditEventOut(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor_name")
+    data = serializers.JSONField()
+
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id",
+            "seq",
+            "at",
+            "actor",
+            "action",
+            "target_type",
+            "target_id",
+            "role",
+            "subject",
+            "channel",
+            "ip",
+            "data",
+            "prev_hash",
+            "hash",
+        ]
+        read_only_fields = fields
+
+
+EXPORT_FIELDS = [
+    "seq",
+    "at",
+    "actor",
+    "action",
+    "target_type",
+    "target_id",
+    "role",
+    "subject",
+    "channel",
+    "ip",
+    "data",
+    "prev_hash",
+    "hash",
+]
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _row(event: AuditEvent) -> dict:
+    return {
+        "seq": event.seq,
+        "at": event.at,
+        "actor": event.actor_name,
+        "action": event.action,
+        "target_type": event.target_type,
+        "target_id": event.target_id,
+        "role": event.role,
+        "subject": event.subject,
+        "channel": event.channel,
+        "ip": event.ip,
+        "data": event.data,
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+    }
+
+
+def _jsonl(events) -> Iterator[str]:
+    for event in events:
+        yield json.dumps(_row(event), cls=DjangoJSONEncoder, ensure_ascii=False) + "\n"
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_cell(value) -> str:
+    text = (
+        json.dumps(value, cls=DjangoJSONEncoder, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
+    )
+    if hasattr(value, "isoformat"):
+        text = value.isoformat()
+    # Spreadsheets run cells that start like a formula: defuse them (CSV injection).
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _csv(events) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(EXPORT_FIELDS)
+    for event in events:
+        row = _row(event)
+        yield writer.writerow([_csv_cell(row[name]) for name in EXPORT_FIELDS])
+
+
+class IsAuditorOrAdmin(permissions.BasePermission):
+    """Auditors (read scope) and administrators (admin scope) read the audit trail."""
+
+    def has_permission(self, request, view) -> bool:
+        if acts_as_admin(request) or is_auditor(request.user):
+            return True
+        raise exceptions.PermissionDenied("the audit trail is for auditors and administrators")
+
+
+class AuditQuery(serializers.Serializer):
+    format = serializers.ChoiceField(choices=["json", "jsonl", "csv"], required=False, default="json")
+
+
+@extend_schema(
+    tags=["audit"],
+    summary="The audit trail (auditors and administrators)",
+    description=(
+        "Newest first, cursor-paginated. `format=jsonl` or `format=csv` streams every matching event instead, oldest "
+        "first (in chain order), without pagination; the export never loads the table into memory. CSV cells that "
+        "start like a spreadsheet formula are prefixed with `'`."
+    ),
+    parameters=[
+        OpenApiParameter(
+            "format",
+            OpenApiTypes.STR,
+            enum=["json", "jsonl", "csv"],
+            required=False,
+            description="json (default): a page of events; jsonl or csv: a streamed export.",
+        ),
+    ],
+    responses={
+        (200, "application/json"): AuditEventOut(many=True),
+        (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description="One JSON event a line."),
+        (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="A header line, then one event a line."),
+    },
+)
+class AuditList(generics.ListAPIView):
+    serializer_class = AuditEventOut
+    filterset_class = AuditFilter
+    pagination_class = AuditPagination
+    required_scopes = {"GET": "read"}
+
+    def get_permissions(self):
+        return [*super().get_permissions(), IsAuditorOrAdmin()]
+
+    def get_queryset(self):
+        return AuditEvent.objects.all()
+
+    def list(self, request, *args, **kwargs):
+        query = AuditQuery(data={"format": request.query_params.get("format", "json")})
+        query.is_valid(raise_exception=True)
+        kind = query.validated_data["format"]
+        if kind == "json":
+            return super().list(request, *args, **kwargs)
+        events = self.filter_queryset(self.get_queryset()).order_by("seq").iterator(chunk_size=1000)
+        stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+        if kind == "jsonl":
+            response = StreamingHttpResponse(_jsonl(events), content_type="application/x-ndjson; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.jsonl"'
+        else:
+            response = StreamingHttpResponse(_csv(events), content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.csv"'
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+# --- Risk signals ---------------------------------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="SignalInput")
+class SignalIn(StrictSerializer):
+    user = Text(max_length=150, help_text="Username of the account at risk.")
+    event = serializers.ChoiceField(choices=list(risk.EVENTS))
+    reason = Text(max_length=risk.MAX_REASON)
+
+
+SignalOut = inline_serializer(
+    "SignalOutcome",
+    fields={
+        "user": serializers.CharField(),
+        "event": serializers.ChoiceField(choices=list(risk.EVENTS)),
+        "grants_revoked": serializers.ListField(child=serializers.IntegerField()),
+        "requests_cancelled": serializers.ListField(child=serializers.IntegerField()),
+        "tokens_revoked": serializers.IntegerField(),
+        "account_deactivated": serializers.BooleanField(),
+    },
+)
+
+
+@extend_schema(
+    tags=["signals"],
+    summary="Report a risk signal about a user (admin scope)",
+    description=(
+        "Revokes every live grant of the user (end_reason `risk_signal`) and cancels their pending requests. "
+        "`credential_compromised` and `account_disabled` also revoke their API tokens; `account_disabled` also "
+        "deactivates the account."
+    ),
+    request=SignalIn,
+    responses={200: SignalOut},
+)
+class SignalView(APIView):
+    required_scopes = {"POST": "admin"}
+
+    def post(self, request):
+        if not acts_as_admin(request):
+            raise exceptions.PermissionDenied("risk signals are for administrators")
+        data = validated(SignalIn, request)
+        user = User.objects.filter(username=data["user"]).first()
+        if user is None:
+            raise serializers.ValidationError({"user": ["No such user."]})
+        outcome = risk.user_signal_apply(
+            user=user, event=data["event"], reason=data["reason"], actor=request.user, **audit_context(request)
+        )
+        return Response(dataclasses.asdict(outcome))

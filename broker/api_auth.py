@@ -1,0 +1,118 @@
+"""Who is calling the API and with which powers: bearer tokens, the session, scopes.
+
+A bearer token is looked up with one indexed query (``broker.tokens.token_authenticate``: a keyed
+hash, no password hashing). Its scopes only ever narrow what its user may do: every permission is
+still checked against the user, and staff powers need the ``admin`` scope on top of ``is_staff``.
+The browser session counts as holding every scope of its user, and DRF enforces CSRF on it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+from rest_framework import authentication, exceptions, permissions
+
+from broker import ratelimit
+from broker.http import client_ip
+from broker.models import ApiToken
+from broker.tokens import token_authenticate
+
+# last_used_at is written at most this often per token: a conditional UPDATE, not one per request.
+LAST_USED_GRANULARITY = timedelta(minutes=1)
+ANY_SCOPE = "any"
+
+
+class BearerTokenAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Bearer pab_...``; failures are counted per client address (429 past the limit)."""
+
+    keyword = "bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword.encode():
+            return None  # not ours: the session may still authenticate the request
+        if len(header) != 2:
+            self._fail(request, "the Authorization header must be `Bearer <token>`")
+        try:
+            text = header[1].decode("ascii")
+        except UnicodeDecodeError:
+            self._fail(request, "the token contains characters that no token has")
+        token = token_authenticate(text)
+        if token is None:
+            self._fail(request, "the token is unknown, expired or revoked")
+        self._touch(token)
+        return token.user, token
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="api"'
+
+    def _fail(self, request, detail: str):
+        wait = ratelimit.fail(
+            "auth",
+            client_ip(request) or "unknown",
+            limit=settings.API_AUTH_FAILURE_LIMIT,
+            window=settings.API_RATE_WINDOW.total_seconds(),
+        )
+        if wait is not None:
+            raise exceptions.Throttled(wait=wait, detail="too many failed authentications from your address")
+        raise exceptions.AuthenticationFailed(detail, code="invalid_token")
+
+    @staticmethod
+    def _touch(token: ApiToken) -> None:
+        now = timezone.now()
+        if token.last_used_at is not None and token.last_used_at > now - LAST_USED_GRANULARITY:
+            return
+        # Conditional: of several concurrent requests only one writes, and never backwards.
+        ApiToken.objects.filter(pk=token.pk).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_GRANULARITY)
+        ).update(last_used_at=now)
+        token.last_used_at = now
+
+
+def token_of(request) -> ApiToken | None:
+    auth = getattr(request, "auth", None)
+    return auth if isinstance(auth, ApiToken) else None
+
+
+def has_scope(request, scope: str) -> bool:
+    """The session holds every scope of its user; a token holds those it was given."""
+    if scope == ANY_SCOPE:
+        return True
+    token = token_of(request)
+    return token is None or scope in token.scopes
+
+
+def acts_as_admin(request) -> bool:
+    """Staff powers (see and revoke everything, signals): a staff user, and the admin scope on a token."""
+    user = request.user
+    return bool(user and user.is_authenticated and user.is_staff and has_scope(request, "admin"))
+
+
+def required_scope(request, view) -> str | None:
+    """The scope a view declares for this action (``required_scopes``, by action or method)."""
+    scopes = getattr(view, "required_scopes", None) or {}
+    action = getattr(view, "action", None)
+    if action and action in scopes:
+        return scopes[action]
+    return scopes.get(request.method)
+
+
+class HasScope(permissions.BasePermission):
+    """Fails closed: a view that declares no scope for an action refuses token callers."""
+
+    def has_permission(self, request, view) -> bool:
+        if request.method == "OPTIONS" or not hasattr(view, request.method.lower()):
+            return True  # the method is not offered: let the view answer 405
+        scope = required_scope(request, view)
+        if scope is None:
+            if token_of(request) is None:
+                return True
+            raise exceptions.PermissionDenied(
+                "this operation is not available to API tokens", code="insufficient_scope"
+            )
+        if not has_scope(request, scope):
+            raise exceptions.PermissionDenied(f"the token lacks the `{scope}` scope", code="insufficient_scope")
+        return True

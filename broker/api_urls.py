@@ -1,0 +1,31 @@
+"""/api/v1/: the REST API (DESIGN.md, "REST API v1"), its OpenAPI schema and its docs page."""
+
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from approvals.api import RequestViewSet
+from broker import api
+from broker.api_common import api_not_found
+from grants.api import GrantViewSet
+
+router = SimpleRouter()
+router.register("requests", RequestViewSet, basename="request")
+router.register("grants", GrantViewSet, basename="grant")
+router.register("tokens", api.TokenViewSet, basename="token")
+
+v1 = [
+    path("roles/", api.RoleList.as_view(), name="role-list"),
+    path("check/", api.CheckView.as_view(), name="check"),
+    path("audit/", api.AuditList.as_view(), name="audit-list"),
+    path("signals/", api.SignalView.as_view(), name="signals"),
+    *router.urls,
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+]
+
+urlpatterns = [
+    path("v1/", include(v1)),
+    # Anything else under /api/ is a JSON 404, never an HTML page or a redirect to add a slash.
+    re_path(r"^.*$", api_not_found),
+]

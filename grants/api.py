@@ -1,0 +1,198 @@
+"""REST API v1: grants (list, read, revoke or relinquish, extend).
+
+Thin: every change goes through ``grants.services`` / ``approvals.services``, every read through
+``grants.selectors`` (not visible is 404).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import django_filters
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_serializer
+from rest_framework import exceptions, mixins, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from approvals.api import RequestOut
+from approvals.selectors import requests_visible_to, with_details
+from approvals.services import MAX_COMMENT, MAX_JUSTIFICATION, MAX_TICKET, request_extension
+from broker.api_auth import ANY_SCOPE, acts_as_admin, has_scope
+from broker.api_common import (
+    ID_PATTERN,
+    MAX_DURATION_SECONDS,
+    BooleanFormField,
+    StrictSerializer,
+    Text,
+    WholeNumber,
+    audit_context,
+    enrol_hint,
+    otp_field,
+    second_factor_at,
+    validated,
+)
+from broker.errors import Invalid, NotAllowed
+from grants.models import Grant
+from grants.selectors import grants_visible_to
+from grants.services import grant_relinquish, grant_revoke
+
+
+@extend_schema_serializer(component_name="Grant")
+class GrantOut(serializers.ModelSerializer):
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    role = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    ended_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    effective = serializers.SerializerMethodField(
+        help_text="Gives access right now: status active and starts_at <= now < expires_at."
+    )
+
+    class Meta:
+        model = Grant
+        fields = [
+            "id",
+            "request",
+            "user",
+            "role",
+            "status",
+            "starts_at",
+            "expires_at",
+            "ended_at",
+            "end_reason",
+            "effective",
+            "created_at",
+            "activated_at",
+            "end_requested_at",
+            "ended_by",
+            "break_glass",
+        ]
+        read_only_fields = fields
+
+    def get_effective(self, obj: Grant) -> bool:
+        return obj.is_effective(self.context.get("now"))
+
+
+@extend_schema_serializer(component_name="RevokeInput")
+class RevokeIn(StrictSerializer):
+    reason = Text(
+        required=False,
+        allow_blank=True,
+        max_length=MAX_COMMENT,
+        default="",
+        help_text="Why; required when an administrator revokes someone else's grant.",
+    )
+
+
+@extend_schema_serializer(component_name="ExtendInput")
+class ExtendIn(StrictSerializer):
+    duration_seconds = WholeNumber(
+        min_value=1, max_value=MAX_DURATION_SECONDS, help_text="How much longer; within the role's limits."
+    )
+    justification = Text(required=False, allow_blank=True, max_length=MAX_JUSTIFICATION, default="")
+    ticket = Text(required=False, allow_blank=True, max_length=MAX_TICKET, default="")
+    otp = otp_field()
+
+
+@extend_schema_field(OpenApiTypes.BOOL)
+class BooleanFilter(django_filters.Filter):
+    field_class = BooleanFormField
+
+
+class GrantFilter(django_filters.FilterSet):
+    active = BooleanFilter(
+        method="filter_active", help_text="true: grants that give access right now (the effective rule)."
+    )
+    status = django_filters.ChoiceFilter(choices=Grant.Status.choices)
+    user = django_filters.CharFilter(field_name="user__username", help_text="Username of the holder.")
+    role = django_filters.CharFilter(field_name="role__slug", help_text="Role slug.")
+
+    class Meta:
+        model = Grant
+        fields = ["active", "status", "user", "role"]
+
+    def filter_active(self, queryset, name, value):
+        effective = Grant.objects.effective().values("pk")
+        return queryset.filter(pk__in=effective) if value else queryset.exclude(pk__in=effective)
+
+
+@extend_schema(tags=["grants"])
+class GrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Grants the caller may see: their own, those of requests they may approve, or all (auditors, admins)."""
+
+    serializer_class = GrantOut
+    filterset_class = GrantFilter
+    lookup_value_regex = ID_PATTERN
+    # revoke: the holder needs `request` (relinquish), an administrator `admin`; checked below.
+    required_scopes = {"list": "read", "retrieve": "read", "revoke": ANY_SCOPE, "extend": "request"}
+
+    def get_queryset(self):
+        return (
+            grants_visible_to(self.request.user, admin=acts_as_admin(self.request))
+            .select_related("role", "user", "ended_by")
+            .order_by("-starts_at", "-pk")
+        )
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "now": timezone.now()}
+
+    @extend_schema(summary="List the grants you may see", responses={200: GrantOut(many=True)})
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(summary="One grant", responses={200: GrantOut})
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="End a grant early: the holder relinquishes, an administrator revokes",
+        request=RevokeIn,
+        responses={200: GrantOut},
+        description=(
+            "The grant turns `revoked` (or `revoking` while the target confirms the removal); it is never effective "
+            "again either way. 409 when it has already ended."
+        ),
+    )
+    @action(detail=True, methods=["post"])
+    def revoke(self, request, pk=None):
+        grant = self.get_object()
+        data = validated(RevokeIn, request)
+        if grant.user_id == request.user.pk:
+            if not has_scope(request, "request"):
+                raise exceptions.PermissionDenied("the token lacks the `request` scope", code="insufficient_scope")
+            grant_relinquish(grant_id=grant.pk, user=request.user, comment=data["reason"], **audit_context(request))
+        elif acts_as_admin(request):
+            if not data["reason"].strip():
+                raise Invalid(
+                    "say why you revoke the grant", fields={"reason": ["Required to revoke another's grant."]}
+                )
+            grant_revoke(grant_id=grant.pk, actor=request.user, reason=data["reason"], **audit_context(request))
+        else:
+            raise NotAllowed("only the holder or an administrator may end a grant", code="not_holder")
+        return Response(GrantOut(self.get_queryset().get(pk=grant.pk), context=self.get_serializer_context()).data)
+
+    @extend_schema(
+        summary="Ask for more time on your grant",
+        request=ExtendIn,
+        responses={201: RequestOut},
+        description="Creates an extension request, routed like a new request (auto-approved roles extend at once).",
+    )
+    @action(detail=True, methods=["post"])
+    def extend(self, request, pk=None):
+        grant = self.get_object()
+        data = validated(ExtendIn, request)
+        if grant.user_id != request.user.pk:
+            raise NotAllowed("only the holder may extend a grant", code="not_holder")
+        mfa_at = second_factor_at(request, data.get("otp"))
+        with enrol_hint(request.user):
+            req = request_extension(
+                grant_id=grant.pk,
+                requester=request.user,
+                duration=timedelta(seconds=data["duration_seconds"]),
+                justification=data["justification"],
+                ticket=data["ticket"],
+                mfa_at=mfa_at,
+                **audit_context(request),
+            )
+        visible = with_details(requests_visible_to(request.user, admin=acts_as_admin(request)))
+        return Response(RequestOut(visible.get(pk=req.pk)).data, status=201)

@@ -1,0 +1,107 @@
+"""Lists cost the same number of queries for 10 rows and for 200 (no query per row)."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from approvals.models import AccessRequest, Decision
+from broker.models import AuditEvent
+from grants.models import Grant
+
+pytestmark = pytest.mark.django_db
+
+
+def make_rows(world, count: int) -> None:
+    now = timezone.now()
+    requests = AccessRequest.objects.bulk_create(
+        AccessRequest(
+            role=world.deploy,
+            requester=world.bob,
+            status="approved",
+            duration=timedelta(hours=1),
+            justification="bulk",
+            channel="api",
+            created_at=now - timedelta(minutes=i),
+            expires_at=now + timedelta(hours=1),
+            decided_at=now,
+        )
+        for i in range(count)
+    )
+    Decision.objects.bulk_create(
+        Decision(request=r, approver=world.carol, stage=0, verdict="approve", channel="api", created_at=now)
+        for r in requests
+    )
+    Grant.objects.bulk_create(
+        Grant(
+            request=r,
+            user=world.bob,
+            role=world.deploy,
+            status="expired",
+            starts_at=now - timedelta(hours=2),
+            expires_at=now - timedelta(hours=1),
+            created_at=now,
+            ended_at=now,
+            end_reason="expiry",
+            ended_by=world.root,
+        )
+        for r in requests
+    )
+    last = AuditEvent.objects.order_by("-seq").first()
+    AuditEvent.objects.bulk_create(
+        AuditEvent(
+            seq=last.seq + 1 + i,
+            at=now,
+            actor=world.bob,
+            actor_name="bob",
+            action="bulk.event",
+            target_type="request",
+            target_id=str(i),
+            channel="api",
+            data={"i": i},
+            prev_hash="0" * 64,
+            hash=f"{last.seq + 1 + i:064x}",
+        )
+        for i in range(count)
+    )
+
+
+def queries_for(client, path: str) -> int:
+    client.get(path)  # the token's last_used_at is fresh afterwards
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(path)
+        assert response.status_code == 200
+        if response.streaming:
+            assert b"".join(response.streaming_content).count(b"bulk.event") in (10, 200)
+    return len(queries)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/requests/?page_size=200",
+        "/api/v1/grants/?page_size=200",
+        "/api/v1/audit/?page_size=200",
+        "/api/v1/audit/?format=jsonl",
+        "/api/v1/audit/?format=csv",
+    ],
+)
+def test_listing_10_or_200_rows_takes_the_same_number_of_queries(world, bearer, path):
+    erin = bearer(world.erin)
+    make_rows(world, 10)
+    few = queries_for(erin, path)
+    make_rows(world, 190)
+    many = queries_for(erin, path)
+    assert few == many, (few, many)
+    assert many <= 6
+
+
+def test_the_requester_list_is_constant_too(world, bearer):
+    alice = bearer(world.alice)
+    world.bob, world.alice = world.alice, world.bob  # rows for alice this time
+    make_rows(world, 10)
+    few = queries_for(alice, "/api/v1/requests/?page_size=200")
+    make_rows(world, 190)
+    assert queries_for(alice, "/api/v1/requests/?page_size=200") == few

@@ -1,0 +1,299 @@
+"""POST/GET requests/ and the decisions on them."""
+
+import pytest
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+
+from approvals import services as approvals
+from approvals.models import AccessRequest, IdempotencyKey
+from broker.models import AuditEvent, Channel
+from tests.api.conftest import code_for, enrol
+
+pytestmark = pytest.mark.django_db
+
+BODY = {"role": "deploy", "duration_seconds": 3600, "justification": "release 1.2"}
+
+
+def test_created_request_names_role_and_requester_by_slug_and_username(world, bearer):
+    response = bearer(world.alice).post("/api/v1/requests/", BODY, format="json")
+    assert response.status_code == 201
+    body = response.json()
+    assert body["role"] == "deploy"
+    assert body["requester"] == "alice"
+    assert body["status"] == "pending"
+    assert body["duration_seconds"] == 3600
+    assert body["approvals"] == []
+    assert body["grant"] is None
+    assert body["current_stage"] == 1
+    assert AuditEvent.objects.filter(action="request.created", channel="api").exists()
+
+
+def test_auto_approved_request_answers_with_its_grant(world, bearer):
+    response = bearer(world.bob).post("/api/v1/requests/", {"role": "sandbox"}, format="json")
+    assert response.status_code == 201
+    assert response.json()["status"] == "approved"
+    assert response.json()["grant"] is not None
+
+
+def test_unknown_role_is_refused_like_a_role_one_is_not_eligible_for(world, bearer):
+    unknown = bearer(world.alice).post("/api/v1/requests/", {**BODY, "role": "no-such-role"}, format="json")
+    not_eligible = bearer(world.carol).post("/api/v1/requests/", BODY, format="json")
+    assert unknown.status_code == not_eligible.status_code == 403
+    assert unknown.json()["error"] == not_eligible.json()["error"] == "not_eligible"
+
+
+def test_duration_above_the_role_maximum_is_a_field_error(world, bearer):
+    response = bearer(world.alice).post("/api/v1/requests/", {**BODY, "duration_seconds": 5 * 3600}, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid"
+    assert "duration_seconds" in response.json()["fields"]
+
+
+def test_second_pending_request_for_the_same_role_is_a_conflict(world, bearer):
+    alice = bearer(world.alice)
+    assert alice.post("/api/v1/requests/", BODY, format="json").status_code == 201
+    response = alice.post("/api/v1/requests/", BODY, format="json")
+    assert response.status_code == 409
+    assert response.json()["error"] == "duplicate_request"
+
+
+# --- Idempotency-Key ----------------------------------------------------------------------------
+
+
+def test_same_idempotency_key_and_body_returns_the_first_answer_without_a_second_request(world, bearer):
+    alice = bearer(world.alice)
+    first = alice.post("/api/v1/requests/", BODY, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    again = alice.post("/api/v1/requests/", BODY, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
+    assert AccessRequest.objects.filter(requester=world.alice, role=world.deploy).count() == 1
+
+
+def test_same_idempotency_key_with_another_body_is_a_conflict(world, bearer):
+    alice = bearer(world.alice)
+    alice.post("/api/v1/requests/", BODY, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    response = alice.post(
+        "/api/v1/requests/", {**BODY, "duration_seconds": 60}, format="json", HTTP_IDEMPOTENCY_KEY="k-1"
+    )
+    assert response.status_code == 409
+    assert response.json()["error"] == "idempotency_key_reused"
+
+
+def test_idempotency_keys_belong_to_one_user(world, bearer):
+    assert (
+        bearer(world.alice).post("/api/v1/requests/", BODY, format="json", HTTP_IDEMPOTENCY_KEY="k").status_code == 201
+    )
+    response = bearer(world.bob).post("/api/v1/requests/", BODY, format="json", HTTP_IDEMPOTENCY_KEY="k")
+    assert response.status_code == 201
+    assert response.json()["requester"] == "bob"
+
+
+def test_a_failed_attempt_leaves_the_idempotency_key_free_for_a_corrected_retry(world, bearer):
+    alice = bearer(world.alice)
+    failed = alice.post(
+        "/api/v1/requests/", {**BODY, "duration_seconds": 99999}, format="json", HTTP_IDEMPOTENCY_KEY="k"
+    )
+    assert failed.status_code == 400
+    assert not IdempotencyKey.objects.exists()
+    assert alice.post("/api/v1/requests/", BODY, format="json", HTTP_IDEMPOTENCY_KEY="k").status_code == 201
+
+
+def test_a_retry_may_bring_a_fresh_one_time_code_under_the_same_key(clock, world, bearer):
+    world.deploy.requires_mfa = True
+    world.deploy.save()
+    device = enrol(world.alice)
+    alice = bearer(world.alice)
+    first = alice.post(
+        "/api/v1/requests/", {**BODY, "otp": code_for(world.alice)}, format="json", HTTP_IDEMPOTENCY_KEY="k"
+    )
+    assert first.status_code == 201
+    clock.shift(30)
+    again = alice.post("/api/v1/requests/", {**BODY, "otp": "000000"}, format="json", HTTP_IDEMPOTENCY_KEY="k")
+    assert again.status_code == 201
+    assert again.json()["id"] == first.json()["id"]
+    device.refresh_from_db()
+    assert device.throttling_failure_count == 0  # the replay spent no code
+
+
+@pytest.mark.parametrize("key", ["", "x" * 201, "bad key with spaces", "clé"])
+def test_malformed_idempotency_key_is_a_field_error(world, bearer, key):
+    response = bearer(world.alice).post("/api/v1/requests/", BODY, format="json", HTTP_IDEMPOTENCY_KEY=key)
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.json()["fields"]
+
+
+# --- MFA --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mfa_role(world):
+    world.db_admin.requires_mfa = True
+    world.db_admin.save()
+    return world.db_admin
+
+
+def test_approving_a_role_that_requires_mfa_needs_the_otp(world, mfa_role, bearer):
+    enrol(world.carol)
+    response = bearer(world.carol).post(f"/api/v1/requests/{world.pending.pk}/approve/", {}, format="json")
+    assert response.status_code == 403
+    assert response.json()["error"] == "mfa_required"
+
+
+def test_approving_with_a_current_code_approves(world, mfa_role, bearer):
+    enrol(world.carol)
+    response = bearer(world.carol).post(
+        f"/api/v1/requests/{world.pending.pk}/approve/", {"otp": code_for(world.carol)}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "approved"
+    assert response.json()["approvals"][0]["approver"] == "carol"
+
+
+def test_a_code_is_refused_the_second_time(clock, world, mfa_role, bearer, make_role):
+    other = make_role(stages=[[world.carol]], slug="other", eligible=[world.bob])
+    second = approvals.request_create(requester=world.bob, role=other, justification="x", via=Channel.PORTAL)
+    other.requires_mfa = True
+    other.save()
+    enrol(world.carol)
+    code = code_for(world.carol)
+    carol = bearer(world.carol)
+    assert carol.post(f"/api/v1/requests/{world.pending.pk}/approve/", {"otp": code}, format="json").status_code == 200
+    replay = carol.post(f"/api/v1/requests/{second.pk}/approve/", {"otp": code}, format="json")
+    assert replay.status_code == 403
+    assert replay.json()["error"] == "mfa_invalid"
+
+
+def test_approver_without_a_device_is_told_how_to_enrol(world, mfa_role, bearer):
+    response = bearer(world.carol).post(f"/api/v1/requests/{world.pending.pk}/approve/", {}, format="json")
+    assert response.status_code == 403
+    assert response.json()["error"] == "mfa_not_enrolled"
+    assert "/account/mfa/" in response.json()["detail"]
+
+
+def test_approver_without_a_device_sending_a_code_is_told_how_to_enrol(world, mfa_role, bearer):
+    response = bearer(world.carol).post(
+        f"/api/v1/requests/{world.pending.pk}/approve/", {"otp": "123456"}, format="json"
+    )
+    assert response.status_code == 403
+    assert response.json()["error"] == "mfa_not_enrolled"
+
+
+def test_a_backup_code_approves_too(world, mfa_role, bearer):
+    static = StaticDevice.objects.create(user=world.carol, name="backup", confirmed=True)
+    StaticToken.objects.create(device=static, token="abcd1234")
+    response = bearer(world.carol).post(
+        f"/api/v1/requests/{world.pending.pk}/approve/", {"otp": "abcd1234"}, format="json"
+    )
+    assert response.status_code == 200
+
+
+def test_wrong_codes_are_throttled_with_retry_after_and_audited(clock, world, mfa_role, bearer, settings):
+    settings.API_OTP_FAILURE_LIMIT = 2
+    device = enrol(world.carol)
+    carol = bearer(world.carol)
+    wrong = f"{(int(code_for(world.carol)) + 1) % 1_000_000:06d}"
+    path = f"/api/v1/requests/{world.pending.pk}/approve/"
+    statuses = []
+    for _ in range(3):
+        statuses.append(carol.post(path, {"otp": wrong}, format="json"))
+        clock.shift(60)  # past django-otp's own per-device delay
+        device.refresh_from_db()
+    assert [r.status_code for r in statuses] == [403, 403, 429]
+    assert int(statuses[-1]["Retry-After"]) > 0
+    assert statuses[-1].json()["error"] == "throttled"
+    assert AuditEvent.objects.filter(action="auth.otp_failed", actor_name="carol").count() == 2
+
+
+def test_requesting_a_break_glass_role_needs_a_code(world, bearer, make_role):
+    make_role(slug="glass", break_glass=True, eligible=[world.alice])
+    enrol(world.alice)
+    alice = bearer(world.alice)
+    refused = alice.post("/api/v1/requests/", {"role": "glass", "justification": "fire"}, format="json")
+    assert refused.status_code == 403
+    assert refused.json()["error"] == "mfa_required"
+    allowed = alice.post(
+        "/api/v1/requests/", {"role": "glass", "justification": "fire", "otp": code_for(world.alice)}, format="json"
+    )
+    assert allowed.status_code == 201
+    assert allowed.json()["status"] == "approved"
+    assert allowed.json()["break_glass"] is True
+
+
+# --- Decisions --------------------------------------------------------------------------------------
+
+
+def test_approving_a_decided_request_is_a_conflict(world, bearer):
+    carol = bearer(world.carol)
+    assert carol.post(f"/api/v1/requests/{world.pending.pk}/deny/", {"comment": "no"}, format="json").status_code == 200
+    response = carol.post(f"/api/v1/requests/{world.pending.pk}/approve/", {}, format="json")
+    assert response.status_code == 409
+    assert response.json()["error"] == "already_decided"
+
+
+def test_deny_needs_a_comment(world, bearer):
+    response = bearer(world.carol).post(f"/api/v1/requests/{world.pending.pk}/deny/", {}, format="json")
+    assert response.status_code == 400
+    assert "comment" in response.json()["fields"]
+
+
+def test_cancelled_request_shows_its_status(world, bearer):
+    response = bearer(world.alice).post(f"/api/v1/requests/{world.pending.pk}/cancel/", format="json")
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
+
+
+# --- Visibility and filters ------------------------------------------------------------------------
+
+
+def ids(response) -> set[int]:
+    return {item["id"] for item in response.json()["results"]}
+
+
+def test_each_caller_lists_what_they_may_see(world, bearer):
+    bobs = bearer(world.bob).post("/api/v1/requests/", BODY, format="json").json()["id"]
+    everyone = set(AccessRequest.objects.values_list("pk", flat=True))
+    alices = set(AccessRequest.objects.filter(requester=world.alice).values_list("pk", flat=True))
+    assert ids(bearer(world.alice).get("/api/v1/requests/")) == alices
+    assert ids(bearer(world.bob).get("/api/v1/requests/")) == {bobs}
+    # carol approves db-admin and deploy, not the auto-approved sandbox
+    assert ids(bearer(world.carol).get("/api/v1/requests/")) == {world.pending.pk, bobs}
+    assert ids(bearer(world.erin).get("/api/v1/requests/")) == everyone
+    assert ids(bearer(world.root, scopes=("read", "admin")).get("/api/v1/requests/")) == everyone
+
+
+def test_an_approver_still_sees_a_request_they_decided_after_leaving_the_stage(world, bearer):
+    bearer(world.carol).post(f"/api/v1/requests/{world.pending.pk}/deny/", {"comment": "no"}, format="json")
+    world.db_admin.stages.get().users.remove(world.carol)
+    assert bearer(world.carol).get(f"/api/v1/requests/{world.pending.pk}/").status_code == 200
+
+
+def test_requests_filter_by_status_role_and_requester(world, bearer):
+    erin = bearer(world.erin)
+    assert ids(erin.get("/api/v1/requests/?status=pending")) == {world.pending.pk}
+    assert ids(erin.get("/api/v1/requests/?role=sandbox")) == {world.grant.request_id}
+    assert ids(erin.get("/api/v1/requests/?requester=bob")) == set()
+    assert erin.get("/api/v1/requests/?status=sleeping").status_code == 400
+
+
+def test_lists_are_newest_first_and_paginated_with_a_bounded_page_size(clock, world, bearer):
+    for _ in range(3):
+        clock.shift(60)
+        approvals.request_cancel(
+            request_id=approvals.request_create(
+                requester=world.bob, role=world.deploy, justification="x", via=Channel.PORTAL
+            ).pk,
+            requester=world.bob,
+            via=Channel.PORTAL,
+        )
+    erin = bearer(world.erin)
+    page = erin.get("/api/v1/requests/?page_size=2").json()
+    assert page["count"] == 5
+    assert len(page["results"]) == 2
+    created = [item["created_at"] for item in erin.get("/api/v1/requests/").json()["results"]]
+    assert created == sorted(created, reverse=True)
+    assert len(erin.get("/api/v1/requests/?page_size=200").json()["results"]) == 5
+    for too_big_or_odd in ("201", "0", "-1", "ten"):
+        response = erin.get(f"/api/v1/requests/?page_size={too_big_or_odd}")
+        assert response.status_code == 400
+        assert "page_size" in response.json()["fields"]
+    assert erin.get("/api/v1/requests/?page=99").status_code == 404
