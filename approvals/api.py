@@ -32,6 +32,7 @@ from broker.api_common import (
     ID_PATTERN,
     MAX_DURATION_SECONDS,
     AwareDateTimeField,
+    FilterSet,
     Slug,
     StrictSerializer,
     Text,
@@ -102,7 +103,7 @@ class RequestOut(serializers.ModelSerializer):
     def get_duration_seconds(self, obj: AccessRequest) -> int:
         return int(obj.duration.total_seconds())
 
-    @extend_schema_field(OpenApiTypes.INT)
+    @extend_schema_field({"type": "integer", "nullable": True})
     def get_current_stage(self, obj: AccessRequest) -> int | None:
         return obj.current_stage + 1 if obj.status == AccessRequest.Status.PENDING else None
 
@@ -148,7 +149,7 @@ class CancelIn(StrictSerializer):
     pass
 
 
-class RequestFilter(django_filters.FilterSet):
+class RequestFilter(FilterSet):
     status = django_filters.ChoiceFilter(choices=AccessRequest.Status.choices)
     kind = django_filters.ChoiceFilter(choices=AccessRequest.Kind.choices)
     role = django_filters.CharFilter(field_name="role__slug", help_text="Role slug.")

@@ -36,6 +36,7 @@ from broker.api_common import (
     ID_PATTERN,
     AuditPagination,
     AwareDateTimeFormField,
+    FilterSet,
     StrictSerializer,
     Text,
     WholeNumber,
@@ -277,7 +278,7 @@ class AwareDateTimeFilter(django_filters.Filter):
     field_class = AwareDateTimeFormField
 
 
-class AuditFilter(django_filters.FilterSet):
+class AuditFilter(FilterSet):
     actor = django_filters.CharFilter(
         field_name="actor_name", help_text="Username of who acted (`system` for the broker)."
     )

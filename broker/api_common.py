@@ -12,13 +12,15 @@ import logging
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 
+import django_filters
 from django import forms
 from django.conf import settings
 from django.db import transaction
 from django.http import Http404, JsonResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from django.views import defaults
+from django.views import csrf, defaults
+from django.views.decorators.csrf import csrf_exempt
 from django_otp import user_has_device
 from rest_framework import exceptions, negotiation, parsers, serializers
 from rest_framework.pagination import CursorPagination, PageNumberPagination
@@ -99,6 +101,7 @@ def _is_api(request) -> bool:
     return request.path.startswith("/api/")
 
 
+@csrf_exempt  # it changes nothing; a CSRF refusal would only hide the 404 behind an HTML 403
 def api_not_found(request, *args, **kwargs):
     """Any unknown path under /api/: JSON, never Django's HTML page (nor a slash redirect)."""
     return JsonResponse({"error": "not_found", "detail": f"no such endpoint: {request.path}"}, status=404)
@@ -120,6 +123,13 @@ def permission_denied(request, exception, *args, **kwargs):
     if _is_api(request):
         return JsonResponse({"error": "forbidden", "detail": "forbidden"}, status=403)
     return defaults.permission_denied(request, exception, *args, **kwargs)
+
+
+def csrf_failure(request, reason="", *args, **kwargs):
+    """CSRF_FAILURE_VIEW: the portal keeps Django's page; the API answers in JSON."""
+    if _is_api(request):
+        return JsonResponse({"error": "csrf_failed", "detail": f"CSRF check failed: {reason}"}, status=403)
+    return csrf.csrf_failure(request, reason, *args, **kwargs)
 
 
 def page_not_found(request, exception, *args, **kwargs):
@@ -275,6 +285,22 @@ def otp_field() -> serializers.CharField:
     )
 
 
+class FilterSet(django_filters.FilterSet):
+    """Typed filters (choices, booleans, times) given with an empty value are a 400, as their types
+    in the schema say; an empty text filter still means "no filter"."""
+
+    def is_valid(self) -> bool:
+        valid = super().is_valid()
+        for name, declared in self.filters.items():
+            if isinstance(declared, django_filters.CharFilter) or name not in self.data:
+                continue
+            values = self.data.getlist(name) if hasattr(self.data, "getlist") else [self.data[name]]
+            if any(value == "" for value in values):
+                self.form.add_error(name, "Give a value or leave the parameter out.")
+                valid = False
+        return valid
+
+
 # --- Pagination --------------------------------------------------------------------------------------
 
 
@@ -310,6 +336,14 @@ class StrictPageSize:
 
 class Pagination(StrictPageSize, PageNumberPagination):
     """Every list: newest first, `page` and `page_size`. A page past the end is a 404."""
+
+    def get_page_number(self, request, paginator):
+        raw = request.query_params.get(self.page_query_param)
+        if raw is None:
+            return 1
+        if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+            raise serializers.ValidationError({self.page_query_param: ["A whole number from 1."]})
+        return raw
 
 
 class AuditPagination(StrictPageSize, CursorPagination):

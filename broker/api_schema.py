@@ -44,11 +44,18 @@ class AutoSchema(SpectacularAutoSchema):
         return responses
 
 
+ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 10**18 - 1}
+
+
 def postprocess_schema(result, generator, request, public):
-    """Request bodies reject unknown fields (StrictSerializer): say so in the schema."""
+    """Say what the code enforces but drf-spectacular cannot see: ids in paths are integers (the
+    URL pattern bounds them), and request bodies reject unknown fields (StrictSerializer)."""
     components = result.get("components", {}).get("schemas", {})
     for operations in result.get("paths", {}).values():
         for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path" and parameter["name"] == "id":
+                    parameter["schema"] = dict(ID_SCHEMA)
             for content in operation.get("requestBody", {}).get("content", {}).values():
                 ref = content.get("schema", {}).get("$ref", "")
                 component = components.get(ref.rsplit("/", 1)[-1])

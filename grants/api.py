@@ -24,6 +24,7 @@ from broker.api_common import (
     ID_PATTERN,
     MAX_DURATION_SECONDS,
     BooleanFormField,
+    FilterSet,
     StrictSerializer,
     Text,
     WholeNumber,
@@ -43,7 +44,12 @@ from grants.services import grant_relinquish, grant_revoke
 class GrantOut(serializers.ModelSerializer):
     user = serializers.SlugRelatedField(slug_field="username", read_only=True)
     role = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    ended_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    ended_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True, help_text="Who ended it early; null for the system."
+    )
+    end_reason = serializers.ChoiceField(
+        choices=Grant.EndReason.choices, read_only=True, allow_null=True, help_text="Why it ended; null while live."
+    )
     effective = serializers.SerializerMethodField(
         help_text="Gives access right now: status active and starts_at <= now < expires_at."
     )
@@ -68,6 +74,11 @@ class GrantOut(serializers.ModelSerializer):
             "break_glass",
         ]
         read_only_fields = fields
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["end_reason"] = data["end_reason"] or None
+        return data
 
     def get_effective(self, obj: Grant) -> bool:
         return obj.is_effective(self.context.get("now"))
@@ -99,7 +110,7 @@ class BooleanFilter(django_filters.Filter):
     field_class = BooleanFormField
 
 
-class GrantFilter(django_filters.FilterSet):
+class GrantFilter(FilterSet):
     active = BooleanFilter(
         method="filter_active", help_text="true: grants that give access right now (the effective rule)."
     )
