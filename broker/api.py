@@ -102,9 +102,16 @@ class RoleOut(serializers.ModelSerializer):
         return _seconds(obj.lifetime_cap)
 
 
+class RoleFilter(FilterSet):
+    class Meta:
+        model = Role
+        fields = []
+
+
 @extend_schema(tags=["roles"], summary="Roles you are eligible for", responses={200: RoleOut(many=True)})
 class RoleList(generics.ListAPIView):
     serializer_class = RoleOut
+    filterset_class = RoleFilter
     required_scopes = {"GET": "read"}
 
     def get_queryset(self):
@@ -218,11 +225,18 @@ class TokenIn(StrictSerializer):
     otp = otp_field()
 
 
+class TokenFilter(FilterSet):
+    class Meta:
+        model = ApiToken
+        fields = []
+
+
 @extend_schema(tags=["tokens"])
 class TokenViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
     """Your personal API tokens. The token text is shown once, when it is created."""
 
     serializer_class = TokenOut
+    filterset_class = TokenFilter
     lookup_value_regex = ID_PATTERN
     # Revoking only ever takes power away: any token of yours may revoke any of your tokens.
     required_scopes = {"list": "read", "create": ANY_SCOPE, "destroy": ANY_SCOPE}
@@ -279,6 +293,8 @@ class AwareDateTimeFilter(django_filters.Filter):
 
 
 class AuditFilter(FilterSet):
+    extra_parameters = ("cursor", "page_size", "format")
+
     actor = django_filters.CharFilter(
         field_name="actor_name", help_text="Username of who acted (`system` for the broker)."
     )

@@ -97,7 +97,8 @@ def required_scope(request, view) -> str | None:
     action = getattr(view, "action", None)
     if action and action in scopes:
         return scopes[action]
-    return scopes.get(request.method)
+    method = "GET" if request.method == "HEAD" else request.method
+    return scopes.get(method)
 
 
 class HasScope(permissions.BasePermission):

@@ -54,6 +54,7 @@ def _flatten(detail, prefix: str = "") -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     if isinstance(detail, Mapping):
         for key, value in detail.items():
+            key = "non_field_errors" if key == "__all__" else key  # Django forms' name for them
             name = str(key) if not prefix else f"{prefix}.{key}"
             for field, messages in _flatten(value, name).items():
                 out.setdefault(field, []).extend(messages)
@@ -286,11 +287,22 @@ def otp_field() -> serializers.CharField:
 
 
 class FilterSet(django_filters.FilterSet):
-    """Typed filters (choices, booleans, times) given with an empty value are a 400, as their types
-    in the schema say; an empty text filter still means "no filter"."""
+    """Strict query strings for lists.
+
+    An unknown parameter is a 400, not silently ignored: `?activ=true` must not list everything.
+    Typed filters (choices, booleans, times) given with an empty value are a 400, as their types
+    in the schema say; an empty text filter still means "no filter".
+    """
+
+    # Parameters of the list that are not filters (pagination); views may add their own.
+    extra_parameters: tuple[str, ...] = ("page", "page_size")
 
     def is_valid(self) -> bool:
         valid = super().is_valid()
+        known = set(self.filters) | set(self.extra_parameters)
+        for name in sorted(set(self.data) - known):
+            self.form.add_error(None, f"Unknown query parameter `{name}`.")
+            valid = False
         for name, declared in self.filters.items():
             if isinstance(declared, django_filters.CharFilter) or name not in self.data:
                 continue

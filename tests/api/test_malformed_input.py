@@ -121,11 +121,33 @@ def test_other_content_types_are_415(alice_raw, content_type):
         ("GET", "/api/v1/grants/?active=perhaps", 400),
         ("GET", "/api/v1/check/?role=x&user=" + "u" * 151, 400),
         ("GET", "/api/v1/check/?role=x&surprise=1", 400),
+        ("GET", "/api/v1/grants/?active=", 400),
+        ("GET", "/api/v1/requests/?status=", 400),
+        ("GET", "/api/v1/requests/?page=", 400),
+        ("GET", "/api/v1/grants/?activ=true", 400),  # a typo must not list everything
+        ("GET", "/api/v1/roles/?format=csv", 400),
+        ("GET", "/api/v1/tokens/?surprise=1", 400),
+        ("POST", "/api/v1/nothing-here/", 404),
         ("GET", "/api/v1/audit/?until=2026-01-01T00:00:00", 403),  # alice is no auditor: refused first
     ],
 )
 def test_odd_paths_methods_and_parameters_are_json_4xx(alice_raw, method, path, status):
     assert_json_error(alice_raw.generic(method, path), status)
+
+
+def test_an_unknown_query_parameter_is_named(alice_raw):
+    body = assert_json_error(alice_raw.get("/api/v1/requests/?statuss=pending"), 400)
+    assert "statuss" in body["detail"]
+
+
+def test_a_post_with_a_session_cookie_but_no_csrf_token_to_an_unknown_path_is_a_json_404(world):
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(world.alice)
+    assert_json_error(browser.post("/api/v1/nothing-here/", {}), 404)
+
+
+def test_a_disallowed_host_under_api_is_a_json_400(world):
+    assert_json_error(Client(HTTP_HOST="evil.example").get("/api/v1/roles/"), 400)
 
 
 def test_non_ascii_bytes_in_the_authorization_header_are_401(world):
