@@ -199,3 +199,27 @@ def test_session_callers_need_the_csrf_token_for_changes(world):
         f"/api/v1/requests/{world.pending.pk}/cancel/", {}, content_type="application/json", HTTP_X_CSRFTOKEN=token
     )
     assert accepted.status_code == 200
+
+
+def test_a_token_never_has_more_power_than_its_user(world, bearer):
+    root = bearer(world.root, scopes=("read", "request", "approve", "admin"))
+    assert root.get("/api/v1/audit/").status_code == 200
+    world.root.is_staff = False
+    world.root.save()
+    assert root.get("/api/v1/audit/").status_code == 403
+    signal = {"user": "alice", "event": "risk_high", "reason": "x"}
+    assert root.post("/api/v1/signals/", signal, format="json").status_code == 403
+    assert root.get(f"/api/v1/grants/{world.grant.pk}/").status_code == 404
+
+
+def test_a_session_that_just_stepped_up_approves_an_mfa_role_without_a_code(world, client):
+    world.db_admin.requires_mfa = True
+    world.db_admin.save()
+    enrol(world.carol)
+    client.force_login(world.carol)
+    path = f"/api/v1/requests/{world.pending.pk}/approve/"
+    assert client.post(path, {}, content_type="application/json").json()["error"] == "mfa_required"
+    assert client.post("/account/mfa/verify/", {"code": code_for(world.carol)}).status_code == 302
+    response = client.post(path, {}, content_type="application/json")
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "approved"
