@@ -57,6 +57,8 @@ def _refuse(request, reason: str, link=None):
         # Only the approver the link was sent to learns which request it was about.
         "request_url": links.request_path(link.request_id) if is_approver else None,
         "inbox_url": links.inbox_path(),
+        # Signing out of the wrong account leads to the sign-in page, and back to this link.
+        "login_url": redirect_to_login(request.path)["Location"],
     }
     response = render(request, "approvals/email_link_refused.html", context, status=REFUSAL_STATUS.get(reason, 410))
     return _headers(response)

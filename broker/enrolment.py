@@ -8,6 +8,7 @@ to verify with.
 from __future__ import annotations
 
 import base64
+import io
 import secrets
 
 import segno
@@ -55,8 +56,12 @@ def totp_start(*, user: AbstractBaseUser, device_id: int | None = None) -> TOTPD
 
 def totp_qr_data_uri(device: TOTPDevice) -> str:
     """The otpauth:// URL as an SVG QR code in a data: URI (no external service, no inline script)."""
-    svg = segno.make(device.config_url, error="m").svg_inline(scale=5, border=2, dark="#000", light="#fff")
-    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+    buffer = io.BytesIO()
+    # A standalone SVG document (with its namespace): browsers render nothing without it in an <img>.
+    segno.make(device.config_url, error="m").save(
+        buffer, kind="svg", scale=5, border=2, xmldecl=False, dark="#000", light="#fff"
+    )
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def totp_secret(device: TOTPDevice) -> str:

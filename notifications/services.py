@@ -157,9 +157,14 @@ def _when(value: datetime | None) -> str:
     return timezone.localtime(value).strftime("%Y-%m-%d %H:%M %Z") if value else "—"
 
 
+def _person(user: AbstractBaseUser) -> str:
+    full = user.get_full_name()
+    return f"{full} ({user.get_username()})" if full else user.get_username()
+
+
 def _request_facts(req: AccessRequest) -> list[tuple[str, str]]:
     facts = [
-        ("Who", f"{req.requester.get_full_name() or req.requester.get_username()} ({req.requester.get_username()})"),
+        ("Who", _person(req.requester)),
         ("Role", f"{req.role.name} ({req.role.slug})"),
         ("How long", humanize_duration(req.duration) + (" more (extension)" if req.kind == "extension" else "")),
         ("Justification", req.justification or "—"),

@@ -285,3 +285,11 @@ def test_the_requester_gets_no_link_even_in_the_approver_group(make_role, reques
         request_role(role)
     assert messages_to(requester) == []
     assert len(messages_to(approver)) == 1
+
+
+def test_the_wrong_user_can_sign_out_and_come_back_as_the_approver(client, pending, carol_link, approver2):
+    client.force_login(approver2)
+    page = client.get(carol_link).content.decode()
+    assert 'action="/account/logout/"' in page
+    response = client.post("/account/logout/", {"next": f"/account/login/?next={carol_link}"})
+    assert response["Location"] == f"/account/login/?next={carol_link}"

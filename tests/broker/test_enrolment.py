@@ -35,7 +35,7 @@ def test_enrolment_page_shows_a_server_rendered_qr_code_and_the_key(client, requ
     page = response.content.decode()
     (data_uri,) = re.findall(r'src="(data:image/svg\+xml;base64,[^"]+)"', page)
     svg = base64.b64decode(data_uri.split(",", 1)[1]).decode()
-    assert svg.startswith("<svg") and "<script" not in svg
+    assert svg.startswith('<svg xmlns="http://www.w3.org/2000/svg"') and "<script" not in svg
     device = pending_device(requester)
     key = base64.b32encode(device.bin_key).decode().rstrip("=")
     assert key[:4] in page

@@ -281,3 +281,12 @@ def test_security_alerts_skip_inactive_members(make_role, request_role, security
     with sent():
         request_role(role, mfa_at=timezone.now(), justification="x")
     assert messages_to(security) == []
+
+
+def test_the_outbox_is_readable_in_the_admin(client, admin_user, role, request_role, sent):
+    with sent():
+        request_role(role)
+    client.force_login(admin_user)
+    page = client.get("/admin/notifications/notification/")
+    assert page.status_code == 200
+    assert b"decision_needed" in page.content
