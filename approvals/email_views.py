@@ -126,7 +126,7 @@ def approval_link(request, token: str):
         "signed_in": request.user.is_authenticated,
         "fresh": request.user.is_authenticated and stepup.is_recent(request),
         "needs_enrolment": request.user.is_authenticated and not user_has_device(request.user),
-        "enrol_url": stepup.step_up_url(request, request.path) if request.user.is_authenticated else "",
+        "step_up_url": stepup.step_up_url(request, request.path) if request.user.is_authenticated else "",
         "login_url": redirect_to_login(request.path)["Location"],
         "deny_verdict": Decision.Verdict.DENY,
     }

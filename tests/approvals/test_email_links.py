@@ -293,3 +293,9 @@ def test_the_wrong_user_can_sign_out_and_come_back_as_the_approver(client, pendi
     assert 'action="/account/logout/"' in page
     response = client.post("/account/logout/", {"next": f"/account/login/?next={carol_link}"})
     assert response["Location"] == f"/account/login/?next={carol_link}"
+
+
+def test_a_passkey_user_can_verify_first_and_come_back_to_decide(client, pending, carol_link, approver, carol_device):
+    client.force_login(approver)
+    page = client.get(carol_link).content.decode()
+    assert "/account/mfa/verify/?next=%2Femail-link%2F" in page
