@@ -125,3 +125,35 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"idempotency key {self.key!r} of {self.user}"
+
+
+class ApprovalLink(models.Model):
+    """One signed link in one approver email, stored by hash so that it decides at most once.
+
+    The token itself (signed with SECRET_KEY) names the approver, the request and the request
+    version it was sent for; only its SHA-256 is kept here, so a database reader cannot forge
+    or replay links.
+    """
+
+    request = models.ForeignKey(AccessRequest, on_delete=models.CASCADE, related_name="email_links")
+    approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    version = models.PositiveIntegerField()
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    # The decision taken through this link (approve or deny), once used.
+    used_for = models.CharField(max_length=8, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(used_at__isnull=True, used_for="")
+                | Q(used_at__isnull=False, used_for__in=["approve", "deny"]),
+                name="approval_link_use_recorded",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"link for {self.approver} on request #{self.request_id} v{self.version}"

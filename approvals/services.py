@@ -22,10 +22,13 @@ from broker.errors import Conflict, Invalid, NotAllowed, NotFound
 from broker.models import ApprovalStage, Channel, Role
 from grants import services as grant_services
 from grants.models import Grant
+from notifications.hooks import notify_on_commit
+from notifications.models import Notification
 
 log = logging.getLogger(__name__)
 
 Status = AccessRequest.Status
+Notify = Notification.Kind
 
 MAX_JUSTIFICATION = 2000
 MAX_TICKET = 200
@@ -194,6 +197,7 @@ def request_create(
         )
         if role.break_glass or role.auto_approve:
             _approve(req, actor=None, via=via, now=now, why="break_glass" if role.break_glass else "auto_approve")
+        _notify_created(req)
     log.info("request %s created: %s asks for %s (%s)", req.pk, requester, role, req.status)
     return req
 
@@ -275,7 +279,16 @@ def request_extension(
         )
         if role.break_glass or role.auto_approve:
             _approve(req, actor=None, via=via, now=now, why="break_glass" if role.break_glass else "auto_approve")
+        _notify_created(req)
     return req
+
+
+def _notify_created(req: AccessRequest) -> None:
+    if req.status == Status.PENDING:
+        notify_on_commit(Notify.DECISION_NEEDED, req.pk, req.version)
+    elif req.break_glass:
+        grant_id = req.extends_grant_id if req.kind == AccessRequest.Kind.EXTENSION else req.grant.pk
+        notify_on_commit(Notify.BREAK_GLASS, grant_id)
 
 
 # --- Decisions --------------------------------------------------------------------------------
@@ -371,11 +384,15 @@ def request_approve(
         )
         if outcome.approved:
             _approve(req, actor=approver, via=via, now=now, why="approvals", ip=ip)
+            notify_on_commit(Notify.APPROVED, req.pk)
         else:
             next_stage = outcome.current_stage
             if next_stage is not None and next_stage != req.current_stage:
                 req.current_stage = next_stage
             req.save(update_fields=["version", "current_stage"])
+            # The links sent for the previous version no longer work: the approvers still
+            # waiting (this stage's, or the next stage's) get fresh ones.
+            notify_on_commit(Notify.DECISION_NEEDED, req.pk, req.version)
     return req
 
 
@@ -444,6 +461,7 @@ def request_deny(
             **_facts(req),
             data={"stage": stage.position + 1, "comment": comment},
         )
+        notify_on_commit(Notify.DENIED, req.pk)
     return req
 
 
@@ -512,6 +530,7 @@ def request_expire(*, request_id: int, now: datetime | None = None, skip_locked:
             **_facts(req),
             data={"reason": reason, "expires_at": req.expires_at},
         )
+        notify_on_commit(Notify.EXPIRED, req.pk)
     return req
 
 

@@ -1,16 +1,23 @@
-"""Account pages: login, logout and the step-up verification page."""
+"""Account pages: sign-in is broker/login.py; here the step-up page and the second-factor devices."""
 
 from __future__ import annotations
 
 from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
+from django_otp import user_has_device
 
+from broker import enrolment, stepup
 from broker.errors import BrokerError
-from broker.stepup import verify_and_mark
+from broker.http import client_ip
+from broker.stepup import step_up_required, verify_and_mark
+
+ENROL_SESSION_KEY = "broker_enrol_device"
 
 
 class CodeForm(forms.Form):
@@ -19,6 +26,14 @@ class CodeForm(forms.Form):
         max_length=32,
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}),
         help_text="The 6-digit code from your authenticator app, or one of your backup codes.",
+    )
+
+
+class ConfirmForm(forms.Form):
+    code = forms.CharField(
+        label="Code shown by the app",
+        max_length=10,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}),
     )
 
 
@@ -31,11 +46,18 @@ def safe_next(request, default: str = "/") -> str:
     return default
 
 
+def _no_store(response):
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
 def mfa_verify(request):
-    """Ask for a one-time code; on success the session counts as freshly verified."""
+    """Ask for a one-time code (or a passkey); on success the session counts as freshly verified."""
+    if not user_has_device(request.user):
+        return redirect(stepup.step_up_url(request, safe_next(request)))
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -44,4 +66,99 @@ def mfa_verify(request):
             form.add_error("code", exc.detail)
         else:
             return redirect(safe_next(request))
-    return render(request, "account/mfa_verify.html", {"form": form, "next": safe_next(request, "")})
+    return render(
+        request,
+        "account/mfa_verify.html",
+        {"form": form, "next": safe_next(request, ""), "has_passkey": enrolment.has_passkey(request.user)},
+    )
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def mfa_enrol(request):
+    """Add an authenticator app: scan the QR code, confirm one code; the first time, get backup codes.
+
+    A user who already has a device must step up first, or a stolen session could add its own.
+    """
+    first = not user_has_device(request.user)
+    if not first and not stepup.is_recent(request):
+        return redirect(stepup.step_up_url(request))
+    device = enrolment.totp_start(user=request.user, device_id=request.session.get(ENROL_SESSION_KEY))
+    request.session[ENROL_SESSION_KEY] = device.pk
+    form = ConfirmForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        ip = client_ip(request)
+        try:
+            device = enrolment.totp_confirm(
+                user=request.user, device_id=device.pk, code=form.cleaned_data["code"], ip=ip
+            )
+        except BrokerError as exc:
+            form.add_error("code", exc.detail)
+        else:
+            del request.session[ENROL_SESSION_KEY]
+            # The code just proved possession of the new device: that is a fresh verification.
+            stepup.mark_verified(request, device)
+            codes = (
+                None
+                if enrolment.has_backup_codes(request.user)
+                else enrolment.backup_codes_generate(user=request.user, ip=ip)
+            )
+            messages.success(request, "Your authenticator app is set up.")
+            if codes:
+                return _no_store(
+                    render(request, "account/backup_codes.html", {"codes": codes, "next": safe_next(request)})
+                )
+            return redirect(safe_next(request, reverse("mfa-devices")))
+    return _no_store(
+        render(
+            request,
+            "account/mfa_enrol.html",
+            {
+                "form": form,
+                "first": first,
+                "qr": enrolment.totp_qr_data_uri(device),
+                "secret": enrolment.totp_secret(device),
+                "next": safe_next(request, ""),
+            },
+        )
+    )
+
+
+@never_cache
+@step_up_required
+@require_http_methods(["GET"])
+def mfa_devices(request):
+    """The user's devices, after a fresh verification."""
+    return render(
+        request,
+        "account/mfa_devices.html",
+        {
+            "devices": enrolment.device_rows(request.user),
+            "backup_codes_left": enrolment.backup_codes_left(request.user),
+        },
+    )
+
+
+@never_cache
+@step_up_required
+@require_POST
+def mfa_backup_codes(request):
+    """New backup codes (the old ones stop working); shown once, on this response only."""
+    codes = enrolment.backup_codes_generate(user=request.user, ip=client_ip(request))
+    return _no_store(render(request, "account/backup_codes.html", {"codes": codes, "next": reverse("mfa-devices")}))
+
+
+@never_cache
+@step_up_required
+@require_POST
+def mfa_device_remove(request):
+    try:
+        enrolment.device_remove(user=request.user, persistent_id=request.POST.get("device", ""), ip=client_ip(request))
+    except BrokerError as exc:
+        messages.error(request, exc.detail)
+    else:
+        messages.success(request, "The device was removed.")
+    if not user_has_device(request.user):
+        messages.warning(request, "You have no second factor left; sensitive steps will ask you to add one.")
+    return redirect("mfa-devices")

@@ -34,7 +34,8 @@ def verify_code(*, user: AbstractBaseUser, code: str | None, now: datetime | Non
         raise NotAllowed(
             f"a one-time code is required but you have no MFA device: {ENROL_HINT}", code="mfa_not_enrolled"
         )
-    code = "".join((code or "").split())
+    # Spaces and hyphens are how codes are shown (backup codes "abcde-fghjk"); letters in any case.
+    code = "".join(ch for ch in (code or "") if not ch.isspace() and ch != "-").lower()
     if not code:
         raise NotAllowed("a one-time code from your authenticator (otp) is required", code="mfa_required")
     if len(code) > 32 or not code.isalnum():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -70,9 +71,11 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
+    "django_otp_webauthn",
     "broker",
     "approvals",
     "grants",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -141,6 +144,28 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
 
+# --- Sign-in and second factors ---------------------------------------------------------------------
+# Failed sign-ins are counted per username and per client address (in the cache); past the limit,
+# sign-in is refused for LOGIN_LOCKOUT without even checking the password.
+LOGIN_MAX_FAILURES_PER_USER = env_int("LOGIN_MAX_FAILURES_PER_USER", 5, minimum=1, maximum=1000)
+LOGIN_MAX_FAILURES_PER_IP = env_int("LOGIN_MAX_FAILURES_PER_IP", 30, minimum=1, maximum=100000)
+LOGIN_LOCKOUT = env_duration("LOGIN_LOCKOUT", "15m")
+# The counters live in the cache (CACHES below): shared by every web process when it is Redis.
+OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Access broker")
+# django-otp throttles wrong codes per device with a delay doubling from 1 s (default 1 s, kept).
+# Passkeys (django-otp-webauthn) as a second factor only: never as a password replacement here.
+OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN = False
+OTP_WEBAUTHN_RP_NAME = env_str("OTP_WEBAUTHN_RP_NAME", "Access broker")
+# Browsers accept passkeys only on https:// origins or http://localhost (never on an IP address):
+# with an http SITE_URL, passkeys work when the portal is opened at http://localhost:PORT.
+_SITE = urlsplit(SITE_URL)
+if _SITE.scheme == "https":
+    OTP_WEBAUTHN_RP_ID = _SITE.hostname
+    OTP_WEBAUTHN_ALLOWED_ORIGINS = [SITE_URL]
+else:
+    OTP_WEBAUTHN_RP_ID = "localhost"
+    OTP_WEBAUTHN_ALLOWED_ORIGINS = [f"http://localhost:{_SITE.port or 80}"]
+
 # --- Security headers and cookies ----------------------------------------------------------------
 _HTTPS = env_bool("HTTPS", not DEBUG)
 SESSION_COOKIE_SECURE = _HTTPS
@@ -148,6 +173,9 @@ CSRF_COOKIE_SECURE = _HTTPS
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600, minimum=60)
+# A browser session ends with the browser; SESSION_COOKIE_AGE caps it otherwise.
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+CSRF_COOKIE_SAMESITE = "Lax"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
@@ -229,6 +257,11 @@ REVOKE_FAILED_RETRY = env_duration("REVOKE_FAILED_RETRY", "1d")
 ACTIVATE_MAX_ATTEMPTS = env_int("ACTIVATE_MAX_ATTEMPTS", 5, minimum=1, maximum=100)
 # How long a second-factor verification counts for sensitive steps (step-up).
 MFA_STEP_UP_WINDOW = env_duration("MFA_STEP_UP_WINDOW", "5m")
+# Notifications: requesters are warned this long before a grant expires (only for grants longer
+# than twice this lead); the scan for due reminders and warnings runs every NOTIFY_SCAN_INTERVAL.
+NOTIFY_EXPIRY_LEAD = env_duration("NOTIFY_EXPIRY_LEAD", "15m")
+NOTIFY_SCAN_INTERVAL = env_duration("NOTIFY_SCAN_INTERVAL", "30s")
+NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 5, minimum=1, maximum=50)
 # How far ahead a request may schedule its start.
 REQUEST_MAX_SCHEDULE_AHEAD = env_duration("REQUEST_MAX_SCHEDULE_AHEAD", "30d")
 
@@ -243,6 +276,7 @@ RECONCILE_INTERVAL = env_duration("RECONCILE_INTERVAL", "5m")
 CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "grants.tasks.sweep", "schedule": SWEEP_INTERVAL.total_seconds()},
     "reconcile": {"task": "grants.tasks.reconcile", "schedule": RECONCILE_INTERVAL.total_seconds()},
+    "notify-scan": {"task": "notifications.tasks.scan", "schedule": NOTIFY_SCAN_INTERVAL.total_seconds()},
 }
 
 # --- Cache (rate limits of the API) --------------------------------------------------------------
@@ -334,6 +368,7 @@ LOGGING = {
         "broker": {"level": LOG_LEVEL},
         "approvals": {"level": LOG_LEVEL},
         "grants": {"level": LOG_LEVEL},
+        "notifications": {"level": LOG_LEVEL},
         "celery": {"level": "INFO"},
     },
 }

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import wraps
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from django.contrib.auth.views import redirect_to_login
+from django.db import transaction
 from django.http import HttpRequest
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.http import url_has_allowed_host_and_scheme
 from django_otp import login as otp_login
 from django_otp import user_has_device
 from django_otp.models import Device
@@ -46,10 +48,11 @@ def mark_verified(request: HttpRequest, device: Device, *, now: datetime | None 
     request.session[SESSION_KEY] = (now or timezone.now()).isoformat()
 
 
-def verify_and_mark(request: HttpRequest, code: str | None) -> datetime:
-    """Check a code for request.user (raises NotAllowed/Throttled), mark the session, return the time."""
-    from django.db import transaction
+def verify_and_mark(request: HttpRequest, code: str | None, *, via: str = Channel.PORTAL) -> datetime:
+    """Check a code for request.user (raises NotAllowed/Throttled), mark the session, return the time.
 
+    ``via`` is the channel written to the audit trail (the email-link page passes ``email``).
+    """
     now = timezone.now()
     try:
         device = mfa.verify_code(user=request.user, code=code, now=now)
@@ -59,7 +62,7 @@ def verify_and_mark(request: HttpRequest, code: str | None) -> datetime:
                 "auth.step_up_failed",
                 actor=request.user,
                 target=("user", request.user.pk),
-                via=Channel.PORTAL,
+                via=via,
                 ip=client_ip(request),
                 subject=request.user.get_username(),
                 data={"reason": getattr(exc, "code", "error")},
@@ -71,7 +74,7 @@ def verify_and_mark(request: HttpRequest, code: str | None) -> datetime:
             "auth.step_up",
             actor=request.user,
             target=("user", request.user.pk),
-            via=Channel.PORTAL,
+            via=via,
             ip=client_ip(request),
             subject=request.user.get_username(),
             data={"device": device.persistent_id},
@@ -85,15 +88,42 @@ def step_up_url(request: HttpRequest, next_url: str | None = None) -> str:
     return f"{reverse(name)}?{urlencode({'next': next_url or request.get_full_path()})}"
 
 
+def _return_to(request: HttpRequest) -> str:
+    """Where to come back after verifying: this page for GET, the page that posted otherwise.
+
+    A POST cannot be replayed through a redirect, so the user returns to the form and sends it again.
+    """
+    if request.method in ("GET", "HEAD"):
+        return request.get_full_path()
+    referer = request.META.get("HTTP_REFERER", "")
+    if referer and url_has_allowed_host_and_scheme(
+        referer, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        parts = urlsplit(referer)
+        return parts.path + (f"?{parts.query}" if parts.query else "")
+    return "/"
+
+
 def step_up_required(view):
-    """Decorator for views that need a recent second factor; GET comes back after verifying."""
+    """Decorator for views that need a recent second factor; the user comes back after verifying.
+
+    Users without any device are sent to enrolment first (step_up_url), and back here after it.
+    """
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs):
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         if not is_recent(request):
-            return redirect(step_up_url(request))
+            return redirect(step_up_url(request, _return_to(request)))
         return view(request, *args, **kwargs)
 
     return wrapper
+
+
+class StepUpRequiredMixin:
+    """The same for class-based views: put it first among the bases."""
+
+    @classmethod
+    def as_view(cls, **initkwargs):
+        return step_up_required(super().as_view(**initkwargs))

@@ -24,6 +24,8 @@ from broker.models import Channel
 from grants import tasks
 from grants.connectors import ConnectorError, connector_for
 from grants.models import Grant
+from notifications.hooks import notify_on_commit
+from notifications.models import Notification
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +188,7 @@ def grant_activate(*, grant_id: int, now: datetime | None = None, skip_locked: b
             data={"starts_at": grant.starts_at, "expires_at": grant.expires_at, "connector": grant.role.connector},
         )
         _queue_expiry(grant, now)
+        notify_on_commit(Notification.Kind.GRANT_ACTIVE, grant.pk)
     log.info("grant %s activated: %s holds %s until %s", grant.pk, grant.user, grant.role, grant.expires_at)
     return grant
 
@@ -425,6 +428,7 @@ def _remove(
             "attempts": grant.attempts + 1,
         },
     )
+    notify_on_commit(Notification.Kind.GRANT_ENDED, grant.pk)
     log.info("grant %s ended (%s): %s no longer holds %s", grant.pk, grant.end_reason, grant.user, grant.role)
     return grant
 
@@ -475,6 +479,8 @@ def _removal_failed(
     )
     if exhausted:
         log.error("grant %s: removal failed %s times; needs attention: %s", grant.pk, grant.attempts, grant.last_error)
+        # Security hears of it now and after every failed daily retry (one message per attempt).
+        notify_on_commit(Notification.Kind.REVOKE_FAILED, grant.pk, grant.attempts)
     elif _within_horizon(grant.next_attempt_at, now):
         _queue_after_commit(tasks.remove_grant, grant.pk, grant.next_attempt_at, now)
     return grant

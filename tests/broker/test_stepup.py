@@ -74,3 +74,57 @@ def test_step_up_required_sends_a_stale_session_to_verify_and_lets_a_fresh_one_t
     assert protected(request).content == b"secret"
     clock.shift(timedelta(minutes=5, seconds=1))
     assert protected(request).status_code == 302
+
+
+def test_a_user_without_a_device_is_sent_to_enrolment_with_next(client, approver):
+    protected = stepup.step_up_required(lambda request: HttpResponse("secret"))
+    request = RequestFactory().get("/approvals/7/")
+    request.user = approver
+    request.session = client.session
+    assert protected(request)["Location"] == "/account/mfa/enrol/?next=%2Fapprovals%2F7%2F"
+
+
+def test_a_stale_post_comes_back_to_the_form_that_sent_it(client, approver, device):
+    protected = stepup.step_up_required(lambda request: HttpResponse("done"))
+    request = RequestFactory().post("/tokens/new/", HTTP_REFERER="http://testserver/tokens/?tab=new")
+    request.user = approver
+    request.session = client.session
+    assert protected(request)["Location"] == "/account/mfa/verify/?next=%2Ftokens%2F%3Ftab%3Dnew"
+    request = RequestFactory().post("/tokens/new/", HTTP_REFERER="https://evil.example/")
+    request.user = approver
+    request.session = client.session
+    assert protected(request)["Location"] == "/account/mfa/verify/?next=%2F"
+
+
+def test_step_up_mixin_guards_class_based_views(client, approver, device, clock):
+    from django.views import View
+
+    class Secret(stepup.StepUpRequiredMixin, View):
+        def get(self, request):
+            return HttpResponse("secret")
+
+    view = Secret.as_view()
+    request = RequestFactory().get("/break-glass/")
+    request.user = approver
+    request.session = client.session
+    assert view(request).status_code == 302
+    request.session[stepup.SESSION_KEY] = "2026-03-02T09:00:00+00:00"
+    assert view(request).content == b"secret"
+
+
+def test_anonymous_users_are_sent_to_sign_in_first():
+    from django.contrib.auth.models import AnonymousUser
+
+    protected = stepup.step_up_required(lambda request: HttpResponse("secret"))
+    request = RequestFactory().get("/approvals/7/")
+    request.user = AnonymousUser()
+    assert protected(request)["Location"] == "/account/login/?next=/approvals/7/"
+
+
+def test_verify_and_mark_returns_the_time_the_services_take_as_mfa_at(client, approver, device, clock):
+    request = RequestFactory().post("/x/")
+    request.user = approver
+    request.session = client.session
+    mfa_at = stepup.verify_and_mark(request, code_of(device))
+    assert mfa_at == stepup.verified_at(request)
+    assert stepup.is_recent(request)

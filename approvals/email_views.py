@@ -1,0 +1,134 @@
+"""The page behind an approver email link. Opening it changes nothing; deciding is a signed-in POST.
+
+Mail scanners (Safe Links, Proofpoint) open every link and may run its scripts, so GET and HEAD
+only render the facts. The decision needs CSRF, the approver's own session and a fresh step-up
+(the code can be typed on this page). Refusals say why without telling a stranger anything about
+the request, and each one is audited.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth.views import redirect_to_login
+from django.shortcuts import render
+from django.views.decorators.http import require_http_methods
+from django_otp import user_has_device
+
+from approvals import email_links
+from approvals.email_links import REFUSAL_TEXT, LinkRefused, Outcome
+from approvals.models import AccessRequest, Decision
+from broker import links, stepup
+from broker.durations import humanize_duration
+from broker.errors import BrokerError
+from broker.http import client_ip
+from broker.models import Channel
+
+REFUSAL_STATUS = {Outcome.INVALID: 400, Outcome.WRONG_USER: 403}
+
+
+class DecisionForm(forms.Form):
+    comment = forms.CharField(
+        label="Comment", required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 3})
+    )
+    code = forms.CharField(
+        label="One-time code",
+        required=False,
+        max_length=32,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+        help_text="The current code from your authenticator app (or a backup code).",
+    )
+    decision = forms.ChoiceField(choices=[("approve", "Approve"), ("deny", "Deny")])
+
+
+def _headers(response):
+    # The token is in the URL: never cache the page, never send it on in a Referer.
+    response["Cache-Control"] = "no-store"
+    response["Referrer-Policy"] = "no-referrer"
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    return response
+
+
+def _refuse(request, reason: str, link=None):
+    email_links.record_refusal(reason, link=link, user=request.user, ip=client_ip(request), method=request.method)
+    is_approver = link is not None and request.user.is_authenticated and request.user.pk == link.approver_id
+    context = {
+        "message": REFUSAL_TEXT[reason],
+        "reason": reason,
+        # Only the approver the link was sent to learns which request it was about.
+        "request_url": links.request_path(link.request_id) if is_approver else None,
+        "inbox_url": links.inbox_path(),
+        # Signing out of the wrong account leads to the sign-in page, and back to this link.
+        "login_url": redirect_to_login(request.path)["Location"],
+    }
+    response = render(request, "approvals/email_link_refused.html", context, status=REFUSAL_STATUS.get(reason, 410))
+    return _headers(response)
+
+
+def _facts(req: AccessRequest) -> dict:
+    stages = list(req.role.stages.order_by("position"))
+    return {
+        "req": req,
+        "role": req.role,
+        "requester": req.requester,
+        "duration": humanize_duration(req.duration),
+        "stage": req.current_stage + 1,
+        "stages": len(stages),
+        "decisions": list(req.decisions.select_related("approver").order_by("created_at")),
+        "request_url": links.request_path(req.pk),
+    }
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def approval_link(request, token: str):
+    check = email_links.link_check(token)
+    if not check.ok:
+        return _refuse(request, check.outcome, check.link)
+    link = check.link
+    if request.user.is_authenticated and request.user.pk != link.approver_id:
+        return _refuse(request, Outcome.WRONG_USER, link)
+    if request.method == "POST" and not request.user.is_authenticated:
+        # Sign in, then come back to this page and decide (the POST itself is not replayed).
+        return _headers(redirect_to_login(request.path))
+
+    form = DecisionForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        approve = form.cleaned_data["decision"] == "approve"
+        try:
+            if stepup.is_recent(request):
+                mfa_at = stepup.verified_at(request)
+            else:
+                mfa_at = stepup.verify_and_mark(request, form.cleaned_data["code"], via=Channel.EMAIL)
+            req = email_links.link_decide(
+                token=token,
+                user=request.user,
+                approve=approve,
+                comment=form.cleaned_data["comment"],
+                mfa_at=mfa_at,
+                ip=client_ip(request),
+            )
+        except LinkRefused as exc:
+            return _refuse(request, exc.reason, link)
+        except BrokerError as exc:
+            form.add_error(None, exc.detail)
+        else:
+            context = {
+                "req": req,
+                "approved": approve,
+                "final": req.status != AccessRequest.Status.PENDING,
+                "request_url": links.request_path(req.pk),
+                "inbox_url": links.inbox_path(),
+            }
+            return _headers(render(request, "approvals/email_link_done.html", context))
+
+    context = {
+        **_facts(link.request),
+        "form": form,
+        "signed_in": request.user.is_authenticated,
+        "fresh": request.user.is_authenticated and stepup.is_recent(request),
+        "needs_enrolment": request.user.is_authenticated and not user_has_device(request.user),
+        "step_up_url": stepup.step_up_url(request, request.path) if request.user.is_authenticated else "",
+        "login_url": redirect_to_login(request.path)["Location"],
+        "deny_verdict": Decision.Verdict.DENY,
+    }
+    status = 400 if form.errors else 200
+    return _headers(render(request, "approvals/email_link.html", context, status=status))

@@ -1,0 +1,91 @@
+"""Passkeys (WebAuthn) as a second factor, through django-otp-webauthn, wired to our step-up.
+
+The package's views do the WebAuthn ceremonies (challenges kept in the session, popped before
+use, so an assertion can never be replayed). We subclass them to keep our rules:
+
+- registering a passkey needs a fresh step-up when the user already has a device (the package
+  only asks that the session was verified once, at any time);
+- a successful passkey verification marks the session exactly as a code does (stepup.mark_verified:
+  verification time, new session key) and is audited;
+- passwordless sign-in stays off (OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN = False).
+
+The scripts are the package's own static files (no CDN, no inline script: the configuration is a
+``<script type="application/json">`` data block), so they work under a strict Content-Security-Policy.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.urls import path
+from django.views.i18n import JavaScriptCatalog
+from django_otp import user_has_device
+from django_otp_webauthn import exceptions, views
+
+from broker import audit, stepup
+from broker.http import client_ip
+from broker.models import Channel
+
+
+class StepUpNeeded(exceptions.OTPWebAuthnApiError):
+    status_code = 403
+    default_detail = "Verify it's you again (a one-time code) before adding a passkey."
+    default_code = "step_up_required"
+
+
+class _FreshStepUpToRegister:
+    def check_can_register(self):
+        if user_has_device(self.request.user) and not stepup.is_recent(self.request):
+            raise StepUpNeeded()
+
+
+class BeginRegistration(_FreshStepUpToRegister, views.BeginCredentialRegistrationView):
+    pass
+
+
+class CompleteRegistration(_FreshStepUpToRegister, views.CompleteCredentialRegistrationView):
+    def post(self, *args, **kwargs):
+        response = super().post(*args, **kwargs)
+        user = self.request.user
+        with transaction.atomic():
+            audit.record(
+                "mfa.device_added",
+                actor=user,
+                target=("user", user.pk),
+                via=Channel.PORTAL,
+                ip=client_ip(self.request),
+                subject=user.get_username(),
+                data={"type": "passkey"},
+            )
+        return response
+
+
+class CompleteAuthentication(views.CompleteCredentialAuthenticationView):
+    def complete_auth(self, device):
+        request = self.request
+        if not request.user.is_authenticated or device.user_id != request.user.pk:
+            raise exceptions.PasswordlessLoginDisabled()
+        stepup.mark_verified(request, device)
+        with transaction.atomic():
+            audit.record(
+                "auth.step_up",
+                actor=request.user,
+                target=("user", request.user.pk),
+                via=Channel.PORTAL,
+                ip=client_ip(request),
+                subject=request.user.get_username(),
+                data={"device": device.persistent_id, "type": "passkey"},
+            )
+
+
+# Same names as django_otp_webauthn.urls, so that its template tags find them.
+urlpatterns = [
+    path("registration/begin/", BeginRegistration.as_view(), name="credential-registration-begin"),
+    path("registration/complete/", CompleteRegistration.as_view(), name="credential-registration-complete"),
+    path(
+        "authentication/begin/",
+        views.BeginCredentialAuthenticationView.as_view(),
+        name="credential-authentication-begin",
+    ),
+    path("authentication/complete/", CompleteAuthentication.as_view(), name="credential-authentication-complete"),
+    path("jsi18n/", JavaScriptCatalog.as_view(packages=["django_otp_webauthn"]), name="js-i18n-catalog"),
+]

@@ -1,0 +1,22 @@
+"""The outbox, read-only: what was sent, what failed (and why), what a crash left `sending`."""
+
+from django.contrib import admin
+
+from notifications.models import Notification
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "kind", "object_id", "recipient", "revision", "status", "attempts", "sent_at")
+    list_filter = ("status", "kind")
+    search_fields = ("recipient__username", "object_id")
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,63 @@
+"""The outbox: one row per message that must go out at most once. Sending lives in services.py."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Notification(models.Model):
+    """A message to one person about one object, claimed before it is sent.
+
+    The unique key (kind, object_id, recipient, revision) is what makes a task that runs twice
+    (a redelivered Celery message, two sweeps) send nothing the second time. ``revision`` tells
+    apart messages that legitimately repeat for the same object: the request version an approver
+    link is bound to, the approval stage of a reminder, the expiry a warning is about.
+    """
+
+    class Kind(models.TextChoices):
+        DECISION_NEEDED = "decision_needed"
+        REMINDER = "reminder"
+        APPROVED = "approved"
+        DENIED = "denied"
+        EXPIRED = "expired"
+        GRANT_ACTIVE = "grant_active"
+        GRANT_EXPIRING = "grant_expiring"
+        GRANT_ENDED = "grant_ended"
+        BREAK_GLASS = "break_glass"
+        REVOKE_FAILED = "revoke_failed"
+
+    class Status(models.TextChoices):
+        # claimed by a worker that is sending it now (a crash leaves it here: never sent twice)
+        SENDING = "sending"
+        SENT = "sent"
+        # the mail server refused or was unreachable; a retry may claim it again
+        FAILED = "failed"
+        # nothing to send: the recipient has no address
+        SKIPPED = "skipped"
+
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    object_id = models.BigIntegerField()
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    revision = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SENDING)
+    attempts = models.PositiveSmallIntegerField(default=1)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "object_id", "recipient", "revision"], name="notification_once_per_key"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["sending", "sent", "failed", "skipped"]), name="notification_status_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["kind", "object_id"], name="notification_object")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.object_id} to {self.recipient} ({self.status})"
