@@ -1,0 +1,150 @@
+"""Reads of access requests, each with its permission filter built in.
+
+Every portal page (and anything else that shows requests to a person) goes through these, so that
+"who may see what" is decided in one place: a person who may not see a request gets a 404, never
+a hint that it exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
+
+from approvals.models import AccessRequest, Decision
+from approvals.policy import StageSpec, Vote, evaluate
+from broker.catalog import AUDITORS_GROUP
+from broker.models import ApprovalStage
+
+User = get_user_model()
+
+
+def _stages_of(user: AbstractBaseUser) -> QuerySet[ApprovalStage]:
+    """The approval stages that name the user, directly or through a group."""
+    return ApprovalStage.objects.filter(Q(users=user) | Q(groups__user=user))
+
+
+def _reads_everything(user: AbstractBaseUser) -> bool:
+    return user.is_active and (user.is_staff or user.groups.filter(name=AUDITORS_GROUP).exists())
+
+
+def requests_visible_to(user: AbstractBaseUser) -> QuerySet[AccessRequest]:
+    """Own requests; requests for roles the user approves or has decided; everything for auditors and staff."""
+    base = AccessRequest.objects.all()
+    if not user.is_authenticated or not user.is_active:
+        return base.none()
+    if _reads_everything(user):
+        return base
+    approves_role = _stages_of(user).filter(role=OuterRef("role"))
+    decided = Decision.objects.filter(request=OuterRef("pk"), approver=user)
+    return base.filter(Q(requester=user) | Exists(approves_role) | Exists(decided))
+
+
+def requests_awaiting(user: AbstractBaseUser, *, now: datetime | None = None) -> QuerySet[AccessRequest]:
+    """Pending requests whose current stage waits for this user's decision, oldest first."""
+    if not user.is_authenticated or not user.is_active:
+        return AccessRequest.objects.none()
+    now = now or timezone.now()
+    current_stage = _stages_of(user).filter(role=OuterRef("role"), position=OuterRef("current_stage"))
+    decided = Decision.objects.filter(request=OuterRef("pk"), approver=user)
+    return (
+        AccessRequest.objects.filter(status=AccessRequest.Status.PENDING, expires_at__gt=now)
+        .exclude(requester=user)
+        .filter(Exists(current_stage))
+        .exclude(Exists(decided))
+        .order_by("created_at", "pk")
+    )
+
+
+def requests_decided_by(user: AbstractBaseUser) -> QuerySet[AccessRequest]:
+    """Requests this user approved or denied, most recent decision first."""
+    if not user.is_authenticated:
+        return AccessRequest.objects.none()
+    mine = Decision.objects.filter(request=OuterRef("pk"), approver=user)
+    return (
+        AccessRequest.objects.filter(Exists(mine))
+        .annotate(
+            my_verdict=Subquery(mine.values("verdict")[:1]),
+            my_decided_at=Subquery(mine.values("created_at")[:1]),
+            my_comment=Subquery(mine.values("comment")[:1]),
+        )
+        .order_by("-my_decided_at", "-pk")
+    )
+
+
+def requests_of(user: AbstractBaseUser) -> QuerySet[AccessRequest]:
+    return AccessRequest.objects.filter(requester=user)
+
+
+# --- Progress of a request through its stages ----------------------------------------------------
+
+
+@dataclass
+class StageView:
+    number: int
+    required: int
+    approved_by: list[str]
+    approvers: list[str]
+    groups: list[str]
+    current: bool
+    satisfied: bool
+
+    @property
+    def missing(self) -> int:
+        return max(0, self.required - len(self.approved_by))
+
+
+@dataclass
+class Progress:
+    stages: list[StageView] = field(default_factory=list)
+    denied_by: str | None = None
+
+    @property
+    def waiting_on(self) -> StageView | None:
+        return next((s for s in self.stages if s.current), None)
+
+
+def request_progress(req: AccessRequest) -> Progress:
+    """Who approved which stage, who may still approve, and which stage decides now (a few queries)."""
+    stages = list(req.role.stages.order_by("position").prefetch_related("users", "groups"))
+    decisions = list(req.decisions.select_related("approver"))
+    outcome = evaluate(
+        [StageSpec(position=s.position, required=s.required) for s in stages],
+        [Vote(stage=d.stage, approver=d.approver.get_username(), approve=d.verdict == "approve") for d in decisions],
+    )
+    by_position = {p.position: p for p in outcome.stages}
+    pending = req.status == AccessRequest.Status.PENDING
+    group_ids = {g.pk for s in stages for g in s.groups.all()}
+    members: dict[int, list[str]] = {}
+    if group_ids:
+        for username, group_id in (
+            User.objects.filter(groups__in=group_ids, is_active=True)
+            .values_list("username", "groups")
+            .order_by("username")
+        ):
+            if group_id in group_ids:
+                members.setdefault(group_id, []).append(username)
+    views = []
+    requester = req.requester.get_username()
+    for stage in stages:
+        names = {u.get_username() for u in stage.users.all() if u.is_active}
+        for group in stage.groups.all():
+            names.update(members.get(group.pk, []))
+        names.discard(requester)
+        progress = by_position[stage.position]
+        views.append(
+            StageView(
+                number=stage.position + 1,
+                required=stage.required,
+                approved_by=list(progress.approved_by),
+                approvers=sorted(names),
+                groups=sorted(g.name for g in stage.groups.all()),
+                current=pending and stage.position == req.current_stage,
+                satisfied=progress.satisfied,
+            )
+        )
+    return Progress(stages=views, denied_by=outcome.denied_by)
