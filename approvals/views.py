@@ -162,9 +162,13 @@ def request_decide(request, pk: int):
                 request_id=req.pk, approver=request.user, comment=comment, via=Channel.PORTAL, ip=client_ip(request)
             )
     except BrokerError as exc:
-        apply_error(form, exc)
-        drop_code_if_fresh(request, form)
         req.refresh_from_db()
+        if services.may_decide(req, request.user):
+            apply_error(form, exc)
+            drop_code_if_fresh(request, form)
+        else:
+            # Not (or no longer) theirs to decide: there is no form to show the error in.
+            error_message(request, exc)
         return _render_detail(request, req, form, status=400)
     if verdict == "approve":
         outcome = "approved; the grant is being switched on" if req.status == "approved" else "approved (more stages)"
