@@ -62,8 +62,10 @@ def request_new(request, slug: str):
             drop_code_if_fresh(request, form)
         else:
             if req.status == AccessRequest.Status.APPROVED:
-                kind = "Break-glass access granted; security has been notified" if req.break_glass else "Granted"
-                messages.success(request, f"{kind}: {role.name} for {humanize_duration(req.duration)}.")
+                text = f"{role.name} is yours for {humanize_duration(req.duration)}."
+                if req.break_glass:
+                    text += " Security has been notified; this activation will be reviewed."
+                messages.success(request, text)
                 return redirect(grant_path(req.grant.pk))
             messages.success(request, f"Request sent. Approvers of {role.name} have been asked.")
             return redirect(request_path(req.pk))

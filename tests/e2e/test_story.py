@@ -218,7 +218,7 @@ def test_break_glass_is_marked_confirmed_and_keyboard_usable(person, cast):
     page.get_by_label("One-time code").fill(code_for(cast["alice"]))
     page.keyboard.press("Enter")
     page.wait_for_url("**/grants/*/")
-    assert page.get_by_text("security has been notified").is_visible()
+    assert page.get_by_text("Security has been notified").is_visible()
     assert page.get_by_text("break-glass", exact=True).first.is_visible()
     requester.shot("14-break-glass-active")
     assert requester.csp_violations == []
