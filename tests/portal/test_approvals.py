@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from approvals.models import AccessRequest
+from approvals.models import AccessRequest, Decision
 from broker.models import AuditEvent
 from grants.models import Grant
 from tests.factories import UserFactory
@@ -30,7 +30,7 @@ def test_inbox_lists_requests_waiting_for_me_oldest_first_with_the_count_in_the_
     response = client.get("/approvals/")
     body = response.content.decode()
     assert [r.pk for r in response.context["page"].object_list] == [older.pk, newer.pk]
-    assert 'aria-label="2 waiting for you"' in body
+    assert '<span class="count">2<span class="visually-hidden"> waiting for you</span></span>' in body
     assert "reason 0" in body  # the facts needed to decide
 
 
@@ -185,6 +185,25 @@ def test_decided_list_shows_my_decisions(client, pending, approver, role, many_r
     assert [r.pk for r in rows] == [pending.pk]
     assert rows[0].my_verdict == "deny"
     assert "not now" in response.content.decode()
+
+
+def test_decided_list_takes_constant_queries(client, approver, role, many_requests, constant_queries):
+    def add(n):
+        Decision.objects.bulk_create(
+            Decision(
+                request=r,
+                approver=approver,
+                stage=0,
+                verdict="deny",
+                comment="no",
+                channel="portal",
+                created_at=r.created_at,
+            )
+            for r in many_requests(n, role=role, status="denied")
+        )
+
+    client.force_login(approver)
+    constant_queries("/approvals/decided/", add)
 
 
 def test_expired_requests_leave_the_inbox(clock, client, pending, approver):
