@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-unit lint format check clean openapi
+.PHONY: help run test test-unit e2e screenshots lint format check clean openapi
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,6 +25,15 @@ run: $(STAMP) ## set up everything and run the broker (portal, API, worker, sche
 
 test: $(STAMP) ## run the whole test suite (integration tests too when DATABASE_URL and CELERY_BROKER_URL are set)
 	$(PY) -m pytest
+
+e2e: $(STAMP) ## only the browser tests (Playwright + /usr/bin/chromium); screenshots in test-artifacts/screenshots/
+	$(PY) -m pytest tests/e2e
+
+screenshots: e2e ## refresh the README's portal screenshots (docs/screenshots/) from the browser tests
+	mkdir -p docs/screenshots
+	cp test-artifacts/screenshots/05-approver-decision.png docs/screenshots/approver-decision.png
+	cp test-artifacts/screenshots/07-requester-grant-active.png docs/screenshots/requester-home.png
+	cp test-artifacts/screenshots/11-auditor-audit-log.png docs/screenshots/auditor-audit-log.png
 
 lint: $(STAMP) ## ruff, formatting and missing migrations
 	$(VENV)/bin/ruff check .

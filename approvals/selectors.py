@@ -1,25 +1,38 @@
-"""Reads of access requests, with who may see them.
+"""Reads of access requests, each with its permission filter built in.
 
-Visibility (the API answers 404 for anything outside it):
+Every portal page and API answer goes through these, so that "who may see what" is decided in
+one place; a person who may not see a request gets a 404, never a hint that it exists:
 
 - the requester sees their own requests;
 - an approver sees every request for a role whose approval policy names them in any stage,
-  directly or through a group (pending at their stage, at an earlier or later stage, or already
-  decided), and every request they decided themselves (even after leaving the stage);
+  directly or through a group, and every request they decided themselves;
 - auditors (the ``auditors`` group) and administrators see all requests.
 
-Seeing a request is not deciding it: ``approvals.services`` checks the current stage, self-approval
-and MFA when someone approves.
+Seeing a request is not deciding it: ``approvals.services`` checks the current stage,
+self-approval and MFA when someone approves.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.utils import timezone
 
 from approvals.models import AccessRequest, Decision
+from approvals.policy import StageSpec, Vote, evaluate
 from broker.catalog import is_auditor
 from broker.models import ApprovalStage
+
+User = get_user_model()
+
+
+def _stages_of(user: AbstractBaseUser) -> QuerySet[ApprovalStage]:
+    """The approval stages that name the user, directly or through a group."""
+    return ApprovalStage.objects.filter(Q(users=user) | Q(groups__user=user))
 
 
 def sees_everything(user: AbstractBaseUser, *, admin: bool | None = None) -> bool:
@@ -33,17 +46,125 @@ def sees_everything(user: AbstractBaseUser, *, admin: bool | None = None) -> boo
 
 
 def requests_visible_to(user: AbstractBaseUser, *, admin: bool | None = None) -> QuerySet[AccessRequest]:
+    """Own requests; requests for roles the user approves or has decided; everything for auditors and staff."""
+    base = AccessRequest.objects.all()
     if not user.is_authenticated or not user.is_active:
-        return AccessRequest.objects.none()
+        return base.none()
     if sees_everything(user, admin=admin):
-        return AccessRequest.objects.all()
-    approver_of = ApprovalStage.objects.filter(Q(users=user) | Q(groups__in=user.groups.all())).values("role_id")
-    decided = Decision.objects.filter(approver=user).values("request_id")
-    return AccessRequest.objects.filter(Q(requester=user) | Q(role_id__in=approver_of) | Q(pk__in=decided))
+        return base
+    approves_role = _stages_of(user).filter(role=OuterRef("role"))
+    decided = Decision.objects.filter(request=OuterRef("pk"), approver=user)
+    return base.filter(Q(requester=user) | Exists(approves_role) | Exists(decided))
 
 
 def with_details(requests: QuerySet[AccessRequest]) -> QuerySet[AccessRequest]:
-    """Everything an answer shows, in a constant number of queries whatever the page size."""
+    """Everything an API answer shows, in a constant number of queries whatever the page size."""
     return requests.select_related("role", "requester", "grant").prefetch_related(
         Prefetch("decisions", queryset=Decision.objects.select_related("approver").order_by("created_at", "pk"))
     )
+
+
+def requests_awaiting(user: AbstractBaseUser, *, now: datetime | None = None) -> QuerySet[AccessRequest]:
+    """Pending requests whose current stage waits for this user's decision, oldest first."""
+    if not user.is_authenticated or not user.is_active:
+        return AccessRequest.objects.none()
+    now = now or timezone.now()
+    current_stage = _stages_of(user).filter(role=OuterRef("role"), position=OuterRef("current_stage"))
+    decided = Decision.objects.filter(request=OuterRef("pk"), approver=user)
+    return (
+        AccessRequest.objects.filter(status=AccessRequest.Status.PENDING, expires_at__gt=now)
+        .exclude(requester=user)
+        .filter(Exists(current_stage))
+        .exclude(Exists(decided))
+        .order_by("created_at", "pk")
+    )
+
+
+def requests_decided_by(user: AbstractBaseUser) -> QuerySet[AccessRequest]:
+    """Requests this user approved or denied, most recent decision first."""
+    if not user.is_authenticated:
+        return AccessRequest.objects.none()
+    mine = Decision.objects.filter(request=OuterRef("pk"), approver=user)
+    return (
+        AccessRequest.objects.filter(Exists(mine))
+        .annotate(
+            my_verdict=Subquery(mine.values("verdict")[:1]),
+            my_decided_at=Subquery(mine.values("created_at")[:1]),
+            my_comment=Subquery(mine.values("comment")[:1]),
+        )
+        .order_by("-my_decided_at", "-pk")
+    )
+
+
+def requests_of(user: AbstractBaseUser) -> QuerySet[AccessRequest]:
+    return AccessRequest.objects.filter(requester=user)
+
+
+# --- Progress of a request through its stages ----------------------------------------------------
+
+
+@dataclass
+class StageView:
+    number: int
+    required: int
+    approved_by: list[str]
+    approvers: list[str]
+    groups: list[str]
+    current: bool
+    satisfied: bool
+
+    @property
+    def missing(self) -> int:
+        return max(0, self.required - len(self.approved_by))
+
+
+@dataclass
+class Progress:
+    stages: list[StageView] = field(default_factory=list)
+    denied_by: str | None = None
+
+    @property
+    def waiting_on(self) -> StageView | None:
+        return next((s for s in self.stages if s.current), None)
+
+
+def request_progress(req: AccessRequest) -> Progress:
+    """Who approved which stage, who may still approve, and which stage decides now (a few queries)."""
+    stages = list(req.role.stages.order_by("position").prefetch_related("users", "groups"))
+    decisions = list(req.decisions.select_related("approver"))
+    outcome = evaluate(
+        [StageSpec(position=s.position, required=s.required) for s in stages],
+        [Vote(stage=d.stage, approver=d.approver.get_username(), approve=d.verdict == "approve") for d in decisions],
+    )
+    by_position = {p.position: p for p in outcome.stages}
+    pending = req.status == AccessRequest.Status.PENDING
+    group_ids = {g.pk for s in stages for g in s.groups.all()}
+    members: dict[int, list[str]] = {}
+    if group_ids:
+        for username, group_id in (
+            User.objects.filter(groups__in=group_ids, is_active=True)
+            .values_list("username", "groups")
+            .order_by("username")
+        ):
+            if group_id in group_ids:
+                members.setdefault(group_id, []).append(username)
+    views = []
+    requester = req.requester.get_username()
+    for stage in stages:
+        names = {u.get_username() for u in stage.users.all() if u.is_active}
+        for group in stage.groups.all():
+            names.update(members.get(group.pk, []))
+        names.discard(requester)
+        progress = by_position[stage.position]
+        views.append(
+            StageView(
+                number=stage.position + 1,
+                required=stage.required,
+                approved_by=list(progress.approved_by),
+                approvers=sorted(names),
+                groups=sorted(g.name for g in stage.groups.all()),
+                current=pending and stage.position == req.current_stage,
+                satisfied=progress.satisfied,
+            )
+        )
+    return Progress(stages=views, denied_by=outcome.denied_by)

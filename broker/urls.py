@@ -30,6 +30,8 @@ urlpatterns = [
     path("account/mfa/remove/", account_views.mfa_device_remove, name="mfa-device-remove"),
     path("account/passkeys/", include((passkeys.urlpatterns, "otp_webauthn"))),
     path("email-link/<str:token>/", email_views.approval_link, name="approval-link"),
+    # The web portal (last: its patterns start at the root).
+    path("", include("broker.portal_urls")),
 ]
 
 # Errors under /api/ are JSON; everywhere else Django's pages.

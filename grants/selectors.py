@@ -1,14 +1,17 @@
-"""Reads of grants, with who may see them, and the decision point for systems that pull.
+"""Reads of grants, each with its permission filter built in; the decision point for systems that
+pull (``grant_check``); and the figures of the elevation review.
 
-Visibility: the holder sees their grants; whoever may see a grant's request (its approvers, see
-``approvals.selectors``) sees the grant; auditors and administrators see all. The API answers 404
-for anything else.
+Visibility: whoever may see a grant's request sees the grant (the holder, the role's approvers,
+auditors, administrators; see ``approvals.selectors``); the ``security`` group also sees every
+break-glass grant, which it reviews. Anything else is a 404.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
@@ -16,16 +19,33 @@ from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from approvals.selectors import requests_visible_to, sees_everything
-from broker.catalog import AUDITORS_GROUP
-from grants.models import Grant
+from broker.catalog import AUDITORS_GROUP, SECURITY_GROUP
+from grants.models import ENDING_STATUSES, LIVE_STATUSES, Grant
 
 
 def grants_visible_to(user: AbstractBaseUser, *, admin: bool | None = None) -> QuerySet[Grant]:
+    """Whoever may see the request a grant came from (own, approvers, auditors, staff); security: break-glass."""
     if not user.is_authenticated or not user.is_active:
         return Grant.objects.none()
     if sees_everything(user, admin=admin):
         return Grant.objects.all()
-    return Grant.objects.filter(Q(user=user) | Q(request__in=requests_visible_to(user, admin=admin).values("pk")))
+    visible = Q(user=user) | Q(request__in=requests_visible_to(user, admin=admin).values("pk"))
+    if user.groups.filter(name=SECURITY_GROUP).exists():
+        # Security reviews every break-glass activation after the fact.
+        visible |= Q(break_glass=True)
+    return Grant.objects.filter(visible)
+
+
+def grants_live_for(user: AbstractBaseUser) -> QuerySet[Grant]:
+    """The user's grants that give access now, will soon, or are still being removed."""
+    return Grant.objects.filter(user=user, status__in=LIVE_STATUSES + ENDING_STATUSES).order_by("expires_at", "pk")
+
+
+def break_glass_awaiting_review() -> QuerySet[Grant]:
+    return Grant.objects.filter(break_glass=True, reviewed_at__isnull=True).exclude(status="failed")
+
+
+# --- The decision point ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -62,4 +82,67 @@ def grant_check(*, viewer: AbstractBaseUser, username: str, role_slug: str, now:
         grant_id=row["grant_id"],
         expires_at=row["grant_expires_at"],
         viewer_is_auditor=bool(row["viewer_is_auditor"]),
+    )
+
+
+# --- Elevation review ------------------------------------------------------------------------------
+
+
+def grants_in_period(start: datetime, end: datetime) -> QuerySet[Grant]:
+    """Grants whose holding overlapped [start, end): started before the end, not ended before the start."""
+    return (
+        Grant.objects.filter(starts_at__lt=end)
+        .filter(Q(ended_at__isnull=True) | Q(ended_at__gt=start))
+        .exclude(status=Grant.Status.FAILED)
+    )
+
+
+def held_interval(grant, now: datetime) -> tuple[datetime, datetime] | None:
+    """When the role was really held in the target: from activation to the confirmed removal."""
+    held_from = grant.activated_at
+    if held_from is None:
+        return None
+    held_until = grant.ended_at or now
+    return (held_from, held_until) if held_until > held_from else None
+
+
+@dataclass
+class Review:
+    days: list[date]
+    per_day: dict[str, list[int]]  # role -> grants started each day
+    hours_per_user: list[tuple[str, float]]  # most elevated first
+    total_grants: int
+    total_hours: float
+
+
+def elevation_review(start: datetime, end: datetime, tz: ZoneInfo, *, now: datetime | None = None) -> Review:
+    """Grants started per day by role, and hours held per user, within [start, end) (one query)."""
+    now = now or timezone.now()
+    first = start.astimezone(tz).date()
+    last = (end - timedelta(microseconds=1)).astimezone(tz).date()
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    index = {day: i for i, day in enumerate(days)}
+    per_day: dict[str, list[int]] = defaultdict(lambda: [0] * len(days))
+    seconds: dict[str, float] = defaultdict(float)
+    total = 0
+    rows = grants_in_period(start, end).values_list(
+        "role__slug", "user__username", "starts_at", "activated_at", "ended_at"
+    )
+    for role, username, starts_at, activated_at, ended_at in rows:
+        total += 1
+        if start <= starts_at < end:
+            per_day[role][index[starts_at.astimezone(tz).date()]] += 1
+        if activated_at is None:
+            continue
+        held_until = ended_at or now
+        lo, hi = max(activated_at, start), min(held_until, end, now)
+        if hi > lo:
+            seconds[username] += (hi - lo).total_seconds()
+    hours = sorted(((u, s / 3600) for u, s in seconds.items()), key=lambda item: (-item[1], item[0]))
+    return Review(
+        days=days,
+        per_day=dict(sorted(per_day.items())),
+        hours_per_user=hours,
+        total_grants=total,
+        total_hours=sum(h for _, h in hours),
     )

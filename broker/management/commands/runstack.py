@@ -32,7 +32,7 @@ class Command(BaseCommand):
         procs = {name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in commands.items()}  # noqa: S603
         self.stdout.write(
             self.style.SUCCESS(
-                f"broker running: portal and admin at http://{addrport}/admin/ — Ctrl-C stops everything"
+                f"broker running: portal at http://{addrport}/ (admin at /admin/) — Ctrl-C stops everything"
             )
         )
 

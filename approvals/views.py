@@ -1,0 +1,195 @@
+"""Portal pages for access requests: asking for a role, following a request, deciding as an approver.
+
+Thin: reads go through approvals.selectors (which carry the permission filters), changes through
+approvals.services, and domain errors come back as messages next to the fields.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from approvals import selectors, services
+from approvals.forms import DecisionForm, RequestForm
+from approvals.models import AccessRequest
+from broker import stepup
+from broker.catalog import eligible_roles
+from broker.durations import humanize_duration
+from broker.errors import BrokerError
+from broker.http import client_ip
+from broker.links import grant_path, inbox_path, request_path
+from broker.models import Channel
+from broker.portal import apply_error, drop_code_if_fresh, error_message, fresh_mfa, paginate
+from broker.timeline import request_timeline
+from grants.models import Grant
+
+STATUSES = [s for s, _ in AccessRequest.Status.choices]
+
+
+def _list_rows(queryset):
+    return queryset.select_related("role", "requester", "grant")
+
+
+# --- Requesting -----------------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def request_new(request, slug: str):
+    """Ask for a role: duration within its bounds, reasons where required, a code where MFA is required."""
+    role = get_object_or_404(eligible_roles(request.user).prefetch_related("stages"), slug=slug)
+    needs_mfa = role.requires_mfa or role.break_glass
+    needs_code = needs_mfa and not stepup.is_recent(request)
+    form = RequestForm(request.POST or None, role=role, needs_code=needs_code)
+    if request.method == "POST" and form.is_valid():
+        try:
+            mfa_at = fresh_mfa(request, form.cleaned_data.get("code")) if needs_mfa else None
+            req = services.request_create(
+                requester=request.user,
+                role=role,
+                duration=form.cleaned_data["duration_value"],
+                justification=form.cleaned_data.get("justification", ""),
+                ticket=form.cleaned_data.get("ticket", ""),
+                starts_at=form.cleaned_data.get("starts_at"),
+                via=Channel.PORTAL,
+                ip=client_ip(request),
+                mfa_at=mfa_at,
+            )
+        except BrokerError as exc:
+            apply_error(form, exc)
+            drop_code_if_fresh(request, form)
+        else:
+            if req.status == AccessRequest.Status.APPROVED:
+                text = f"{role.name} is yours for {humanize_duration(req.duration)}."
+                if req.break_glass:
+                    text += " Security has been notified; this activation will be reviewed."
+                messages.success(request, text)
+                return redirect(grant_path(req.grant.pk))
+            messages.success(request, f"Request sent. Approvers of {role.name} have been asked.")
+            return redirect(request_path(req.pk))
+    stages = list(role.stages.order_by("position").prefetch_related("users", "groups"))
+    return render(
+        request,
+        "portal/request_new.html",
+        {"role": role, "form": form, "stages": stages, "needs_mfa": needs_mfa, "needs_code": needs_code},
+        status=400 if form.errors else 200,
+    )
+
+
+@login_required
+@require_GET
+def request_list(request):
+    """Requests the viewer may see: their own, or everyone's for auditors and administrators."""
+    status = request.GET.get("status", "")
+    scope = request.GET.get("scope", "mine")
+    queryset = selectors.requests_of(request.user) if scope == "mine" else selectors.requests_visible_to(request.user)
+    if status in STATUSES:
+        queryset = queryset.filter(status=status)
+    page = paginate(request, _list_rows(queryset.order_by("-created_at", "-pk")))
+    return render(
+        request, "portal/request_list.html", {"page": page, "status": status, "statuses": STATUSES, "scope": scope}
+    )
+
+
+@login_required
+@require_GET
+def request_detail(request, pk: int):
+    req = get_object_or_404(
+        selectors.requests_visible_to(request.user).select_related("role", "requester", "extends_grant"), pk=pk
+    )
+    return _render_detail(request, req)
+
+
+def _render_detail(request, req: AccessRequest, form: DecisionForm | None = None, status: int = 200):
+    grant = Grant.objects.filter(request=req).first()
+    req.grant_obj = grant
+    may_decide = services.may_decide(req, request.user)
+    needs_code = not stepup.is_recent(request)
+    if may_decide and form is None:
+        form = DecisionForm(needs_code=needs_code)
+    context = {
+        "req": req,
+        "grant": grant,
+        "progress": selectors.request_progress(req),
+        "timeline": request_timeline(req),
+        "may_decide": may_decide,
+        "may_cancel": req.is_pending and req.requester_id == request.user.pk,
+        "form": form if may_decide else None,
+        "needs_code": needs_code,
+        "own": req.requester_id == request.user.pk,
+    }
+    return render(request, "portal/request_detail.html", context, status=status)
+
+
+@login_required
+@require_POST
+def request_cancel(request, pk: int):
+    req = get_object_or_404(selectors.requests_visible_to(request.user), pk=pk)
+    try:
+        services.request_cancel(request_id=req.pk, requester=request.user, via=Channel.PORTAL, ip=client_ip(request))
+    except BrokerError as exc:
+        error_message(request, exc)
+    else:
+        messages.success(request, f"Request #{req.pk} withdrawn.")
+    return redirect(request_path(req.pk))
+
+
+# --- Deciding -------------------------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def request_decide(request, pk: int):
+    """Approve or deny with a comment, after a step-up: the code goes in the same form."""
+    req = get_object_or_404(selectors.requests_visible_to(request.user).select_related("role", "requester"), pk=pk)
+    form = DecisionForm(request.POST, needs_code=not stepup.is_recent(request), verdict=request.POST.get("verdict"))
+    if not form.is_valid():
+        return _render_detail(request, req, form, status=400)
+    verdict, comment = form.cleaned_data["verdict"], form.cleaned_data.get("comment", "")
+    try:
+        mfa_at = fresh_mfa(request, form.cleaned_data.get("code"))
+        if verdict == "approve":
+            req = services.request_approve(
+                request_id=req.pk,
+                approver=request.user,
+                comment=comment,
+                via=Channel.PORTAL,
+                ip=client_ip(request),
+                mfa_at=mfa_at,
+            )
+        else:
+            req = services.request_deny(
+                request_id=req.pk, approver=request.user, comment=comment, via=Channel.PORTAL, ip=client_ip(request)
+            )
+    except BrokerError as exc:
+        req.refresh_from_db()
+        if services.may_decide(req, request.user):
+            apply_error(form, exc)
+            drop_code_if_fresh(request, form)
+        else:
+            # Not (or no longer) theirs to decide: there is no form to show the error in.
+            error_message(request, exc)
+        return _render_detail(request, req, form, status=400)
+    if verdict == "approve":
+        outcome = "approved; the grant is being switched on" if req.status == "approved" else "approved (more stages)"
+    else:
+        outcome = "denied"
+    messages.success(request, f"Request #{req.pk} ({req.requester} → {req.role.slug}) {outcome}.")
+    return redirect(inbox_path())
+
+
+@login_required
+@require_GET
+def inbox(request):
+    """Requests waiting for my decision, oldest first, with the facts needed to decide."""
+    page = paginate(request, _list_rows(selectors.requests_awaiting(request.user)))
+    return render(request, "portal/inbox.html", {"page": page})
+
+
+@login_required
+@require_GET
+def decided(request):
+    page = paginate(request, _list_rows(selectors.requests_decided_by(request.user)))
+    return render(request, "portal/decided.html", {"page": page})

@@ -1,0 +1,87 @@
+"""Template helpers for the portal: times in the viewer's zone (named), durations, countdowns, pages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from django import template
+from django.utils import timezone
+from django.utils.dateformat import format as date_format
+from django.utils.html import format_html
+
+from broker.durations import humanize_duration
+
+register = template.Library()
+
+FORMATS = {
+    "long": "j M Y, H:i T",
+    "seconds": "j M Y, H:i:s T",
+    "short": "j M, H:i T",
+}
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@register.filter
+def when(value, style: str = "long"):
+    """A <time> element in the viewer's time zone, with the zone's abbreviation."""
+    if not isinstance(value, datetime):
+        return "—"
+    local = timezone.localtime(value)
+    return format_html('<time datetime="{}">{}</time>', _iso(value), date_format(local, FORMATS.get(style, style)))
+
+
+@register.filter
+def duration(value):
+    if isinstance(value, int | float):
+        value = timedelta(seconds=value)
+    return humanize_duration(value) if isinstance(value, timedelta) else ""
+
+
+@register.filter
+def hours(value):
+    """A number of hours for people: ``2 h 15 min``, ``40 s``."""
+    try:
+        return humanize_duration(timedelta(hours=float(value)))
+    except (TypeError, ValueError, OverflowError):
+        return ""
+
+
+@register.simple_tag
+def countdown(until, label: str = "left"):
+    """Time left until ``until``, counted down each second by portal.js; plain text without JS."""
+    if not isinstance(until, datetime):
+        return ""
+    left = until - timezone.now()
+    text = f"{humanize_duration(left)} {label}" if left.total_seconds() > 0 else "time is up"
+    return format_html(
+        '<time class="countdown" datetime="{}" data-countdown data-label="{}">{}</time>', _iso(until), label, text
+    )
+
+
+@register.simple_tag(takes_context=True)
+def page_url(context, number, param="page"):
+    """The current URL with another page number, keeping the filters."""
+    request = context["request"]
+    params = request.GET.copy()
+    params[param] = number
+    return "?" + params.urlencode()
+
+
+@register.filter
+def status_class(status: str) -> str:
+    return {
+        "pending": "badge-wait",
+        "scheduled": "badge-wait",
+        "approved": "badge-ok",
+        "active": "badge-ok",
+        "denied": "badge-bad",
+        "failed": "badge-bad",
+        "revoke_failed": "badge-bad",
+        "revoking": "badge-warn",
+        "expired": "badge-muted",
+        "cancelled": "badge-muted",
+        "revoked": "badge-muted",
+    }.get(status, "badge-muted")

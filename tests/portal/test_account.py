@@ -1,0 +1,164 @@
+"""My account: time zone, API tokens behind a step-up; and what every page carries (nav, CSP)."""
+
+import pytest
+from django.urls import reverse
+
+from broker import links
+from broker.models import ApiToken, AuditEvent
+from broker.tokens import digest, token_create
+from tests.portal.conftest import code_of, device_for, mark_fresh
+
+pytestmark = pytest.mark.django_db
+
+
+def test_portal_paths_agree_with_the_links_in_emails_and_the_api():
+    assert reverse("request-detail", args=[7]) == links.request_path(7)
+    assert reverse("grant-detail", args=[7]) == links.grant_path(7)
+    assert reverse("approvals-inbox") == links.inbox_path()
+    assert reverse("portal-home") == links.home_path()
+
+
+def test_every_page_has_a_strict_content_security_policy(client, requester):
+    client.force_login(requester)
+    for url in ("/", "/account/login/", "/requests/"):
+        policy = client.get(url)["Content-Security-Policy"]
+        assert "default-src 'self'" in policy
+        assert "img-src 'self' data:" in policy
+        assert "unsafe-inline" not in policy
+        assert "frame-ancestors 'none'" in policy
+
+
+def test_templates_have_no_inline_script_or_style(client, requester, role):
+    client.force_login(requester)
+    for url in ("/", f"/roles/{role.slug}/request/", "/account/", "/account/tokens/"):
+        body = client.get(url).content.decode()
+        assert "<script>" not in body and "<style" not in body and ' style="' not in body, url
+
+
+def test_navigation_depends_on_who_is_looking(client, requester, auditor, admin_user, security):
+    client.force_login(requester)
+    body = client.get("/").content.decode()
+    assert 'href="/account/mfa/"' in body and 'href="/account/tokens/"' in body
+    assert 'href="/audit/"' not in body and 'href="/admin/"' not in body and 'href="/review/"' not in body
+    client.force_login(auditor)
+    body = client.get("/").content.decode()
+    assert 'href="/audit/"' in body and 'href="/review/"' in body and 'href="/admin/"' not in body
+    client.force_login(admin_user)
+    body = client.get("/").content.decode()
+    assert 'href="/admin/"' in body and 'href="/audit/"' in body
+    client.force_login(security)
+    body = client.get("/").content.decode()
+    assert 'href="/review/"' in body and 'href="/audit/"' not in body
+
+
+def test_sign_out_is_a_post(client, requester):
+    client.force_login(requester)
+    body = client.get("/").content.decode()
+    assert 'action="/account/logout/"' in body and 'method="post"' in body
+
+
+# --- Time zone -------------------------------------------------------------------------------------
+
+
+def test_times_default_to_utc_and_name_the_zone(client, requester):
+    client.force_login(requester)
+    body = client.get("/").content.decode()
+    assert "Times are shown in <strong data-tz-name>UTC</strong>" in body
+
+
+def test_the_browser_zone_cookie_is_used_when_valid(client, requester):
+    client.force_login(requester)
+    client.cookies["broker_tz"] = "America/New_York"
+    assert "America/New_York" in client.get("/").content.decode()
+    client.cookies["broker_tz"] = "../../etc/passwd"
+    assert "<strong data-tz-name>UTC</strong>" in client.get("/").content.decode()
+
+
+def test_a_saved_zone_wins_over_the_browser(client, requester):
+    client.force_login(requester)
+    client.cookies["broker_tz"] = "America/New_York"
+    response = client.post("/account/", {"tz": "Asia/Kolkata"})
+    assert response.status_code == 302
+    assert "Asia/Kolkata" in client.get("/").content.decode()
+    client.post("/account/", {"tz": ""})
+    assert "America/New_York" in client.get("/").content.decode()
+    assert client.post("/account/", {"tz": "Mars/Olympus"}).status_code == 200  # refused, form error
+
+
+def test_times_render_in_the_chosen_zone(client, requester, request_role, role, clock):
+    request_role(role)
+    client.force_login(requester)
+    client.post("/account/", {"tz": "Europe/Berlin"})
+    body = client.get("/requests/").content.decode()
+    assert "2 Mar 2026, 10:00 CET" in body  # T0 is 09:00 UTC
+
+
+# --- API tokens ------------------------------------------------------------------------------------
+
+
+def test_tokens_page_lists_only_my_tokens(client, requester, outsider):
+    token_create(user=requester, name="laptop", via="cli")
+    token_create(user=outsider, name="theirs", via="cli")
+    client.force_login(requester)
+    body = client.get("/account/tokens/").content.decode()
+    assert "laptop" in body and "theirs" not in body
+
+
+def test_creating_a_token_needs_a_code_and_shows_it_once(client, requester):
+    device_for(requester)
+    client.force_login(requester)
+    response = client.post("/account/tokens/", {"name": "ci", "scopes": ["read"], "expires_in": "30"})
+    assert response.status_code == 400
+    assert not ApiToken.objects.exists()
+    response = client.post(
+        "/account/tokens/", {"name": "ci", "scopes": ["read"], "expires_in": "30", "code": code_of(requester)}
+    )
+    assert response.status_code == 200
+    assert response["Cache-Control"].startswith("max-age=0")
+    token = ApiToken.objects.get()
+    text = response.context["created"][1]
+    assert text.startswith("pab_") and digest(text) == token.digest
+    assert text in response.content.decode()
+    assert token.scopes == ["read"]
+    assert text not in client.get("/account/tokens/").content.decode()  # never again
+    assert AuditEvent.objects.get(action="token.created").channel == "portal"
+
+
+def test_the_admin_scope_is_offered_to_staff_only(client, requester, admin_user):
+    client.force_login(requester)
+    assert 'value="admin"' not in client.get("/account/tokens/").content.decode()
+    mark_fresh(client)
+    response = client.post("/account/tokens/", {"name": "x", "scopes": ["admin"], "expires_in": "7"})
+    assert response.status_code == 400
+    assert not ApiToken.objects.exists()
+    client.force_login(admin_user)
+    assert 'value="admin"' in client.get("/account/tokens/").content.decode()
+
+
+def test_revoking_a_token(client, requester, outsider):
+    mine, _ = token_create(user=requester, name="mine", via="cli")
+    theirs, _ = token_create(user=outsider, name="theirs", via="cli")
+    client.force_login(requester)
+    assert client.get(f"/account/tokens/{mine.pk}/revoke/").status_code == 405
+    client.post(f"/account/tokens/{mine.pk}/revoke/")
+    response = client.post(f"/account/tokens/{theirs.pk}/revoke/", follow=True)
+    assert "does not exist" in response.content.decode()
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
+    assert mine.revoked_at is not None and theirs.revoked_at is None
+
+
+def test_tokens_page_takes_constant_queries(client, requester, constant_queries):
+    client.force_login(requester)
+
+    def add(n):
+        for i in range(n):
+            token_create(user=requester, name=f"t{i}", via="cli")
+
+    constant_queries("/account/tokens/", add)
+
+
+def test_account_page_links_to_mfa_devices_and_tokens(client, requester):
+    client.force_login(requester)
+    body = client.get("/account/").content.decode()
+    assert 'href="/account/mfa/"' in body and 'href="/account/tokens/"' in body

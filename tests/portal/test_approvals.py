@@ -1,0 +1,213 @@
+"""The approver's inbox and decisions: comment and code in one form, every boundary refused politely."""
+
+from datetime import timedelta
+
+import pytest
+
+from approvals.models import AccessRequest, Decision
+from broker.models import AuditEvent
+from grants.models import Grant
+from tests.factories import UserFactory
+from tests.portal.conftest import code_of, device_for, mark_fresh
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def pending(request_role, role):
+    return request_role(role)
+
+
+def decide(client, req, verdict, **fields):
+    return client.post(f"/requests/{req.pk}/decide/", {"verdict": verdict, **fields})
+
+
+def test_inbox_lists_requests_waiting_for_me_oldest_first_with_the_count_in_the_nav(
+    client, approver, role, many_requests
+):
+    older, newer = many_requests(2, role=role)
+    client.force_login(approver)
+    response = client.get("/approvals/")
+    body = response.content.decode()
+    assert [r.pk for r in response.context["page"].object_list] == [older.pk, newer.pk]
+    assert '<span class="count">2<span class="visually-hidden"> waiting for you</span></span>' in body
+    assert "reason 0" in body  # the facts needed to decide
+
+
+def test_inbox_is_empty_for_the_requester_and_for_others(client, pending, requester, outsider, auditor):
+    for user in (requester, outsider, auditor):
+        client.force_login(user)
+        response = client.get("/approvals/")
+        assert list(response.context["page"].object_list) == []
+        assert "Nothing is waiting for you." in response.content.decode()
+
+
+def test_inbox_takes_constant_queries(client, approver, role, many_requests, constant_queries):
+    client.force_login(approver)
+    assert constant_queries("/approvals/", lambda n: many_requests(n, role=role)) <= 12
+
+
+def test_approve_with_comment_and_code_in_one_form(client, pending, approver, django_capture_on_commit_callbacks):
+    device_for(approver)
+    client.force_login(approver)
+    assert "id_code" in client.get(f"/requests/{pending.pk}/").content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = decide(client, pending, "approve", comment="fine", code=code_of(approver))
+    assert response.status_code == 302
+    assert response["Location"] == "/approvals/"
+    pending.refresh_from_db()
+    assert pending.status == "approved"
+    assert Grant.objects.get(request=pending).status == "active"
+    event = AuditEvent.objects.get(action="request.approval_given")
+    assert (event.actor_name, event.channel, event.data["comment"]) == ("carol", "portal", "fine")
+    assert AuditEvent.objects.filter(action="auth.step_up", actor_name="carol").exists()
+
+
+def test_a_wrong_code_decides_nothing(client, pending, approver):
+    device_for(approver)
+    client.force_login(approver)
+    wrong = f"{(int(code_of(approver)) + 1) % 1_000_000:06d}"
+    response = decide(client, pending, "approve", code=wrong)
+    assert response.status_code == 400
+    assert "wrong, expired or was already used" in response.content.decode()
+    pending.refresh_from_db()
+    assert pending.status == "pending"
+
+
+def test_no_code_no_decision(client, pending, approver):
+    device_for(approver)
+    client.force_login(approver)
+    response = decide(client, pending, "approve")
+    assert response.status_code == 400
+    assert response.context["form"].errors["code"]
+    pending.refresh_from_db()
+    assert pending.status == "pending"
+
+
+def test_deny_needs_a_comment(client, pending, approver):
+    client.force_login(approver)
+    mark_fresh(client)
+    response = decide(client, pending, "deny")
+    assert response.status_code == 400
+    assert "Say why you deny" in response.content.decode()
+    response = decide(client, pending, "deny", comment="not during the freeze")
+    assert response.status_code == 302
+    pending.refresh_from_db()
+    assert pending.status == "denied"
+
+
+def test_deny_also_needs_a_step_up_in_the_portal(client, pending, approver):
+    device_for(approver)
+    client.force_login(approver)
+    response = decide(client, pending, "deny", comment="no")
+    assert response.status_code == 400
+    pending.refresh_from_db()
+    assert pending.status == "pending"
+
+
+def test_the_requester_cannot_approve_their_own_request(client, pending, requester):
+    client.force_login(requester)
+    mark_fresh(client)
+    response = decide(client, pending, "approve")
+    assert response.status_code == 400
+    assert "cannot approve or deny your own request" in response.content.decode()
+    pending.refresh_from_db()
+    assert pending.status == "pending"
+
+
+def test_an_auditor_sees_the_request_but_cannot_decide(client, pending, auditor):
+    client.force_login(auditor)
+    mark_fresh(client)
+    response = decide(client, pending, "approve")
+    assert response.status_code == 400
+    assert "not an approver" in response.content.decode()
+    pending.refresh_from_db()
+    assert pending.status == "pending"
+
+
+def test_an_outsider_gets_404(client, pending, outsider):
+    client.force_login(outsider)
+    mark_fresh(client)
+    assert decide(client, pending, "approve").status_code == 404
+
+
+def test_deciding_twice_is_a_message_not_a_crash(client, pending, approver):
+    client.force_login(approver)
+    mark_fresh(client)
+    decide(client, pending, "deny", comment="no")
+    response = decide(client, pending, "approve")
+    assert response.status_code == 400
+    assert "already denied" in response.content.decode()
+
+
+def test_get_on_decide_changes_nothing(client, pending, approver):
+    client.force_login(approver)
+    assert client.get(f"/requests/{pending.pk}/decide/?verdict=approve").status_code == 405
+    pending.refresh_from_db()
+    assert pending.status == "pending"
+
+
+def test_a_second_stage_approver_sees_it_only_after_the_first_stage(
+    client, requester, approver, approver2, make_role, request_role
+):
+    role = make_role(stages=[[approver], [approver2]], slug="two-stage")
+    req = request_role(role)
+    client.force_login(approver2)
+    assert list(client.get("/approvals/").context["page"].object_list) == []
+    client.force_login(approver)
+    mark_fresh(client)
+    decide(client, req, "approve")
+    client.force_login(approver2)
+    assert [r.pk for r in client.get("/approvals/").context["page"].object_list] == [req.pk]
+    body = client.get(f"/requests/{req.pk}/").content.decode()
+    assert "Approved by carol" in body and "Still 1 from: dave" in body
+
+
+def test_approvers_through_a_group_see_the_request(client, requester, make_role, request_role):
+    from tests.factories import GroupFactory, StageFactory
+
+    leads = GroupFactory(name="leads")
+    lead = UserFactory(username="lena")
+    lead.groups.add(leads)
+    role = make_role(slug="grouped")
+    StageFactory(role=role, position=0, groups=[leads])
+    req = request_role(role)
+    client.force_login(lead)
+    assert [r.pk for r in client.get("/approvals/").context["page"].object_list] == [req.pk]
+
+
+def test_decided_list_shows_my_decisions(client, pending, approver, role, many_requests):
+    client.force_login(approver)
+    mark_fresh(client)
+    decide(client, pending, "deny", comment="not now")
+    response = client.get("/approvals/decided/")
+    rows = list(response.context["page"].object_list)
+    assert [r.pk for r in rows] == [pending.pk]
+    assert rows[0].my_verdict == "deny"
+    assert "not now" in response.content.decode()
+
+
+def test_decided_list_takes_constant_queries(client, approver, role, many_requests, constant_queries):
+    def add(n):
+        Decision.objects.bulk_create(
+            Decision(
+                request=r,
+                approver=approver,
+                stage=0,
+                verdict="deny",
+                comment="no",
+                channel="portal",
+                created_at=r.created_at,
+            )
+            for r in many_requests(n, role=role, status="denied")
+        )
+
+    client.force_login(approver)
+    constant_queries("/approvals/decided/", add)
+
+
+def test_expired_requests_leave_the_inbox(clock, client, pending, approver):
+    clock.shift(timedelta(hours=25))
+    client.force_login(approver)  # (the earlier session would have expired by now)
+    assert list(client.get("/approvals/").context["page"].object_list) == []
+    assert AccessRequest.objects.get().status == "pending"  # the sweeper closes it; the inbox hides it

@@ -1,0 +1,180 @@
+"""The audit log (filters, chain status, exports) and the elevation review, for auditors and admins."""
+
+import csv
+import io
+import itertools
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.utils import timezone
+
+from broker.models import AuditEvent
+from grants.selectors import elevation_review
+from tests.portal.conftest import mark_fresh
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def story(active_grant, requester, client):
+    """alice requested, carol approved, the worker activated, alice relinquished."""
+    grant = active_grant()
+    client.force_login(requester)
+    client.post(f"/grants/{grant.pk}/relinquish/")
+    client.logout()
+    return grant
+
+
+def test_audit_log_is_for_auditors_and_staff(client, story, auditor, admin_user, requester, approver, outsider):
+    for user, status in ((auditor, 200), (admin_user, 200), (requester, 403), (approver, 403), (outsider, 403)):
+        client.force_login(user)
+        assert client.get("/audit/").status_code == status, user
+        assert client.get("/audit/export/?format=csv").status_code == status, user
+
+
+def test_audit_log_needs_login(client):
+    assert client.get("/audit/")["Location"].startswith("/account/login/")
+
+
+def test_audit_log_shows_the_chain_verified_up_to_the_last_event(client, story, auditor):
+    client.force_login(auditor)
+    body = client.get("/audit/").content.decode()
+    last = AuditEvent.objects.order_by("-seq").first().seq
+    assert f"Hash chain verified up to event #{last}" in body
+
+
+def test_audit_log_names_the_first_broken_event(client, story, auditor):
+    victim = AuditEvent.objects.get(action="request.approval_given")
+    AuditEvent.objects.filter(pk=victim.pk).update(data={"comment": "edited afterwards"})
+    client.force_login(auditor)
+    body = client.get("/audit/").content.decode()
+    assert f"Hash chain broken at event #{victim.seq}" in body
+    assert "the event was edited" in body
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("actor=carol", {"request.approval_given", "request.approved", "grant.scheduled"}),
+        ("action=grant.", {"grant.scheduled", "grant.activated", "grant.relinquished"}),
+        ("channel=worker", {"grant.activated"}),
+        ("role=db-admin&action=request.approved", {"request.approved"}),
+        ("subject=nobody", set()),
+    ],
+)
+def test_audit_log_filters(client, story, auditor, query, expected):
+    client.force_login(auditor)
+    page = client.get(f"/audit/?{query}").context["page"]
+    assert {e.action for e in page.object_list} == expected
+
+
+def test_audit_log_filters_by_time_in_the_viewers_zone(client, story, auditor):
+    client.force_login(auditor)
+    session = client.session
+    session["broker_tz"] = "Asia/Tokyo"
+    session.save()
+    local_now = timezone.now().astimezone(timezone.get_fixed_timezone(9 * 60))
+    since = (local_now - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M")
+    until = (local_now - timedelta(minutes=4)).strftime("%Y-%m-%dT%H:%M")
+    assert client.get(f"/audit/?since={since}").context["page"].paginator.count == AuditEvent.objects.count()
+    assert client.get(f"/audit/?until={until}").context["page"].paginator.count == 0
+
+
+def test_csv_export_of_the_current_filter(client, story, auditor):
+    client.force_login(auditor)
+    response = client.get("/audit/export/?subject=alice&action=grant.&format=csv")
+    assert response["Content-Type"].startswith("text/csv")
+    assert response["Content-Disposition"].startswith('attachment; filename="audit-')
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [r["action"] for r in rows] == ["grant.scheduled", "grant.activated", "grant.relinquished"]
+    assert [int(r["seq"]) for r in rows] == sorted(int(r["seq"]) for r in rows)  # oldest first
+    assert json.loads(rows[-1]["data"])["end_reason"] == "relinquished"
+
+
+def test_jsonl_export_keeps_the_hashes(client, story, auditor):
+    client.force_login(auditor)
+    response = client.get("/audit/export/?format=jsonl")
+    lines = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
+    assert len(lines) == AuditEvent.objects.count()
+    for previous, current in itertools.pairwise(lines):
+        assert current["prev_hash"] == previous["hash"]
+
+
+def test_csv_export_defuses_spreadsheet_formulas(client, auditor, many_events):
+    from django.db import transaction
+
+    from broker import audit
+    from broker.models import Channel
+    from tests.factories import UserFactory
+
+    sneaky = UserFactory(username="+cmd")
+    with transaction.atomic():
+        audit.record("test.event", actor=sneaky, target=("thing", 1), via=Channel.CLI)
+    client.force_login(auditor)
+    body = b"".join(client.get("/audit/export/?format=csv").streaming_content).decode()
+    assert ",'+cmd," in body
+
+
+def test_audit_log_takes_constant_queries(client, auditor, many_events, constant_queries):
+    client.force_login(auditor)
+    constant_queries("/audit/", many_events)
+
+
+def test_export_links_carry_the_filter(client, story, auditor):
+    client.force_login(auditor)
+    body = client.get("/audit/?actor=carol").content.decode()
+    assert 'href="/audit/export/?actor=carol&amp;format=csv"' in body
+
+
+# --- Elevation review ------------------------------------------------------------------------------
+
+
+def test_review_page_draws_both_charts(client, story, auditor):
+    client.force_login(auditor)
+    response = client.get("/review/")
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert body.count("<svg") == 2
+    assert "Grants started per day, by role" in body and "Total elevated time per person" in body
+    assert f'href="/grants/{story.pk}/"' in body
+
+
+def test_review_period_is_validated(client, auditor):
+    client.force_login(auditor)
+    response = client.get("/review/?since=2026-03-10&until=2026-03-01")
+    assert "The end comes before the start." in response.content.decode()
+    response = client.get("/review/?since=2025-01-01&until=2026-03-01")
+    assert "at most 92 days" in response.content.decode()
+
+
+def test_review_empty_state(client, auditor):
+    client.force_login(auditor)
+    assert "Nobody held a privileged role in this period." in client.get("/review/").content.decode()
+
+
+def test_review_takes_constant_queries(client, auditor, role, many_grants, constant_queries):
+    client.force_login(auditor)
+    constant_queries("/review/", lambda n: many_grants(n, role=role))
+
+
+def test_elevation_review_counts_grants_per_day_and_hours_held(db, role, many_grants):
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    now = start + timedelta(days=2, hours=12)
+    grants = many_grants(2, role=role)
+    for i, grant in enumerate(grants):
+        grant.starts_at = grant.activated_at = start + timedelta(days=i, hours=10)
+        grant.expires_at = grant.starts_at + timedelta(hours=2)
+        grant.ended_at = grant.starts_at + timedelta(hours=1, minutes=30)
+        grant.status = "expired"
+        grant.save()
+    review = elevation_review(start, start + timedelta(days=3), UTC, now=now)
+    assert review.per_day == {role.slug: [1, 1, 0]}
+    assert review.hours_per_user == [("req0", 1.5), ("req1", 1.5)]
+    assert review.total_grants == 2
+
+
+def test_staff_cannot_change_anything_through_export(client, admin_user):
+    client.force_login(admin_user)
+    mark_fresh(client)
+    assert client.post("/audit/export/?format=csv").status_code == 405
