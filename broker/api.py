@@ -6,16 +6,11 @@ Thin: reads through selectors (``broker.catalog``, ``grants.selectors``), change
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
-from collections.abc import Iterator
 from datetime import timedelta
 
 import django_filters
 from django.contrib.auth import get_user_model
-from django.core.serializers.json import DjangoJSONEncoder
-from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -30,7 +25,7 @@ from rest_framework import exceptions, generics, mixins, permissions, serializer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from broker import risk
+from broker import audit_export, risk
 from broker.api_auth import ANY_SCOPE, acts_as_admin, token_of
 from broker.api_common import (
     ID_PATTERN,
@@ -338,70 +333,6 @@ class AuditEventOut(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-EXPORT_FIELDS = [
-    "seq",
-    "at",
-    "actor",
-    "action",
-    "target_type",
-    "target_id",
-    "role",
-    "subject",
-    "channel",
-    "ip",
-    "data",
-    "prev_hash",
-    "hash",
-]
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _row(event: AuditEvent) -> dict:
-    return {
-        "seq": event.seq,
-        "at": event.at,
-        "actor": event.actor_name,
-        "action": event.action,
-        "target_type": event.target_type,
-        "target_id": event.target_id,
-        "role": event.role,
-        "subject": event.subject,
-        "channel": event.channel,
-        "ip": event.ip,
-        "data": event.data,
-        "prev_hash": event.prev_hash,
-        "hash": event.hash,
-    }
-
-
-def _jsonl(events) -> Iterator[str]:
-    for event in events:
-        yield json.dumps(_row(event), cls=DjangoJSONEncoder, ensure_ascii=False) + "\n"
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-def _csv_cell(value) -> str:
-    text = (
-        json.dumps(value, cls=DjangoJSONEncoder, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
-    )
-    if hasattr(value, "isoformat"):
-        text = value.isoformat()
-    # Spreadsheets run cells that start like a formula: defuse them (CSV injection).
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
-def _csv(events) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    yield writer.writerow(EXPORT_FIELDS)
-    for event in events:
-        row = _row(event)
-        yield writer.writerow([_csv_cell(row[name]) for name in EXPORT_FIELDS])
-
-
 class IsAuditorOrAdmin(permissions.BasePermission):
     """Auditors (read scope) and administrators (admin scope) read the audit trail."""
 
@@ -456,16 +387,7 @@ class AuditList(generics.ListAPIView):
         kind = query.validated_data["format"]
         if kind == "json":
             return super().list(request, *args, **kwargs)
-        events = self.filter_queryset(self.get_queryset()).order_by("seq").iterator(chunk_size=1000)
-        stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
-        if kind == "jsonl":
-            response = StreamingHttpResponse(_jsonl(events), content_type="application/x-ndjson; charset=utf-8")
-            response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.jsonl"'
-        else:
-            response = StreamingHttpResponse(_csv(events), content_type="text/csv; charset=utf-8")
-            response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.csv"'
-        response["Cache-Control"] = "no-store"
-        return response
+        return audit_export.export_response(self.filter_queryset(self.get_queryset()), kind)
 
 
 # --- Risk signals ---------------------------------------------------------------------------------------

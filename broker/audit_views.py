@@ -4,20 +4,17 @@ elevation review (who held what, when, for how long) with the post-hoc review of
 
 from __future__ import annotations
 
-import csv
-import json
 from datetime import datetime, time, timedelta
 
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.serializers.json import DjangoJSONEncoder
-from django.http import StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from broker import audit
+from broker.audit_export import FORMATS, export_response
 from broker.charts import horizontal_bars, stacked_days
 from broker.models import AuditEvent, Channel
 from broker.portal import PortalForm, paginate, viewer
@@ -107,66 +104,6 @@ def audit_log(request):
     )
 
 
-EXPORT_FIELDS = [
-    "seq",
-    "at",
-    "actor",
-    "action",
-    "target_type",
-    "target_id",
-    "role",
-    "subject",
-    "channel",
-    "ip",
-    "data",
-    "prev_hash",
-    "hash",
-]
-# A cell a spreadsheet would run as a formula (OWASP "CSV injection"): usernames may start with + - @.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _row(event: AuditEvent) -> dict:
-    return {
-        "seq": event.seq,
-        "at": event.at.isoformat(timespec="microseconds"),
-        "actor": event.actor_name,
-        "action": event.action,
-        "target_type": event.target_type,
-        "target_id": event.target_id,
-        "role": event.role,
-        "subject": event.subject,
-        "channel": event.channel,
-        "ip": event.ip,
-        "data": event.data,
-        "prev_hash": event.prev_hash,
-        "hash": event.hash,
-    }
-
-
-def _csv_cell(value) -> str:
-    text = json.dumps(value, sort_keys=True, cls=DjangoJSONEncoder) if isinstance(value, dict | list) else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-def _csv_lines(events):
-    writer = csv.writer(_Echo())
-    yield writer.writerow(EXPORT_FIELDS)
-    for event in events:
-        row = _row(event)
-        yield writer.writerow([_csv_cell(row[name]) for name in EXPORT_FIELDS])
-
-
-def _jsonl_lines(events):
-    for event in events:
-        yield json.dumps(_row(event), sort_keys=True, cls=DjangoJSONEncoder, ensure_ascii=False) + "\n"
-
-
 @login_required
 @require_GET
 def audit_export(request):
@@ -174,17 +111,7 @@ def audit_export(request):
     _require_reader(request)
     _form, queryset = _filtered(request)
     fmt = request.GET.get("format", "csv")
-    events = queryset.order_by("seq").iterator(chunk_size=2000)
-    stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
-    if fmt == "jsonl":
-        response = StreamingHttpResponse(_jsonl_lines(events), content_type="application/x-ndjson; charset=utf-8")
-        name = f"audit-{stamp}.jsonl"
-    else:
-        response = StreamingHttpResponse(_csv_lines(events), content_type="text/csv; charset=utf-8")
-        name = f"audit-{stamp}.csv"
-    response["Content-Disposition"] = f'attachment; filename="{name}"'
-    response["Cache-Control"] = "no-store"
-    return response
+    return export_response(queryset, fmt if fmt in FORMATS else "csv")
 
 
 # --- Elevation review -----------------------------------------------------------------------------

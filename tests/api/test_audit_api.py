@@ -87,7 +87,7 @@ def test_export_reads_the_table_in_chunks_not_at_once(world, bearer, monkeypatch
 
     monkeypatch.setattr(QuerySet, "iterator", spy)
     lines(bearer(world.erin).get("/api/v1/audit/?format=jsonl"))
-    assert seen["chunk_size"] == 1000
+    assert seen["chunk_size"] == 2000
 
 
 def test_audit_cursor_pages_walk_the_whole_trail(world, bearer):
