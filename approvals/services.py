@@ -163,41 +163,24 @@ def request_create(
                 f"you already hold {role.slug} (grant #{live.pk}); request an extension instead",
                 code="already_granted",
             )
-        try:
-            with transaction.atomic():
-                req = AccessRequest.objects.create(
-                    role=role,
-                    requester=requester,
-                    duration=duration,
-                    justification=justification,
-                    ticket=ticket,
-                    starts_at=starts_at,
-                    break_glass=role.break_glass,
-                    channel=via,
-                    created_at=now,
-                    expires_at=now + role.request_ttl,
-                )
-        except IntegrityError:
-            # Two requests raced past the check above; the database constraint decided.
-            raise Conflict(f"you already have a pending request for {role.slug}", code="duplicate_request") from None
-        audit.record(
-            "request.created",
-            actor=requester,
-            target=req,
+        req = _open(
+            AccessRequest(
+                role=role,
+                requester=requester,
+                duration=duration,
+                justification=justification,
+                ticket=ticket,
+                starts_at=starts_at,
+                break_glass=role.break_glass,
+                channel=via,
+                created_at=now,
+                expires_at=now + role.request_ttl,
+            ),
             via=via,
             ip=ip,
-            **_facts(req),
-            data={
-                "duration_seconds": int(duration.total_seconds()),
-                "justification": justification,
-                "ticket": ticket,
-                "starts_at": starts_at,
-                "break_glass": role.break_glass,
-            },
+            now=now,
+            details={"starts_at": starts_at, "break_glass": role.break_glass},
         )
-        if role.break_glass or role.auto_approve:
-            _approve(req, actor=None, via=via, now=now, why="break_glass" if role.break_glass else "auto_approve")
-        _notify_created(req)
     log.info("request %s created: %s asks for %s (%s)", req.pk, requester, role, req.status)
     return req
 
@@ -245,41 +228,54 @@ def request_extension(
 
     with transaction.atomic():
         _ensure_nothing_open(requester, role)
-        try:
-            with transaction.atomic():
-                req = AccessRequest.objects.create(
-                    role=role,
-                    requester=requester,
-                    kind=AccessRequest.Kind.EXTENSION,
-                    extends_grant=grant,
-                    duration=duration,
-                    justification=justification,
-                    ticket=ticket,
-                    break_glass=role.break_glass,
-                    channel=via,
-                    created_at=now,
-                    expires_at=min(now + role.request_ttl, grant.expires_at),
-                )
-        except IntegrityError:
-            raise Conflict(f"you already have a pending request for {role.slug}", code="duplicate_request") from None
-        audit.record(
-            "request.created",
-            actor=requester,
-            target=req,
+        req = _open(
+            AccessRequest(
+                role=role,
+                requester=requester,
+                kind=AccessRequest.Kind.EXTENSION,
+                extends_grant=grant,
+                duration=duration,
+                justification=justification,
+                ticket=ticket,
+                break_glass=role.break_glass,
+                channel=via,
+                created_at=now,
+                expires_at=min(now + role.request_ttl, grant.expires_at),
+            ),
             via=via,
             ip=ip,
-            **_facts(req),
-            data={
-                "kind": "extension",
-                "grant": grant.pk,
-                "duration_seconds": int(duration.total_seconds()),
-                "justification": justification,
-                "ticket": ticket,
-            },
+            now=now,
+            details={"kind": "extension", "grant": grant.pk},
         )
-        if role.break_glass or role.auto_approve:
-            _approve(req, actor=None, via=via, now=now, why="break_glass" if role.break_glass else "auto_approve")
-        _notify_created(req)
+    return req
+
+
+def _open(req: AccessRequest, *, via: str, ip: str | None, now: datetime, details: dict) -> AccessRequest:
+    """Save a new request, audit it, approve it at once if its role says so, and notify."""
+    role = req.role
+    try:
+        with transaction.atomic():
+            req.save(force_insert=True)
+    except IntegrityError:
+        # Two requests raced past _ensure_nothing_open; the database constraint decided.
+        raise Conflict(f"you already have a pending request for {role.slug}", code="duplicate_request") from None
+    audit.record(
+        "request.created",
+        actor=req.requester,
+        target=req,
+        via=via,
+        ip=ip,
+        **_facts(req),
+        data={
+            "duration_seconds": int(req.duration.total_seconds()),
+            "justification": req.justification,
+            "ticket": req.ticket,
+            **details,
+        },
+    )
+    if role.break_glass or role.auto_approve:
+        _approve(req, actor=None, via=via, now=now, why="break_glass" if role.break_glass else "auto_approve")
+    _notify_created(req)
     return req
 
 
