@@ -278,6 +278,53 @@ def test_post_without_csrf_token_is_refused(pending, carol_link, approver, carol
     assert fresh(pending).status == "pending"
 
 
+def csrf_client(approver, link):
+    """A client that enforces CSRF like a browser: the token from the page's form."""
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(approver)
+    page = client.get(link).content.decode()
+    token = page.split('name="csrfmiddlewaretoken" value="')[1].split('"')[0]
+    return client, token
+
+
+@pytest.mark.parametrize("secure", [False, True])
+def test_the_form_posts_with_the_null_origin_a_no_referrer_page_gives_it(
+    pending, carol_link, approver, carol_device, secure, settings
+):
+    # Browsers send "Origin: null" (and no Referer) for a form on a page served with
+    # Referrer-Policy: no-referrer; Django's own check would refuse that (seen in Chromium).
+    settings.ALLOWED_HOSTS = ["testserver"]
+    client, token = csrf_client(approver, carol_link)
+    response = client.post(
+        carol_link,
+        {"decision": "approve", "code": code_of(carol_device), "csrfmiddlewaretoken": token},
+        HTTP_ORIGIN="null",
+        secure=secure,
+    )
+    assert response.status_code == 200
+    assert fresh(pending).status == "approved"
+
+
+def test_a_null_origin_without_the_csrf_token_is_still_refused(pending, carol_link, approver, carol_device):
+    client, _ = csrf_client(approver, carol_link)
+    response = client.post(carol_link, {"decision": "approve", "code": code_of(carol_device)}, HTTP_ORIGIN="null")
+    assert response.status_code == 403
+    assert fresh(pending).status == "pending"
+
+
+def test_a_foreign_origin_is_refused(pending, carol_link, approver, carol_device):
+    client, token = csrf_client(approver, carol_link)
+    response = client.post(
+        carol_link,
+        {"decision": "approve", "code": code_of(carol_device), "csrfmiddlewaretoken": token},
+        HTTP_ORIGIN="https://evil.example",
+    )
+    assert response.status_code == 403
+    assert fresh(pending).status == "pending"
+
+
 def test_the_requester_gets_no_link_even_in_the_approver_group(make_role, request_role, requester, approver,
                                                               django_capture_on_commit_callbacks):  # fmt: skip
     role = make_role(stages=[[requester, approver]], slug="self-check")
