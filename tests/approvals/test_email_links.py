@@ -346,3 +346,10 @@ def test_a_passkey_user_can_verify_first_and_come_back_to_decide(client, pending
     client.force_login(approver)
     page = client.get(carol_link).content.decode()
     assert "/account/mfa/verify/?next=%2Femail-link%2F" in page
+
+
+def test_a_refused_form_explains_itself_on_a_portal_page(pending, carol_link, approver, carol_device):
+    client, _ = csrf_client(approver, carol_link)
+    response = client.post(carol_link, {"decision": "approve", "code": code_of(carol_device)})
+    assert response.status_code == 403
+    assert b"Nothing was changed" in response.content
