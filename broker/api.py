@@ -387,6 +387,8 @@ class AuditList(generics.ListAPIView):
         kind = query.validated_data["format"]
         if kind == "json":
             return super().list(request, *args, **kwargs)
+        # An export is not paged, but a malformed page_size is still a 400, as on the pages.
+        self.paginator.get_page_size(request)
         return audit_export.export_response(self.filter_queryset(self.get_queryset()), kind)
 
 

@@ -99,3 +99,9 @@ def test_audit_cursor_pages_walk_the_whole_trail(world, bearer):
         seen += [e["seq"] for e in page["results"]]
     assert seen == sorted(AuditEvent.objects.values_list("seq", flat=True), reverse=True)
     assert erin.get("/api/v1/audit/?cursor=garbage").status_code == 404
+
+
+def test_export_refuses_a_malformed_page_size_like_the_pages_do(world, bearer):
+    response = bearer(world.erin).get("/api/v1/audit/?format=jsonl&page_size=6789853")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid"
