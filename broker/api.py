@@ -314,22 +314,8 @@ class AuditEventOut(serializers.ModelSerializer):
 
     class Meta:
         model = AuditEvent
-        fields = [
-            "id",
-            "seq",
-            "at",
-            "actor",
-            "action",
-            "target_type",
-            "target_id",
-            "role",
-            "subject",
-            "channel",
-            "ip",
-            "data",
-            "prev_hash",
-            "hash",
-        ]
+        # The same fields, in the same order, as the streamed exports.
+        fields = ["id", *audit_export.FIELDS]
         read_only_fields = fields
 
 
