@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import django_filters
 from django import forms
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import Http404, JsonResponse
 from django.utils import timezone
@@ -301,7 +302,10 @@ class FilterSet(django_filters.FilterSet):
         valid = super().is_valid()
         known = set(self.filters) | set(self.extra_parameters)
         for name in sorted(set(self.data) - known):
-            self.form.add_error(None, f"Unknown query parameter `{name}`.")
+            # As a parameter, never in the message itself: a name may contain "%".
+            self.form.add_error(
+                None, ValidationError("Unknown query parameter `%(name)s`.", code="unknown", params={"name": name})
+            )
             valid = False
         for name, declared in self.filters.items():
             if isinstance(declared, django_filters.CharFilter) or name not in self.data:

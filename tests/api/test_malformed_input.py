@@ -140,6 +140,14 @@ def test_an_unknown_query_parameter_is_named(alice_raw):
     assert "statuss" in body["detail"]
 
 
+@pytest.mark.parametrize("path", ["tokens/", "requests/", "grants/", "audit/"])
+def test_an_unknown_query_parameter_with_a_percent_sign_is_a_400_not_a_crash(alice_raw, path):
+    # Found by schemathesis: the name went into a %-formatted message.
+    body = assert_json_error(alice_raw.get(f"/api/v1/{path}?a%25s%25(x)d=1"), 400 if path != "audit/" else 403)
+    if path != "audit/":
+        assert "a%s%(x)d" in body["detail"]
+
+
 def test_a_post_with_a_session_cookie_but_no_csrf_token_to_an_unknown_path_is_a_json_404(world):
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(world.alice)
