@@ -17,17 +17,14 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.http import Http404, JsonResponse
+from django.http import Http404
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from django.views import csrf, defaults
-from django.views.decorators.csrf import csrf_exempt
 from django_otp import user_has_device
 from rest_framework import exceptions, negotiation, parsers, serializers
 from rest_framework.pagination import CursorPagination, PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.utils import json
-from rest_framework.views import exception_handler as drf_exception_handler
 
 from broker import audit, mfa, ratelimit, stepup
 from broker.api_auth import token_of
@@ -84,6 +81,11 @@ def exception_handler(exc, context):
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Throttled) else None
         return Response(body, status=exc.status, headers=headers)
 
+    # Imported here, not at the top: rest_framework.views reads DEFAULT_PARSER_CLASSES, which names
+    # this module, while its class bodies run, so a top-level import is circular whenever this module
+    # happens to be imported before DRF's views.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # a bug: Django's handler500 (server_error below) answers with JSON
@@ -97,47 +99,6 @@ def exception_handler(exc, context):
             code, detail = "not_found", "not found (or not visible to you)"
         response.data = {"error": _DRF_CODES.get(code, code), "detail": str(detail)}
     return response
-
-
-def _is_api(request) -> bool:
-    return request.path.startswith("/api/")
-
-
-@csrf_exempt  # it changes nothing; a CSRF refusal would only hide the 404 behind an HTML 403
-def api_not_found(request, *args, **kwargs):
-    """Any unknown path under /api/: JSON, never Django's HTML page (nor a slash redirect)."""
-    return JsonResponse({"error": "not_found", "detail": f"no such endpoint: {request.path}"}, status=404)
-
-
-def server_error(request, *args, **kwargs):
-    if _is_api(request):
-        return JsonResponse({"error": "server_error", "detail": "an unexpected error; it was logged"}, status=500)
-    return defaults.server_error(request, *args, **kwargs)
-
-
-def bad_request(request, exception, *args, **kwargs):
-    if _is_api(request):
-        return JsonResponse({"error": "bad_request", "detail": "the request could not be read"}, status=400)
-    return defaults.bad_request(request, exception, *args, **kwargs)
-
-
-def permission_denied(request, exception, *args, **kwargs):
-    if _is_api(request):
-        return JsonResponse({"error": "forbidden", "detail": "forbidden"}, status=403)
-    return defaults.permission_denied(request, exception, *args, **kwargs)
-
-
-def csrf_failure(request, reason="", *args, **kwargs):
-    """CSRF_FAILURE_VIEW: the portal keeps Django's page; the API answers in JSON."""
-    if _is_api(request):
-        return JsonResponse({"error": "csrf_failed", "detail": f"CSRF check failed: {reason}"}, status=403)
-    return csrf.csrf_failure(request, reason, *args, **kwargs)
-
-
-def page_not_found(request, exception, *args, **kwargs):
-    if _is_api(request):
-        return api_not_found(request)
-    return defaults.page_not_found(request, exception, *args, **kwargs)
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -6,7 +6,7 @@ from rest_framework.routers import SimpleRouter
 
 from approvals.api import RequestViewSet
 from broker import api
-from broker.api_common import api_not_found
+from broker.error_views import api_not_found
 from grants.api import GrantViewSet
 
 router = SimpleRouter()

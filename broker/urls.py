@@ -35,7 +35,7 @@ urlpatterns = [
 ]
 
 # Errors under /api/ are JSON; everywhere else Django's pages.
-handler400 = "broker.api_common.bad_request"
-handler403 = "broker.api_common.permission_denied"
-handler404 = "broker.api_common.page_not_found"
-handler500 = "broker.api_common.server_error"
+handler400 = "broker.error_views.bad_request"
+handler403 = "broker.error_views.permission_denied"
+handler404 = "broker.error_views.page_not_found"
+handler500 = "broker.error_views.server_error"
