@@ -23,8 +23,11 @@ run: $(STAMP) ## set up everything and run the broker (portal, API, worker, sche
 	$(PY) manage.py seed_demo
 	$(PY) manage.py runstack
 
+# Unit tests on two processes; then, alone on the machine so that timings hold, the browser tests and
+# (when DATABASE_URL and CELERY_BROKER_URL are set) the integration tests with a real worker.
 test: $(STAMP) ## run the whole test suite (integration tests too when DATABASE_URL and CELERY_BROKER_URL are set)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --ignore=tests/integration --ignore=tests/e2e
+	$(PY) -m pytest tests/integration tests/e2e
 
 e2e: $(STAMP) ## only the browser tests (Playwright + /usr/bin/chromium); screenshots in test-artifacts/screenshots/
 	$(PY) -m pytest tests/e2e

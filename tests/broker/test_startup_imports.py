@@ -15,40 +15,31 @@ from django.conf import settings
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _named_paths() -> list[str]:
-    drf = settings.REST_FRAMEWORK
-    paths = [settings.CSRF_FAILURE_VIEW, settings.ROOT_URLCONF, settings.WSGI_APPLICATION]
-    for value in drf.values():
+def _named_modules() -> list[str]:
+    """The modules behind every dotted path the settings name (the path itself for ROOT_URLCONF)."""
+    paths = [settings.CSRF_FAILURE_VIEW, settings.WSGI_APPLICATION]
+    for value in settings.REST_FRAMEWORK.values():
         for item in value if isinstance(value, list | tuple) else [value]:
             if isinstance(item, str) and item.startswith("broker."):
                 paths.append(item)
-    return sorted(set(paths))
+    return sorted({path.rpartition(".")[0] for path in paths} | {settings.ROOT_URLCONF})
 
 
-@pytest.mark.parametrize("dotted", _named_paths())
-def test_a_settings_named_path_imports_first_in_a_fresh_process(dotted):
-    module, _, attr = dotted.rpartition(".")
-    code = (
-        "import importlib, django; django.setup();"
-        f"m = importlib.import_module({dotted!r}) if {dotted!r} == {settings.ROOT_URLCONF!r} else None;"
-        f"m = m or getattr(importlib.import_module({module!r}), {attr!r})"
-    )
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "DJANGO_SETTINGS_MODULE": "broker.settings",
-        "SECRET_KEY": "k" * 50,
-        "ALLOWED_HOSTS": "localhost",
-    }
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+ENV = {
+    "PATH": "/usr/bin:/bin",
+    "DJANGO_SETTINGS_MODULE": "broker.settings",
+    "SECRET_KEY": "k" * 50,
+    "ALLOWED_HOSTS": "localhost",
+}
+
+
+@pytest.mark.parametrize("module", _named_modules())
+def test_a_module_the_settings_name_imports_first_in_a_fresh_process(module):
+    code = f"import importlib, django; django.setup(); importlib.import_module({module!r})"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_system_checks_pass_with_production_settings():
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "DJANGO_SETTINGS_MODULE": "broker.settings",
-        "SECRET_KEY": "k" * 50,
-        "ALLOWED_HOSTS": "localhost",
-    }
-    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=ENV, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
