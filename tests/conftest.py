@@ -14,6 +14,21 @@ from tests.factories import EligibilityFactory, GroupFactory, RoleFactory, Stage
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
+_figures: list[str] = []
+
+
+@pytest.fixture
+def report_figure():
+    """Record a measured figure (a lag, a case count); the run prints them all at its end."""
+    return _figures.append
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _figures:
+        terminalreporter.write_sep("-", "measured figures")
+        for line in _figures:
+            terminalreporter.write_line(line)
+
 
 @pytest.fixture
 def clock():

@@ -53,7 +53,7 @@ def seed() -> str:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_schemathesis_finds_no_failure_with_all_checks(live_server, settings):
+def test_schemathesis_finds_no_failure_with_all_checks(live_server, settings, report_figure):
     # The fuzzer sends missing and wrong credentials on purpose (ignored_auth); the limiter of
     # failed authentications has its own tests and would otherwise answer 429 to the rest.
     settings.API_AUTH_FAILURE_LIMIT = 10**9
@@ -77,8 +77,12 @@ def test_schemathesis_finds_no_failure_with_all_checks(live_server, settings):
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "schemathesis.txt").write_text(output)
     cases = re.search(r"(\d+) generated, (.*)", output)
-    summary = f"schemathesis: checks={CHECKS}, max-examples={max_examples}, {cases.group(0) if cases else 'no cases?'}"
-    print(summary)
+    seed_used = re.search(r"Seed: (\d+)", output)
+    summary = (
+        f"schemathesis: checks={CHECKS}, max-examples={max_examples}, "
+        f"{cases.group(0) if cases else 'no cases?'} (SCHEMATHESIS_SEED={seed_used.group(1) if seed_used else '?'})"
+    )
+    report_figure(summary)
     assert result.returncode == 0, output[-6000:]
     assert cases and int(cases.group(1)) > 500, summary
     assert "failure" not in cases.group(2), summary

@@ -33,7 +33,7 @@ def fresh(grant: Grant) -> Grant:
     return grant
 
 
-def test_worker_activates_a_short_grant_and_removes_it_within_two_seconds_of_expiry(worker, sandbox):
+def test_worker_activates_a_short_grant_and_removes_it_within_two_seconds_of_expiry(worker, sandbox, report_figure):
     user, role = sandbox
     req = approvals.request_create(
         requester=user, role=role, duration=timedelta(seconds=4), justification="x", via=Channel.API
@@ -45,14 +45,14 @@ def test_worker_activates_a_short_grant_and_removes_it_within_two_seconds_of_exp
 
     wait_for(lambda: fresh(grant).status == "expired", timeout=15, what="removal by the worker")
     lag = grant.ended_at - grant.expires_at
-    print(f"revocation lag after expires_at: {lag.total_seconds():.3f}s")
+    report_figure(f"revocation lag after expires_at (real worker, ETA task): {lag.total_seconds():.3f} s")
     assert timedelta(0) <= lag < timedelta(seconds=2)
     assert not in_group(user)
     assert AuditEvent.objects.filter(action="grant.expired", target_id=str(grant.pk), channel="worker").count() == 1
     assert audit.verify().ok
 
 
-def test_sweeper_of_a_new_worker_removes_the_grant_after_the_first_worker_was_killed(worker, sandbox):
+def test_sweeper_of_a_new_worker_removes_the_grant_after_the_first_worker_was_killed(worker, sandbox, report_figure):
     user, role = sandbox
     req = approvals.request_create(
         requester=user, role=role, duration=timedelta(seconds=5), justification="x", via=Channel.API
@@ -66,6 +66,6 @@ def test_sweeper_of_a_new_worker_removes_the_grant_after_the_first_worker_was_ki
     worker.start()
     wait_for(lambda: fresh(grant).status == "expired", timeout=20, what="removal by the new worker's sweeper")
     lag = grant.ended_at - grant.expires_at
-    print(f"revocation lag after a worker crash: {lag.total_seconds():.3f}s")
+    report_figure(f"revocation lag after SIGKILL of the worker (new worker's sweeper): {lag.total_seconds():.3f} s")
     assert lag < timedelta(seconds=5)
     assert not in_group(user)
