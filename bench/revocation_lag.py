@@ -43,10 +43,14 @@ def describe(name: str, seconds: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grants", type=int, default=200)
-    parser.add_argument("--lead", type=float, default=15.0, help="seconds from now until they all expire")
+    parser.add_argument(
+        "--lead", type=float, help="seconds from now until they all expire (default: 15, plus 0.1 per grant)"
+    )
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"])
     args = parser.parse_args()
+    if args.lead is None:
+        args.lead = 15.0 + 0.1 * args.grants
 
     scratch = Path(tempfile.mkdtemp(prefix="broker-bench-"))
     os.environ.setdefault("BROKER_VAR_DIR", str(scratch / "var"))
@@ -90,6 +94,8 @@ def main() -> None:
         deadline = timezone.now() + timedelta(seconds=args.lead)
         t0 = time.monotonic()
         for user in users:
+            if timezone.now() >= deadline:
+                sys.exit(f"creating the grants took longer than --lead {args.lead:g}s; run again with a larger --lead")
             request_create(requester=user, role=role, duration=deadline - timezone.now(), via=Channel.CLI)
         print(f"created {args.grants} grants in {time.monotonic() - t0:.2f}s; all expire at {deadline:%H:%M:%S.%f}")
         grants = Grant.objects.filter(role=role)
