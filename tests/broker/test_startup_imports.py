@@ -1,8 +1,8 @@
-"""Every dotted path Django or DRF imports by name loads in a fresh interpreter, whatever comes first.
+"""Every module Django or DRF imports by a name in the settings loads in a fresh interpreter, imported first.
 
 Import order differs between the server, the worker and each management command, so a circular
 import between our settings-named modules and DRF shows up only in some of them. Each case starts a
-new Python that imports one path first, with production settings (DEBUG off).
+new Python that imports one of them before anything else, with production settings (DEBUG off).
 """
 
 import subprocess
