@@ -375,7 +375,15 @@ class AuditList(generics.ListAPIView):
             return super().list(request, *args, **kwargs)
         # An export is not paged, but a malformed page_size is still a 400, as on the pages.
         self.paginator.get_page_size(request)
-        return audit_export.export_response(self.filter_queryset(self.get_queryset()), kind)
+        return audit_export.export_response(
+            self.filter_queryset(self.get_queryset()),
+            kind,
+            actor=request.user,
+            filters={
+                name: value for name, value in request.query_params.items() if name not in ("format", "page_size")
+            },
+            **audit_context(request),
+        )
 
 
 # --- Risk signals ---------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET
 from broker import audit
 from broker.audit_export import FORMATS, export_response
 from broker.charts import horizontal_bars, stacked_days
+from broker.http import client_ip
 from broker.models import AuditEvent, Channel
 from broker.portal import PortalForm, paginate, viewer
 from grants.forms import ReviewForm
@@ -111,7 +112,14 @@ def audit_export(request):
     _require_reader(request)
     _form, queryset = _filtered(request)
     fmt = request.GET.get("format", "csv")
-    return export_response(queryset, fmt if fmt in FORMATS else "csv")
+    return export_response(
+        queryset,
+        fmt if fmt in FORMATS else "csv",
+        actor=request.user,
+        via=Channel.PORTAL,
+        ip=client_ip(request),
+        filters={name: value for name, value in request.GET.items() if name not in ("format", "page") and value},
+    )
 
 
 # --- Elevation review -----------------------------------------------------------------------------

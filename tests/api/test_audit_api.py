@@ -63,7 +63,7 @@ def test_csv_export_has_a_header_and_one_row_per_event(world, bearer):
     response = bearer(world.erin).get("/api/v1/audit/?format=csv")
     assert response["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO("\n".join(lines(response)))))
-    assert len(rows) == AuditEvent.objects.count()
+    assert len(rows) == AuditEvent.objects.exclude(action="audit.exported").count()
     assert rows[0]["action"] == AuditEvent.objects.order_by("seq").first().action
 
 
@@ -105,3 +105,20 @@ def test_export_refuses_a_malformed_page_size_like_the_pages_do(world, bearer):
     response = bearer(world.erin).get("/api/v1/audit/?format=jsonl&page_size=6789853")
     assert response.status_code == 400
     assert response.json()["error"] == "invalid"
+
+
+def test_an_export_is_recorded_with_who_asked_and_the_filter(world, bearer):
+    lines(bearer(world.erin).get("/api/v1/audit/?format=jsonl&role=sandbox"))
+    event = AuditEvent.objects.get(action="audit.exported")
+    assert (event.actor_name, event.channel, event.ip) == ("erin", "api", "127.0.0.1")
+    assert event.data == {"format": "jsonl", "filters": {"role": "sandbox"}}
+    assert audit.verify().ok
+
+
+def test_an_export_is_a_snapshot_up_to_its_own_record(world, bearer):
+    erin = bearer(world.erin)
+    before = AuditEvent.objects.count()
+    first = [json.loads(line) for line in lines(erin.get("/api/v1/audit/?format=jsonl"))]
+    second = [json.loads(line) for line in lines(erin.get("/api/v1/audit/?format=jsonl"))]
+    assert len(first) == before
+    assert [e["action"] for e in second[before:]] == ["audit.exported"]  # the first export, not its own

@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from approvals.models import AccessRequest, Decision
-from broker.models import AuditEvent
+from broker.models import AuditEvent, AuditHead
 from grants.models import Grant
 
 pytestmark = pytest.mark.django_db
@@ -66,6 +66,8 @@ def make_rows(world, count: int) -> None:
         )
         for i in range(count)
     )
+    # Keep the chain's head in step, as audit.record would: exports append an event of their own.
+    AuditHead.objects.filter(pk=1).update(seq=last.seq + count, hash=f"{last.seq + count:064x}")
 
 
 def queries_for(client, path: str) -> int:
@@ -89,13 +91,15 @@ def queries_for(client, path: str) -> int:
     ],
 )
 def test_listing_10_or_200_rows_takes_the_same_number_of_queries(world, bearer, path):
+    # An export also records itself in the trail: the savepoint, the head lock, the insert, the head update.
+    cap = 6 + (4 if "format=" in path else 0)
     erin = bearer(world.erin)
     make_rows(world, 10)
     few = queries_for(erin, path)
     make_rows(world, 190)
     many = queries_for(erin, path)
     assert few == many, (few, many)
-    assert many <= 6
+    assert many <= cap
 
 
 def test_the_requester_list_is_constant_too(world, bearer):
