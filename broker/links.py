@@ -26,3 +26,7 @@ def inbox_path() -> str:
 
 def home_path() -> str:
     return "/"
+
+
+def audit_log_path() -> str:
+    return "/audit/"

@@ -280,6 +280,8 @@ MFA_STEP_UP_WINDOW = env_duration("MFA_STEP_UP_WINDOW", "5m")
 NOTIFY_EXPIRY_LEAD = env_duration("NOTIFY_EXPIRY_LEAD", "15m")
 NOTIFY_SCAN_INTERVAL = env_duration("NOTIFY_SCAN_INTERVAL", "30s")
 NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 5, minimum=1, maximum=50)
+# How often the worker walks the whole audit chain (the security group hears of a break, once).
+AUDIT_VERIFY_INTERVAL = env_duration("AUDIT_VERIFY_INTERVAL", "1h")
 # How far ahead a request may schedule its start.
 REQUEST_MAX_SCHEDULE_AHEAD = env_duration("REQUEST_MAX_SCHEDULE_AHEAD", "30d")
 
@@ -295,6 +297,7 @@ CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "grants.tasks.sweep", "schedule": SWEEP_INTERVAL.total_seconds()},
     "reconcile": {"task": "grants.tasks.reconcile", "schedule": RECONCILE_INTERVAL.total_seconds()},
     "notify-scan": {"task": "notifications.tasks.scan", "schedule": NOTIFY_SCAN_INTERVAL.total_seconds()},
+    "audit-verify": {"task": "broker.tasks.verify_audit", "schedule": AUDIT_VERIFY_INTERVAL.total_seconds()},
 }
 
 # --- Cache (rate limits of the API) --------------------------------------------------------------

@@ -27,6 +27,7 @@ class Notification(models.Model):
         GRANT_ENDED = "grant_ended"
         BREAK_GLASS = "break_glass"
         REVOKE_FAILED = "revoke_failed"
+        AUDIT_BROKEN = "audit_broken"
 
     class Status(models.TextChoices):
         # claimed by a worker that is sending it now (a crash leaves it here: never sent twice)

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from approvals import email_links
 from approvals.models import AccessRequest, Decision
-from broker import links
+from broker import audit, links
 from broker.catalog import SECURITY_GROUP, stage_approvers
 from broker.durations import humanize_duration
 from grants.models import Grant
@@ -448,6 +448,29 @@ def _revoke_failed(object_id: int, revision: int, now: datetime) -> list[Draft]:
     )
 
 
+def _audit_broken(object_id: int, revision: int, now: datetime) -> list[Draft]:
+    """``object_id`` is the sequence number of the first event that does not fit the chain."""
+    result = audit.verify()
+    if result.ok or result.broken_seq != object_id:
+        return []  # nothing (or something else) is broken now: that finding has its own message
+    intro = [
+        f"The scheduled check of the audit trail found it broken at event #{result.broken_seq}: {result.reason}.",
+        f"Events up to #{result.head_seq} still verify (head hash {result.head_hash}). Compare with the head "
+        "hashes kept outside the database, and find out who changed the database directly.",
+    ]
+    return [
+        Draft(
+            recipient=person,
+            subject=f"Audit trail broken at event #{result.broken_seq}",
+            intro=intro,
+            why=f"You get this because you are in the {SECURITY_GROUP} group.",
+            action_label="Open the audit log",
+            action_url=links.absolute(links.audit_log_path()),
+        )
+        for person in security_people()
+    ]
+
+
 BUILDERS: dict[str, Callable[[int, int, datetime], list[Draft]]] = {
     Kind.DECISION_NEEDED: _decision_needed,
     Kind.REMINDER: _reminder,
@@ -459,6 +482,7 @@ BUILDERS: dict[str, Callable[[int, int, datetime], list[Draft]]] = {
     Kind.GRANT_ENDED: _grant_ended,
     Kind.BREAK_GLASS: _break_glass,
     Kind.REVOKE_FAILED: _revoke_failed,
+    Kind.AUDIT_BROKEN: _audit_broken,
 }
 
 

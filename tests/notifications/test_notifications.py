@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from approvals import services as approvals
 from broker.catalog import SECURITY_GROUP
-from broker.models import Channel
+from broker.models import AuditEvent, Channel
+from broker.tasks import verify_audit
 from grants import services as grants
 from grants.connectors import REGISTRY, ConnectorError
 from grants.connectors.django_group import DjangoGroupConnector
@@ -290,3 +291,28 @@ def test_the_outbox_is_readable_in_the_admin(client, admin_user, role, request_r
     page = client.get("/admin/notifications/notification/")
     assert page.status_code == 200
     assert b"decision_needed" in page.content
+
+
+def test_the_scheduled_audit_check_alerts_security_once_when_the_chain_is_broken(active_grant, security, requester):
+    active_grant()
+    target = AuditEvent.objects.order_by("seq")[1]
+    AuditEvent.objects.filter(pk=target.pk).update(data={"edited": "by hand"})  # as an UPDATE in psql would
+    mail.outbox.clear()
+
+    first = verify_audit()
+    verify_audit()  # the next hour: the same finding is not mailed again
+
+    assert (first["ok"], first["broken_seq"]) == (False, target.seq)
+    message = only(messages_to(security))
+    assert message.subject == f"[Access broker] Audit trail broken at event #{target.seq}"
+    assert "the event was edited" in message.body
+    assert "/audit/" in message.body
+    assert not messages_to(requester)
+
+
+def test_the_scheduled_audit_check_of_an_intact_chain_sends_nothing(active_grant, security):
+    active_grant()
+    mail.outbox.clear()
+    result = verify_audit()
+    assert result["ok"] and result["checked"] > 0
+    assert not mail.outbox

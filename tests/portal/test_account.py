@@ -16,6 +16,7 @@ def test_portal_paths_agree_with_the_links_in_emails_and_the_api():
     assert reverse("grant-detail", args=[7]) == links.grant_path(7)
     assert reverse("approvals-inbox") == links.inbox_path()
     assert reverse("portal-home") == links.home_path()
+    assert reverse("audit-log") == links.audit_log_path()
 
 
 def test_every_page_has_a_strict_content_security_policy(client, requester):
