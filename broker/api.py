@@ -379,9 +379,7 @@ class AuditList(generics.ListAPIView):
             self.filter_queryset(self.get_queryset()),
             kind,
             actor=request.user,
-            filters={
-                name: value for name, value in request.query_params.items() if name not in ("format", "page_size")
-            },
+            params=request.query_params,
             **audit_context(request),
         )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.serializers.json import DjangoJSONEncoder
@@ -26,6 +26,7 @@ from broker import audit
 from broker.models import AuditEvent
 
 FORMATS = ("csv", "jsonl")
+_NOT_FILTERS = {"format", "page", "page_size"}
 FIELDS = [
     "seq",
     "at",
@@ -93,11 +94,18 @@ def export_response(
     actor: AbstractBaseUser,
     via: str,
     ip: str | None,
-    filters: dict[str, str],
+    params: Mapping[str, str],
 ) -> StreamingHttpResponse:
-    """The events as a download, oldest first; ``fmt`` is csv or jsonl. Records the export first."""
-    # Query parameters were validated by the caller's filter; bound what lands in the trail anyway.
-    kept = {str(name)[:50]: str(value)[:200] for name, value in list(filters.items())[:20]}
+    """The events as a download, oldest first; ``fmt`` is csv or jsonl. Records the export first.
+
+    ``params`` are the request's query parameters: the filter of the export is what the trail keeps
+    of them (validated by the caller's filter already; bounded here anyway).
+    """
+    kept = {
+        str(name)[:50]: str(value)[:200]
+        for name, value in list(params.items())[:20]
+        if value and name not in _NOT_FILTERS
+    }
     with transaction.atomic():
         record = audit.record(
             "audit.exported", actor=actor, target=None, via=via, ip=ip, data={"format": fmt, "filters": kept}

@@ -118,7 +118,7 @@ def audit_export(request):
         actor=request.user,
         via=Channel.PORTAL,
         ip=client_ip(request),
-        filters={name: value for name, value in request.GET.items() if name not in ("format", "page") and value},
+        params=request.GET,
     )
 
 
