@@ -5,10 +5,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-unit e2e screenshots lint format check clean openapi
+.PHONY: help run test test-unit e2e screenshots lint format clean openapi
 
 help: ## list the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -25,9 +25,13 @@ run: $(STAMP) ## set up everything and run the broker (portal, API, worker, sche
 
 # Unit tests on two processes; then, alone on the machine so that timings hold, the browser tests and
 # (when DATABASE_URL and CELERY_BROKER_URL are set) the integration tests with a real worker.
+UNIT := -n 2 --ignore=tests/integration --ignore=tests/e2e
 test: $(STAMP) ## run the whole test suite (integration tests too when DATABASE_URL and CELERY_BROKER_URL are set)
-	$(PY) -m pytest -n 2 --ignore=tests/integration --ignore=tests/e2e
+	$(PY) -m pytest $(UNIT)
 	$(PY) -m pytest tests/integration tests/e2e
+
+test-unit: $(STAMP) ## only the unit tests (about half a minute)
+	$(PY) -m pytest $(UNIT)
 
 e2e: $(STAMP) ## only the browser tests (Playwright + /usr/bin/chromium); screenshots in test-artifacts/screenshots/
 	$(PY) -m pytest tests/e2e
