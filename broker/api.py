@@ -117,8 +117,8 @@ class RoleList(generics.ListAPIView):
 
 
 class CheckQuery(StrictSerializer):
-    user = serializers.CharField(required=False, max_length=150, help_text="Username; yourself when left out.")
-    role = serializers.CharField(max_length=64, help_text="Role slug.")
+    user = Text(required=False, max_length=150, help_text="Username; yourself when left out.")
+    role = Text(max_length=64, help_text="Role slug.")
 
 
 @extend_schema_serializer(component_name="CheckAnswer")

@@ -39,6 +39,7 @@ def alice_raw(world, bearer):
         ({**REQUEST, "role": "Not A Slug!"}, "role"),
         ({**REQUEST, "justification": {"why": "x"}}, "justification"),
         ({**REQUEST, "justification": "x" * 5000}, "justification"),
+        ({**REQUEST, "justification": "ok" + "\x0b" * 5000}, "justification"),  # too long before trimming too
         ({**REQUEST, "justification": "nul \x00 byte"}, "justification"),
         ({**REQUEST, "starts_at": "2030-01-01T09:00:00"}, "starts_at"),
         ({**REQUEST, "starts_at": "next tuesday"}, "starts_at"),
@@ -190,3 +191,8 @@ def test_a_server_error_under_api_is_json_not_html(world, bearer, monkeypatch, s
     response = client.get("/api/v1/roles/")
     assert_json_error(response, 500)
     assert "bug" not in response.content.decode()
+
+
+def test_a_check_for_a_role_name_too_long_before_trimming_is_400(alice_raw):
+    response = alice_raw.get("/api/v1/check/", {"role": "deploy" + " " * 64})
+    assert "role" in assert_json_error(response, 400)["fields"]
