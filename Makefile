@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-unit e2e screenshots lint format clean openapi
+.PHONY: help run test test-unit e2e fuzz screenshots lint format clean openapi
 
 help: ## list the commands
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,6 +32,11 @@ test: $(STAMP) ## run the whole test suite (integration tests too when DATABASE_
 
 test-unit: $(STAMP) ## only the unit tests (about half a minute)
 	$(PY) -m pytest $(UNIT)
+
+# schemathesis with a fresh random seed and a larger budget (CI pins its seed: see .ci/run).
+fuzz: $(STAMP) ## fuzz the API with schemathesis, random seed, 100 examples (needs DATABASE_URL and CELERY_BROKER_URL)
+	@test -n "$$DATABASE_URL" -a -n "$$CELERY_BROKER_URL" || { echo "set DATABASE_URL and CELERY_BROKER_URL (see README)"; exit 2; }
+	env -u SCHEMATHESIS_SEED SCHEMATHESIS_MAX_EXAMPLES=$${SCHEMATHESIS_MAX_EXAMPLES:-100} $(PY) -m pytest tests/integration/test_schemathesis.py
 
 e2e: $(STAMP) ## only the browser tests (Playwright + /usr/bin/chromium); screenshots in test-artifacts/screenshots/
 	$(PY) -m pytest tests/e2e
