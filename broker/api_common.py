@@ -88,7 +88,7 @@ def exception_handler(exc, context):
 
     response = drf_exception_handler(exc, context)
     if response is None:
-        return None  # a bug: Django's handler500 (server_error below) answers with JSON
+        return None  # a bug: Django's handler500 (broker.error_views.server_error) answers with JSON
     if isinstance(exc, exceptions.ValidationError):
         fields = _flatten(exc.detail)
         response.data = {"error": "invalid", "detail": _summary(fields), "fields": fields}
