@@ -13,8 +13,13 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_serializer
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
+from accounts import stepup
+from accounts.authentication import acts_as_admin
+from accounts.stepup import enrol_hint
 from approvals import idempotency
 from approvals.models import AccessRequest, Decision
 from approvals.selectors import requests_visible_to, with_details
@@ -27,24 +32,22 @@ from approvals.services import (
     request_create,
     request_deny,
 )
-from broker.api_auth import acts_as_admin
-from broker.api_common import (
+from broker.api import audit_context
+from broker.api.filters import FilterSet
+from broker.api.inputs import (
     ID_PATTERN,
     MAX_DURATION_SECONDS,
     AwareDateTimeField,
-    FilterSet,
     Slug,
     StrictSerializer,
     Text,
     WholeNumber,
-    audit_context,
-    enrol_hint,
     otp_field,
-    second_factor_at,
     validated,
 )
 from broker.errors import NotAllowed
-from broker.models import Role
+from broker.models import Channel, Role
+from grants.selectors import grants_visible_to
 
 # --- Output -------------------------------------------------------------------------------------------
 
@@ -160,6 +163,16 @@ class RequestFilter(FilterSet):
         fields = ["status", "kind", "role", "requester"]
 
 
+@extend_schema_serializer(component_name="ExtendInput")
+class ExtendIn(StrictSerializer):
+    duration_seconds = WholeNumber(
+        min_value=1, max_value=MAX_DURATION_SECONDS, help_text="How much longer; within the role's limits."
+    )
+    justification = Text(required=False, allow_blank=True, max_length=MAX_JUSTIFICATION, default="")
+    ticket = Text(required=False, allow_blank=True, max_length=MAX_TICKET, default="")
+    otp = otp_field()
+
+
 # --- Views --------------------------------------------------------------------------------------------
 
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
@@ -214,7 +227,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         earlier = idempotency.replay(request.user, key, print_)
         if earlier is not None:
             return Response(earlier.response, status=earlier.status_code, headers={"Idempotent-Replayed": "true"})
-        mfa_at = second_factor_at(request, data.get("otp"))
+        mfa_at = stepup.mfa_at(request, data.get("otp"), via=Channel.API)
         role = Role.objects.live().filter(slug=data["role"]).first()
         if role is None:
             # The same answer as for a role one may not request: the catalog is not for browsing.
@@ -250,7 +263,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def approve(self, request, pk=None):
         req = self.get_object()
         data = validated(ApproveIn, request)
-        mfa_at = second_factor_at(request, data.get("otp"))
+        mfa_at = stepup.mfa_at(request, data.get("otp"), via=Channel.API)
         with enrol_hint(request.user):
             request_approve(
                 request_id=req.pk,
@@ -290,3 +303,36 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(summary="One request", responses={200: RequestOut})
     def retrieve(self, request, *args, **kwargs):
         return super().retrieve(request, *args, **kwargs)
+
+
+class GrantExtendView(APIView):
+    """``POST grants/{id}/extend/``: an extension is a request, so it lives here, beside new requests."""
+
+    required_scopes = {"POST": "request"}
+
+    @extend_schema(
+        tags=["grants"],
+        operation_id="grants_extend_create",
+        summary="Ask for more time on your grant",
+        request=ExtendIn,
+        responses={201: RequestOut},
+        description="Creates an extension request, routed like a new request (auto-approved roles extend at once).",
+    )
+    def post(self, request, pk: str):
+        grant = get_object_or_404(grants_visible_to(request.user, admin=acts_as_admin(request)), pk=pk)
+        data = validated(ExtendIn, request)
+        if grant.user_id != request.user.pk:
+            raise NotAllowed("only the holder may extend a grant", code="not_holder")
+        mfa_at = stepup.mfa_at(request, data.get("otp"), via=Channel.API)
+        with enrol_hint(request.user):
+            req = request_create(
+                requester=request.user,
+                extends_grant_id=grant.pk,
+                duration=timedelta(seconds=data["duration_seconds"]),
+                justification=data["justification"],
+                ticket=data["ticket"],
+                mfa_at=mfa_at,
+                **audit_context(request),
+            )
+        visible = with_details(requests_visible_to(request.user, admin=acts_as_admin(request)))
+        return Response(RequestOut(visible.get(pk=req.pk)).data, status=201)

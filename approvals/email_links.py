@@ -19,9 +19,10 @@ from django.core import signing
 from django.db import transaction
 from django.utils import timezone
 
+from accounts import mfa
 from approvals import services
 from approvals.models import AccessRequest, ApprovalLink
-from broker import audit, mfa
+from broker import audit
 from broker.errors import Conflict
 from broker.models import Channel
 

@@ -17,10 +17,11 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 from django_otp import user_has_device
 
+from accounts import stepup
 from approvals import email_links
 from approvals.email_links import REFUSAL_TEXT, LinkRefused, Outcome
 from approvals.models import AccessRequest, Decision
-from broker import links, stepup
+from broker import links
 from broker.durations import humanize_duration
 from broker.errors import BrokerError
 from broker.http import client_ip
@@ -116,10 +117,7 @@ def approval_link(request, token: str):
     if request.method == "POST" and form.is_valid():
         approve = form.cleaned_data["decision"] == "approve"
         try:
-            if stepup.is_recent(request):
-                mfa_at = stepup.verified_at(request)
-            else:
-                mfa_at = stepup.verify_and_mark(request, form.cleaned_data["code"], via=Channel.EMAIL)
+            mfa_at = stepup.mfa_at(request, form.cleaned_data["code"], via=Channel.EMAIL)
             req = email_links.link_decide(
                 token=token,
                 user=request.user,

@@ -24,25 +24,9 @@ from django.utils import timezone
 
 from approvals.models import AccessRequest, Decision
 from approvals.policy import StageSpec, Vote, evaluate
-from broker.catalog import is_auditor
-from broker.models import ApprovalStage
+from broker.catalog import sees_everything, stages_naming
 
 User = get_user_model()
-
-
-def _stages_of(user: AbstractBaseUser) -> QuerySet[ApprovalStage]:
-    """The approval stages that name the user, directly or through a group."""
-    return ApprovalStage.objects.filter(Q(users=user) | Q(groups__user=user))
-
-
-def sees_everything(user: AbstractBaseUser, *, admin: bool | None = None) -> bool:
-    """Auditors and administrators. ``admin`` says whether staff powers are in force (an API
-    token without the admin scope does not carry them); by default they are for staff."""
-    if not user.is_authenticated or not user.is_active:
-        return False
-    if user.is_staff if admin is None else admin:
-        return True
-    return is_auditor(user)
 
 
 def requests_visible_to(user: AbstractBaseUser, *, admin: bool | None = None) -> QuerySet[AccessRequest]:
@@ -52,7 +36,7 @@ def requests_visible_to(user: AbstractBaseUser, *, admin: bool | None = None) ->
         return base.none()
     if sees_everything(user, admin=admin):
         return base
-    approves_role = _stages_of(user).filter(role=OuterRef("role"))
+    approves_role = stages_naming(user).filter(role=OuterRef("role"))
     decided = Decision.objects.filter(request=OuterRef("pk"), approver=user)
     return base.filter(Q(requester=user) | Exists(approves_role) | Exists(decided))
 
@@ -69,7 +53,7 @@ def requests_awaiting(user: AbstractBaseUser, *, now: datetime | None = None) ->
     if not user.is_authenticated or not user.is_active:
         return AccessRequest.objects.none()
     now = now or timezone.now()
-    current_stage = _stages_of(user).filter(role=OuterRef("role"), position=OuterRef("current_stage"))
+    current_stage = stages_naming(user).filter(role=OuterRef("role"), position=OuterRef("current_stage"))
     decided = Decision.objects.filter(request=OuterRef("pk"), approver=user)
     return (
         AccessRequest.objects.filter(status=AccessRequest.Status.PENDING, expires_at__gt=now)

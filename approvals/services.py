@@ -11,24 +11,24 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from accounts import mfa
 from approvals.models import AccessRequest, Decision
 from approvals.policy import StageSpec, Vote, evaluate
-from broker import audit, mfa
+from broker import audit
 from broker.catalog import is_eligible, is_stage_approver
 from broker.durations import humanize_duration
 from broker.errors import Conflict, Invalid, NotAllowed, NotFound
 from broker.models import ApprovalStage, Channel, Role
+from broker.notify import Message, notify_on_commit
 from grants import services as grant_services
-from grants.models import Grant
-from notifications.hooks import notify_on_commit
-from notifications.models import Notification
+from grants.models import LIVE_STATUSES, Grant
 
 log = logging.getLogger(__name__)
 
 Status = AccessRequest.Status
-Notify = Notification.Kind
 
 MAX_JUSTIFICATION = 2000
 MAX_TICKET = 200
@@ -90,11 +90,6 @@ def _clean_start(starts_at: datetime | None, now: datetime) -> datetime | None:
     return starts_at
 
 
-def _ensure_mfa_for_request(role: Role, mfa_at: datetime | None, now: datetime) -> None:
-    if role.requires_mfa or role.break_glass:
-        mfa.ensure_fresh(mfa_at, action=f"requesting {role.slug}", now=now)
-
-
 def _ensure_routable(role: Role) -> None:
     if not (role.break_glass or role.auto_approve or role.stages.exists()):
         # Never approve by default: a role without approvers is a configuration error.
@@ -110,13 +105,35 @@ def _ensure_nothing_open(requester: AbstractBaseUser, role: Role) -> None:
         )
 
 
-# --- Creation ---------------------------------------------------------------------------------
+def _extended_grant(grant_id: int, requester: AbstractBaseUser, now: datetime) -> Grant:
+    grant = Grant.objects.select_related("role").filter(pk=grant_id, user=requester).first()
+    if grant is None:
+        raise NotFound(f"grant {grant_id} does not exist")
+    if not grant.is_running(now):
+        raise Conflict(f"grant {grant.pk} has ended; request the role anew", code="grant_ended")
+    return grant
+
+
+def _clean_extension(grant: Grant, duration: timedelta | None) -> timedelta:
+    if duration is None or duration <= timedelta(0):
+        raise Invalid("the extension must be positive", fields={"duration_seconds": ["Must be more than zero."]})
+    room = grant_services.extension_room(grant)
+    if duration > min(room, grant.role.max_duration):
+        message = f"At most {humanize_duration(min(room, grant.role.max_duration))} more for this grant."
+        if room <= timedelta(0):
+            message = "This grant has reached the role's maximum lifetime; request the role anew after it ends."
+        raise Invalid(f"the extension is too long: {message}", fields={"duration_seconds": [message]})
+    return duration
+
+
+# --- Asking: a new request, or more time on a grant ----------------------------------------------
 
 
 def request_create(
     *,
     requester: AbstractBaseUser,
-    role: Role,
+    role: Role | None = None,
+    extends_grant_id: int | None = None,
     duration: timedelta | None = None,
     justification: str = "",
     ticket: str = "",
@@ -126,100 +143,38 @@ def request_create(
     mfa_at: datetime | None = None,
     now: datetime | None = None,
 ) -> AccessRequest:
-    """Ask for a role. Approved at once for auto-approve and break-glass roles.
+    """Ask for ``role``, or (``extends_grant_id``) for more time on one of the requester's live grants.
 
-    ``mfa_at`` is when the requester last proved a second factor; roles that require MFA and
-    break-glass roles refuse without a fresh one.
+    One path for both: eligibility, a fresh second factor (``mfa_at``) for roles that require a
+    step-up, the duration within the role's bounds (for an extension: within what is left of the
+    role's lifetime cap), reasons where the role requires them, an approval policy to route to.
+    Extensions are routed by the role's policy like new requests. Auto-approve and break-glass
+    roles are approved at once.
     """
     now = now or timezone.now()
-    if role.is_retired:
-        raise NotFound(f"role {role.slug} does not exist")
-    if not is_eligible(requester, role):
-        raise NotAllowed(f"you are not eligible for {role.slug}", code="not_eligible")
-    _ensure_mfa_for_request(role, mfa_at, now)
-    duration = _clean_duration(role, duration)
-    justification = _clean_text(
-        justification,
-        field="justification",
-        required=role.requires_justification or role.break_glass,
-        limit=MAX_JUSTIFICATION,
-        what="a justification",
-    )
-    ticket = _clean_text(ticket, field="ticket", required=role.requires_ticket, limit=MAX_TICKET, what="a ticket")
-    starts_at = _clean_start(starts_at, now)
-    _ensure_routable(role)
-    if role.break_glass and starts_at:
-        raise Invalid(
-            "break-glass access starts at once", fields={"starts_at": ["Break-glass access cannot be scheduled."]}
-        )
-
-    with transaction.atomic():
-        _ensure_nothing_open(requester, role)
-        live = Grant.objects.filter(
-            user=requester, role=role, status__in=(Grant.Status.SCHEDULED, Grant.Status.ACTIVE)
-        ).first()
-        if live:
-            raise Conflict(
-                f"you already hold {role.slug} (grant #{live.pk}); request an extension instead",
-                code="already_granted",
-            )
-        req = _open(
-            AccessRequest(
-                role=role,
-                requester=requester,
-                duration=duration,
-                justification=justification,
-                ticket=ticket,
-                starts_at=starts_at,
-                break_glass=role.break_glass,
-                channel=via,
-                created_at=now,
-                expires_at=now + role.request_ttl,
-            ),
-            via=via,
-            ip=ip,
-            now=now,
-            details={"starts_at": starts_at, "break_glass": role.break_glass},
-        )
-    log.info("request %s created: %s asks for %s (%s)", req.pk, requester, role, req.status)
-    return req
-
-
-def request_extension(
-    *,
-    grant_id: int,
-    requester: AbstractBaseUser,
-    duration: timedelta,
-    justification: str = "",
-    ticket: str = "",
-    via: str,
-    ip: str | None = None,
-    mfa_at: datetime | None = None,
-    now: datetime | None = None,
-) -> AccessRequest:
-    """Ask for more time on a live grant; routed by the role's policy like a new request."""
-    now = now or timezone.now()
-    grant = Grant.objects.select_related("role").filter(pk=grant_id, user=requester).first()
-    if grant is None:
-        raise NotFound(f"grant {grant_id} does not exist")
-    role = grant.role
-    if grant.status not in (Grant.Status.ACTIVE, Grant.Status.SCHEDULED) or grant.expires_at <= now:
-        raise Conflict(f"grant {grant.pk} has ended; request the role anew", code="grant_ended")
+    grant = _extended_grant(extends_grant_id, requester, now) if extends_grant_id is not None else None
+    if grant is not None:
+        role = grant.role
     if role.is_retired or not is_eligible(requester, role):
-        raise NotAllowed(f"you are no longer eligible for {role.slug}", code="not_eligible")
-    _ensure_mfa_for_request(role, mfa_at, now)
-    if duration is None or duration <= timedelta(0):
-        raise Invalid("the extension must be positive", fields={"duration_seconds": ["Must be more than zero."]})
-    room = grant_services.extension_room(grant)
-    if duration > min(room, role.max_duration):
-        message = f"At most {humanize_duration(min(room, role.max_duration))} more for this grant."
-        if room <= timedelta(0):
-            message = "This grant has reached the role's maximum lifetime; request the role anew after it ends."
-        raise Invalid(f"the extension is too long: {message}", fields={"duration_seconds": [message]})
+        if grant is None and role.is_retired:
+            raise NotFound(f"role {role.slug} does not exist")
+        what = "no longer" if grant is not None else "not"
+        raise NotAllowed(f"you are {what} eligible for {role.slug}", code="not_eligible")
+    if role.requires_step_up:
+        mfa.ensure_fresh(mfa_at, action=f"requesting {role.slug}", now=now)
+    if grant is not None:
+        duration = _clean_extension(grant, duration)
+    else:
+        duration = _clean_duration(role, duration)
+        starts_at = _clean_start(starts_at, now)
+        if role.break_glass and starts_at:
+            raise Invalid(
+                "break-glass access starts at once", fields={"starts_at": ["Break-glass access cannot be scheduled."]}
+            )
     justification = _clean_text(
         justification,
         field="justification",
-        required=role.requires_justification or role.break_glass,
+        required=role.requires_reason,
         limit=MAX_JUSTIFICATION,
         what="a justification",
     )
@@ -228,25 +183,37 @@ def request_extension(
 
     with transaction.atomic():
         _ensure_nothing_open(requester, role)
+        if grant is None:
+            live = Grant.objects.live().filter(user=requester, role=role).first()
+            if live:
+                raise Conflict(
+                    f"you already hold {role.slug} (grant #{live.pk}); request an extension instead",
+                    code="already_granted",
+                )
         req = _open(
             AccessRequest(
                 role=role,
                 requester=requester,
-                kind=AccessRequest.Kind.EXTENSION,
+                kind=AccessRequest.Kind.EXTENSION if grant is not None else AccessRequest.Kind.NEW,
                 extends_grant=grant,
                 duration=duration,
                 justification=justification,
                 ticket=ticket,
+                starts_at=starts_at if grant is None else None,
                 break_glass=role.break_glass,
                 channel=via,
                 created_at=now,
-                expires_at=min(now + role.request_ttl, grant.expires_at),
+                # An extension is moot once its grant has ended.
+                expires_at=min(now + role.request_ttl, grant.expires_at) if grant else now + role.request_ttl,
             ),
             via=via,
             ip=ip,
             now=now,
-            details={"kind": "extension", "grant": grant.pk},
+            details={"kind": "extension", "grant": grant.pk}
+            if grant is not None
+            else {"starts_at": starts_at, "break_glass": role.break_glass},
         )
+    log.info("request %s created: %s asks for %s (%s)", req.pk, requester, role, req.status)
     return req
 
 
@@ -281,10 +248,10 @@ def _open(req: AccessRequest, *, via: str, ip: str | None, now: datetime, detail
 
 def _notify_created(req: AccessRequest) -> None:
     if req.status == Status.PENDING:
-        notify_on_commit(Notify.DECISION_NEEDED, req.pk, req.version)
+        notify_on_commit(Message.DECISION_NEEDED, req.pk, req.version)
     elif req.break_glass:
         grant_id = req.extends_grant_id if req.kind == AccessRequest.Kind.EXTENSION else req.grant.pk
-        notify_on_commit(Notify.BREAK_GLASS, grant_id)
+        notify_on_commit(Message.BREAK_GLASS, grant_id)
 
 
 # --- Decisions --------------------------------------------------------------------------------
@@ -380,7 +347,7 @@ def request_approve(
         )
         if outcome.approved:
             _approve(req, actor=approver, via=via, now=now, why="approvals", ip=ip)
-            notify_on_commit(Notify.APPROVED, req.pk)
+            notify_on_commit(Message.APPROVED, req.pk)
         else:
             next_stage = outcome.current_stage
             if next_stage is not None and next_stage != req.current_stage:
@@ -388,7 +355,7 @@ def request_approve(
             req.save(update_fields=["version", "current_stage"])
             # The links sent for the previous version no longer work: the approvers still
             # waiting (this stage's, or the next stage's) get fresh ones.
-            notify_on_commit(Notify.DECISION_NEEDED, req.pk, req.version)
+            notify_on_commit(Message.DECISION_NEEDED, req.pk, req.version)
     return req
 
 
@@ -457,7 +424,7 @@ def request_deny(
             **_facts(req),
             data={"stage": stage.position + 1, "comment": comment},
         )
-        notify_on_commit(Notify.DENIED, req.pk)
+        notify_on_commit(Message.DENIED, req.pk)
     return req
 
 
@@ -511,9 +478,7 @@ def request_expire(*, request_id: int, now: datetime | None = None, skip_locked:
         req = _lock(request_id, skip_locked=skip_locked)
         if req is None or req.status != Status.PENDING:
             return req
-        grant_gone = req.kind == AccessRequest.Kind.EXTENSION and (
-            req.extends_grant.status not in (Grant.Status.ACTIVE, Grant.Status.SCHEDULED)
-        )
+        grant_gone = req.kind == AccessRequest.Kind.EXTENSION and not req.extends_grant.is_live
         if now < req.expires_at and not grant_gone:
             return req
         reason = "the grant it extends has ended" if grant_gone else "nobody decided in time"
@@ -526,19 +491,18 @@ def request_expire(*, request_id: int, now: datetime | None = None, skip_locked:
             **_facts(req),
             data={"reason": reason, "expires_at": req.expires_at},
         )
-        notify_on_commit(Notify.EXPIRED, req.pk)
+        notify_on_commit(Message.EXPIRED, req.pk)
     return req
 
 
-def requests_sweep(*, now: datetime, batch: int = 500) -> int:
+def requests_sweep(*, now: datetime | None = None, batch: int = 500) -> int:
     """Expire pending requests past their TTL and extension requests whose grant has ended."""
-    from django.db.models import Q
-
+    now = now or timezone.now()
     candidates = AccessRequest.objects.filter(status=Status.PENDING).filter(
         Q(expires_at__lte=now)
         | Q(
             kind=AccessRequest.Kind.EXTENSION,
-            extends_grant__status__in=[s for s in Grant.Status.values if s not in ("active", "scheduled")],
+            extends_grant__in=Grant.objects.exclude(status__in=LIVE_STATUSES),
         )
     )
     closed = 0

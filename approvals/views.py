@@ -8,21 +8,26 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts import stepup
 from approvals import selectors, services
-from approvals.forms import DecisionForm, RequestForm
+from approvals.forms import DecisionForm
 from approvals.models import AccessRequest
-from broker import stepup
+from broker.audit.timeline import request_timeline
 from broker.catalog import eligible_roles
 from broker.durations import humanize_duration
 from broker.errors import BrokerError
 from broker.http import client_ip
 from broker.links import grant_path, inbox_path, request_path
 from broker.models import Channel
-from broker.portal import apply_error, drop_code_if_fresh, error_message, fresh_mfa, paginate
-from broker.timeline import request_timeline
+from broker.portal import apply_error, error_message, paginate
+from broker.portal.ask_form import AskForm
+from grants import selectors as grant_selectors
+from grants import services as grant_services
+from grants import views as grant_views
 from grants.models import Grant
 
 STATUSES = [s for s, _ in AccessRequest.Status.choices]
@@ -32,7 +37,7 @@ def _list_rows(queryset):
     return queryset.select_related("role", "requester", "grant")
 
 
-# --- Requesting -----------------------------------------------------------------------------------
+# --- Asking: a role, or more time on a grant -------------------------------------------------------
 
 
 @login_required
@@ -40,42 +45,71 @@ def _list_rows(queryset):
 def request_new(request, slug: str):
     """Ask for a role: duration within its bounds, reasons where required, a code where MFA is required."""
     role = get_object_or_404(eligible_roles(request.user).prefetch_related("stages"), slug=slug)
-    needs_mfa = role.requires_mfa or role.break_glass
-    needs_code = needs_mfa and not stepup.is_recent(request)
-    form = RequestForm(request.POST or None, role=role, needs_code=needs_code)
-    if request.method == "POST" and form.is_valid():
-        try:
-            mfa_at = fresh_mfa(request, form.cleaned_data.get("code")) if needs_mfa else None
-            req = services.request_create(
-                requester=request.user,
-                role=role,
-                duration=form.cleaned_data["duration_value"],
-                justification=form.cleaned_data.get("justification", ""),
-                ticket=form.cleaned_data.get("ticket", ""),
-                starts_at=form.cleaned_data.get("starts_at"),
-                via=Channel.PORTAL,
-                ip=client_ip(request),
-                mfa_at=mfa_at,
-            )
-        except BrokerError as exc:
-            apply_error(form, exc)
-            drop_code_if_fresh(request, form)
-        else:
-            if req.status == AccessRequest.Status.APPROVED:
-                text = f"{role.name} is yours for {humanize_duration(req.duration)}."
-                if req.break_glass:
-                    text += " Security has been notified; this activation will be reviewed."
-                messages.success(request, text)
-                return redirect(grant_path(req.grant.pk))
-            messages.success(request, f"Request sent. Approvers of {role.name} have been asked.")
-            return redirect(request_path(req.pk))
+    form, req = _ask(request, role=role)
+    if req is not None:
+        if req.status == AccessRequest.Status.APPROVED:
+            text = f"{role.name} is yours for {humanize_duration(req.duration)}."
+            if req.break_glass:
+                text += " Security has been notified; this activation will be reviewed."
+            messages.success(request, text)
+            return redirect(grant_path(req.grant.pk))
+        messages.success(request, f"Request sent. Approvers of {role.name} have been asked.")
+        return redirect(request_path(req.pk))
     stages = list(role.stages.order_by("position").prefetch_related("users", "groups"))
-    return render(
-        request,
-        "portal/request_new.html",
-        {"role": role, "form": form, "stages": stages, "needs_mfa": needs_mfa, "needs_code": needs_code},
-        status=400 if form.errors else 200,
-    )
+    context = {
+        "role": role,
+        "form": form,
+        "stages": stages,
+        "needs_mfa": role.requires_step_up,
+        "needs_code": "code" in form.fields,
+    }
+    return render(request, "portal/request_new.html", context, status=400 if form.errors else 200)
+
+
+@login_required
+@require_POST
+def grant_extend(request, pk: int):
+    """Ask for more time on my grant (the form is on the grant's page, which shows any error)."""
+    grant = get_object_or_404(grant_selectors.grants_visible_to(request.user).select_related("role"), pk=pk)
+    if grant.user_id != request.user.pk:
+        raise PermissionDenied("only the holder asks for more time")
+    form, req = _ask(request, role=grant.role, grant=grant)
+    if req is None:
+        return grant_views.render_detail(request, grant, extension_form=form, status=400)
+    if req.status == AccessRequest.Status.APPROVED:
+        messages.success(request, "Extended.")
+        return redirect(grant_path(grant.pk))
+    messages.success(request, "Extension requested. Approvers have been asked.")
+    return redirect(request_path(req.pk))
+
+
+def _ask(request, *, role, grant=None) -> tuple[AskForm, AccessRequest | None]:
+    """The one ask path of the portal: validate the form, prove a fresh factor if needed, call the service."""
+    needs_code = role.requires_step_up and not stepup.is_recent(request)
+    cap = grant_services.extension_room(grant) if grant is not None else None
+    form = AskForm(request.POST or None, role=role, cap=cap, needs_code=needs_code)
+    if request.method != "POST" or not form.is_valid():
+        return form, None
+    data = form.cleaned_data
+    try:
+        mfa_at = stepup.mfa_at(request, data.get("code"), via=Channel.PORTAL) if role.requires_step_up else None
+        req = services.request_create(
+            requester=request.user,
+            role=role,
+            extends_grant_id=grant.pk if grant is not None else None,
+            duration=data["duration_value"],
+            justification=data.get("justification", ""),
+            ticket=data.get("ticket", ""),
+            starts_at=data.get("starts_at"),
+            via=Channel.PORTAL,
+            ip=client_ip(request),
+            mfa_at=mfa_at,
+        )
+    except BrokerError as exc:
+        apply_error(form, exc)
+        stepup.drop_code_if_fresh(request, form)
+        return form, None
+    return form, req
 
 
 @login_required
@@ -149,7 +183,7 @@ def request_decide(request, pk: int):
         return _render_detail(request, req, form, status=400)
     verdict, comment = form.cleaned_data["verdict"], form.cleaned_data.get("comment", "")
     try:
-        mfa_at = fresh_mfa(request, form.cleaned_data.get("code"))
+        mfa_at = stepup.mfa_at(request, form.cleaned_data.get("code"), via=Channel.PORTAL)
         if verdict == "approve":
             req = services.request_approve(
                 request_id=req.pk,
@@ -167,7 +201,7 @@ def request_decide(request, pk: int):
         req.refresh_from_db()
         if services.may_decide(req, request.user):
             apply_error(form, exc)
-            drop_code_if_fresh(request, form)
+            stepup.drop_code_if_fresh(request, form)
         else:
             # Not (or no longer) theirs to decide: there is no form to show the error in.
             error_message(request, exc)

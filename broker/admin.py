@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from django.contrib import admin, messages
+from django.contrib import admin
 
 from broker import audit
 from broker.durations import format_duration
 from broker.http import client_ip
-from broker.models import ApiToken, ApprovalStage, AuditEvent, Channel, Eligibility, Role
-from broker.tokens import token_revoke
+from broker.models import ApprovalStage, AuditEvent, Channel, Eligibility, Role
 
 admin.site.site_header = "Privileged access broker"
 admin.site.site_title = "Access broker admin"
@@ -104,19 +103,3 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_filter = ("action", "channel", "target_type")
     search_fields = ("actor_name", "subject", "role", "target_id")
     date_hierarchy = "at"
-
-
-@admin.register(ApiToken)
-class ApiTokenAdmin(ReadOnlyAdmin):
-    list_display = ("prefix", "user", "name", "scopes", "created_at", "expires_at", "last_used_at", "revoked_at")
-    list_filter = ("revoked_at",)
-    search_fields = ("prefix", "user__username", "name")
-    actions = ("revoke",)
-
-    @admin.action(description="Revoke selected tokens")
-    def revoke(self, request, queryset):
-        for token in queryset.filter(revoked_at__isnull=True):
-            token_revoke(
-                token_id=token.pk, owner=token.user, actor=request.user, via=Channel.PORTAL, ip=client_ip(request)
-            )
-        messages.success(request, "Tokens revoked.")

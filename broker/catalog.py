@@ -43,3 +43,23 @@ def is_stage_approver(user: AbstractBaseUser, stage: ApprovalStage) -> bool:
 
 def is_auditor(user: AbstractBaseUser) -> bool:
     return user.is_active and user.groups.filter(name=AUDITORS_GROUP).exists()
+
+
+def is_security(user: AbstractBaseUser) -> bool:
+    return user.is_active and user.groups.filter(name=SECURITY_GROUP).exists()
+
+
+def stages_naming(user: AbstractBaseUser) -> QuerySet[ApprovalStage]:
+    """The approval stages that name the user, directly or through a group."""
+    return ApprovalStage.objects.filter(Q(users=user) | Q(groups__user=user))
+
+
+def sees_everything(user: AbstractBaseUser, *, admin: bool | None = None) -> bool:
+    """Auditors and administrators read every request, grant and event. ``admin`` says whether staff
+    powers are in force (an API token without the admin scope does not carry them); by default they
+    are for staff."""
+    if not user.is_authenticated or not user.is_active:
+        return False
+    if user.is_staff if admin is None else admin:
+        return True
+    return is_auditor(user)

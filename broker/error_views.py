@@ -1,8 +1,7 @@
 """Django's error views (400, 403, 404, 500 and CSRF failure): JSON under /api/, the portal's pages elsewhere.
 
-Kept apart from ``broker.api_common`` on purpose: Django imports these by name at start-up (the
-system checks import CSRF_FAILURE_VIEW), and this module must not import Django REST framework,
-whose settings name ``broker.api_common`` and would import it half-initialised.
+Free of Django REST framework: Django imports these by name at start-up (the system checks import
+CSRF_FAILURE_VIEW), before anything else needs DRF.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The catalog (roles, approval stages, eligibility), the audit trail and API tokens."""
+"""The catalog (roles, approval stages, eligibility) and the audit trail's rows."""
 
 from __future__ import annotations
 
@@ -84,6 +84,16 @@ class Role(models.Model):
     @property
     def lifetime_cap(self) -> timedelta:
         return self.max_total_duration or self.max_duration
+
+    @property
+    def requires_step_up(self) -> bool:
+        """Asking for it (or for more time) needs a fresh second factor: MFA roles and break-glass."""
+        return self.requires_mfa or self.break_glass
+
+    @property
+    def requires_reason(self) -> bool:
+        """Asking for it needs a justification: when the role says so, and always for break-glass."""
+        return self.requires_justification or self.break_glass
 
 
 class ApprovalStage(models.Model):
@@ -177,27 +187,3 @@ class AuditHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit head #{self.seq}"
-
-
-class ApiToken(models.Model):
-    class Scope(models.TextChoices):
-        READ = "read"
-        REQUEST = "request"
-        APPROVE = "approve"
-        ADMIN = "admin"
-
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
-    name = models.CharField(max_length=100, blank=True)
-    prefix = models.CharField(max_length=16, db_index=True)
-    digest = models.CharField(max_length=64, unique=True)
-    scopes = models.JSONField(default=list)
-    created_at = models.DateTimeField(auto_now_add=True)
-    expires_at = models.DateTimeField(null=True, blank=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return f"{self.prefix}… ({self.user})"

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
+from accounts.models import ApiToken
+from accounts.tokens import token_revoke
 from approvals.models import AccessRequest
 from approvals.services import request_close_for_user
 from broker import audit
 from broker.errors import Conflict, Invalid, NotAllowed, NotFound
-from broker.models import ApiToken
-from broker.tokens import token_revoke
-from grants.models import LIVE_STATUSES, Grant
+from grants.models import Grant
 from grants.services import grant_revoke
 
 log = logging.getLogger(__name__)
@@ -110,14 +110,14 @@ def user_signal_apply(
                 "pk", flat=True
             )
         )
-        live = list(Grant.objects.filter(user=user, status__in=LIVE_STATUSES).values_list("pk", flat=True))
+        live = list(Grant.objects.live().filter(user=user).values_list("pk", flat=True))
         if not pending and not live:
             break
         for request_id in pending:
             req = request_close_for_user(request_id=request_id, actor=actor, reason=why[:200], via=via)
             if req is not None and req.status == AccessRequest.Status.CANCELLED and req.closed_reason == why[:200]:
                 outcome.requests_cancelled.append(request_id)
-        for grant_id in Grant.objects.filter(user=user, status__in=LIVE_STATUSES).values_list("pk", flat=True):
+        for grant_id in Grant.objects.live().filter(user=user).values_list("pk", flat=True):
             try:
                 grant_revoke(
                     grant_id=grant_id,

@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_static",
     "django_otp_webauthn",
     "broker",
+    "accounts",
     "approvals",
     "grants",
     "notifications",
@@ -81,7 +82,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Outermost but one, so that every response (errors too) carries the policy.
-    "broker.middleware.ContentSecurityPolicyMiddleware",
+    "broker.portal.middleware.ContentSecurityPolicyMiddleware",
     # Serves collected static files in production (gunicorn), with far-future caching headers.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -92,7 +93,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # The portal: times in the viewer's time zone.
-    "broker.middleware.TimeZoneMiddleware",
+    "broker.portal.middleware.TimeZoneMiddleware",
 ]
 
 ROOT_URLCONF = "broker.urls"
@@ -108,8 +109,11 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "broker.context_processors.portal",
+                "broker.portal.context_processors.portal",
+                "approvals.context_processors.inbox",
             ],
+            # The portal's template tags live with the rest of the portal plumbing.
+            "libraries": {"portal": "broker.portal.templatetags"},
         },
     },
 ]
@@ -261,7 +265,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- The broker's own knobs -----------------------------------------------------------------------
-# How often the sweeper activates due grants, revokes overdue ones and expires stale requests.
+# How often the sweepers activate due grants, revoke overdue ones and expire stale requests.
 SWEEP_INTERVAL = env_duration("SWEEP_INTERVAL", "10s")
 # Grants expiring within this horizon get a revoke task with an ETA at once; later ones are queued
 # by the sweeper when they come within it (must stay well under the Redis visibility_timeout).
@@ -295,6 +299,7 @@ RECONCILE_INTERVAL = env_duration("RECONCILE_INTERVAL", "5m")
 
 CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "grants.tasks.sweep", "schedule": SWEEP_INTERVAL.total_seconds()},
+    "expire-requests": {"task": "approvals.tasks.expire_requests", "schedule": SWEEP_INTERVAL.total_seconds()},
     "reconcile": {"task": "grants.tasks.reconcile", "schedule": RECONCILE_INTERVAL.total_seconds()},
     "notify-scan": {"task": "notifications.tasks.scan", "schedule": NOTIFY_SCAN_INTERVAL.total_seconds()},
     "audit-verify": {"task": "broker.tasks.verify_audit", "schedule": AUDIT_VERIFY_INTERVAL.total_seconds()},
@@ -324,21 +329,21 @@ else:
 REST_FRAMEWORK = {
     # Bearer first: a request that carries a token is judged by the token alone, never by a cookie.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "broker.api_auth.BearerTokenAuthentication",
+        "accounts.authentication.BearerTokenAuthentication",
         # The portal's session, with DRF's CSRF check on unsafe methods (never exempt).
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "broker.api_auth.HasScope"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "accounts.authentication.HasScope"],
     # JSON only: no browsable (HTML) API, no form parsing.
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["broker.api_common.JSONParser"],
-    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "broker.api_common.JSONOnly",
+    "DEFAULT_PARSER_CLASSES": ["broker.api.parsers.JSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "broker.api.parsers.JSONOnly",
     # OPTIONS answers 405 like any other method the API does not offer.
     "DEFAULT_METADATA_CLASS": None,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "broker.api_common.Pagination",
-    "DEFAULT_SCHEMA_CLASS": "broker.api_schema.AutoSchema",
-    "EXCEPTION_HANDLER": "broker.api_common.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "broker.api.pagination.Pagination",
+    "DEFAULT_SCHEMA_CLASS": "broker.api.schema.AutoSchema",
+    "EXCEPTION_HANDLER": "broker.api.errors.exception_handler",
     # `format` is the audit export's own parameter, not DRF's renderer override.
     "URL_FORMAT_OVERRIDE": None,
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
@@ -362,12 +367,12 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RequestStatusEnum": "approvals.models.AccessRequest.Status",
         "GrantStatusEnum": "grants.models.Grant.Status",
-        "ScopeEnum": "broker.tokens.ALL_SCOPES",
+        "ScopeEnum": "accounts.tokens.ALL_SCOPES",
         "ChannelEnum": "broker.models.Channel",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "broker.api_schema.postprocess_schema",
+        "broker.api.schema.postprocess_schema",
     ],
     # The docs page works offline: Swagger UI's files come from drf-spectacular-sidecar, no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",

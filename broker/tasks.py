@@ -7,8 +7,7 @@ import logging
 from celery import shared_task
 
 from broker import audit
-from notifications.models import Notification
-from notifications.tasks import notify
+from broker.notify import Message, notify
 
 log = logging.getLogger(__name__)
 
@@ -21,5 +20,5 @@ def verify_audit() -> dict:
         log.info("audit chain OK: %s event(s) verified, head #%s", result.checked, result.head_seq)
     else:
         log.error("audit chain BROKEN at event #%s: %s", result.broken_seq, result.reason)
-        notify.delay(Notification.Kind.AUDIT_BROKEN, result.broken_seq)
+        notify(Message.AUDIT_BROKEN, result.broken_seq)
     return {"ok": result.ok, "checked": result.checked, "head_seq": result.head_seq, "broken_seq": result.broken_seq}

@@ -1,4 +1,4 @@
-"""REST API v1: grants (list, read, revoke or relinquish, extend).
+"""REST API v1: grants (list, read, revoke or relinquish). Extending a grant is a request: approvals/api.py.
 
 Thin: every change goes through ``grants.services`` / ``approvals.services``, every read through
 ``grants.selectors`` (not visible is 404).
@@ -6,38 +6,21 @@ Thin: every change goes through ``grants.services`` / ``approvals.services``, ev
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import django_filters
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import exceptions, mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from approvals.api import RequestOut
-from approvals.selectors import requests_visible_to, with_details
-from approvals.services import MAX_COMMENT, MAX_JUSTIFICATION, MAX_TICKET, request_extension
-from broker.api_auth import ANY_SCOPE, acts_as_admin, has_scope
-from broker.api_common import (
-    ID_PATTERN,
-    MAX_DURATION_SECONDS,
-    BooleanFormField,
-    FilterSet,
-    StrictSerializer,
-    Text,
-    WholeNumber,
-    audit_context,
-    enrol_hint,
-    otp_field,
-    second_factor_at,
-    validated,
-)
+from accounts.authentication import ANY_SCOPE, acts_as_admin, has_scope
+from broker.api import audit_context
+from broker.api.filters import BooleanFilter, FilterSet
+from broker.api.inputs import ID_PATTERN, StrictSerializer, Text, validated
 from broker.errors import Invalid, NotAllowed
 from grants.models import Grant
 from grants.selectors import grants_visible_to
-from grants.services import grant_relinquish, grant_revoke
+from grants.services import MAX_REASON, grant_relinquish, grant_revoke
 
 
 @extend_schema_serializer(component_name="Grant")
@@ -89,25 +72,10 @@ class RevokeIn(StrictSerializer):
     reason = Text(
         required=False,
         allow_blank=True,
-        max_length=MAX_COMMENT,
+        max_length=MAX_REASON,
         default="",
         help_text="Why; required when an administrator revokes someone else's grant.",
     )
-
-
-@extend_schema_serializer(component_name="ExtendInput")
-class ExtendIn(StrictSerializer):
-    duration_seconds = WholeNumber(
-        min_value=1, max_value=MAX_DURATION_SECONDS, help_text="How much longer; within the role's limits."
-    )
-    justification = Text(required=False, allow_blank=True, max_length=MAX_JUSTIFICATION, default="")
-    ticket = Text(required=False, allow_blank=True, max_length=MAX_TICKET, default="")
-    otp = otp_field()
-
-
-@extend_schema_field(OpenApiTypes.BOOL)
-class BooleanFilter(django_filters.Filter):
-    field_class = BooleanFormField
 
 
 class GrantFilter(FilterSet):
@@ -135,7 +103,7 @@ class GrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     filterset_class = GrantFilter
     lookup_value_regex = ID_PATTERN
     # revoke: the holder needs `request` (relinquish), an administrator `admin`; checked below.
-    required_scopes = {"list": "read", "retrieve": "read", "revoke": ANY_SCOPE, "extend": "request"}
+    required_scopes = {"list": "read", "retrieve": "read", "revoke": ANY_SCOPE}
 
     def get_queryset(self):
         return (
@@ -181,29 +149,3 @@ class GrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         else:
             raise NotAllowed("only the holder or an administrator may end a grant", code="not_holder")
         return Response(GrantOut(self.get_queryset().get(pk=grant.pk), context=self.get_serializer_context()).data)
-
-    @extend_schema(
-        summary="Ask for more time on your grant",
-        request=ExtendIn,
-        responses={201: RequestOut},
-        description="Creates an extension request, routed like a new request (auto-approved roles extend at once).",
-    )
-    @action(detail=True, methods=["post"])
-    def extend(self, request, pk=None):
-        grant = self.get_object()
-        data = validated(ExtendIn, request)
-        if grant.user_id != request.user.pk:
-            raise NotAllowed("only the holder may extend a grant", code="not_holder")
-        mfa_at = second_factor_at(request, data.get("otp"))
-        with enrol_hint(request.user):
-            req = request_extension(
-                grant_id=grant.pk,
-                requester=request.user,
-                duration=timedelta(seconds=data["duration_seconds"]),
-                justification=data["justification"],
-                ticket=data["ticket"],
-                mfa_at=mfa_at,
-                **audit_context(request),
-            )
-        visible = with_details(requests_visible_to(request.user, admin=acts_as_admin(request)))
-        return Response(RequestOut(visible.get(pk=req.pk)).data, status=201)

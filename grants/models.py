@@ -11,15 +11,27 @@ from django.utils import timezone
 
 from broker.models import Role
 
+# Live: gives access now or will (one per user and role). Ending: the end is decided and the removal
+# from the target is not confirmed yet (never effective, still being acted on).
 LIVE_STATUSES = ("scheduled", "active")
 ENDING_STATUSES = ("revoking", "revoke_failed")
 
 
 class GrantQuerySet(models.QuerySet):
     def effective(self, now: datetime | None = None) -> GrantQuerySet:
-        """The one rule that says whether a grant gives access right now (see DESIGN.md)."""
+        """The one rule that says whether a grant gives access right now (docs/design.md)."""
         now = now or timezone.now()
         return self.filter(status=Grant.Status.ACTIVE, starts_at__lte=now, expires_at__gt=now)
+
+    def live(self) -> GrantQuerySet:
+        return self.filter(status__in=LIVE_STATUSES)
+
+    def ending(self) -> GrantQuerySet:
+        return self.filter(status__in=ENDING_STATUSES)
+
+    def unfinished(self) -> GrantQuerySet:
+        """Live or ending: the broker still has work to do on them in the target."""
+        return self.filter(status__in=LIVE_STATUSES + ENDING_STATUSES)
 
 
 class Grant(models.Model):
@@ -102,13 +114,21 @@ class Grant(models.Model):
             models.Index(fields=["starts_at"], condition=Q(status="scheduled"), name="grant_scheduled_start"),
             models.Index(
                 fields=["next_attempt_at"],
-                condition=Q(status__in=["revoking", "revoke_failed"]),
+                condition=Q(status__in=ENDING_STATUSES),
                 name="grant_removal_retry",
             ),
         ]
 
     def __str__(self) -> str:
         return f"grant #{self.pk} {self.user} → {self.role} ({self.status})"
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in LIVE_STATUSES
+
+    def is_running(self, now: datetime | None = None) -> bool:
+        """Live and not past its expiry: it can still be extended, relinquished or revoked."""
+        return self.is_live and self.expires_at > (now or timezone.now())
 
     def is_effective(self, now: datetime | None = None) -> bool:
         now = now or timezone.now()

@@ -29,8 +29,6 @@ from grants.models import Grant
 log = logging.getLogger(__name__)
 User = get_user_model()
 
-IN_FLIGHT = (Grant.Status.SCHEDULED, Grant.Status.REVOKING, Grant.Status.REVOKE_FAILED)
-
 
 @dataclass
 class Report:
@@ -67,7 +65,8 @@ def reconcile(*, now: datetime | None = None) -> Report:
         report.targets += 1
         grants = Grant.objects.filter(role__in=roles).select_related("user")
         entitled = {g.user.get_username() for g in grants.effective(now)}
-        busy = {g.user.get_username() for g in grants.filter(status__in=(*IN_FLIGHT, Grant.Status.ACTIVE))} - entitled
+        # Grants in flight (scheduled, overdue, being removed): their own lifecycle acts on these people.
+        busy = {g.user.get_username() for g in grants.unfinished()} - entitled
         authoritative = any(r.authoritative for r in roles)
         for username in sorted(holders - entitled - busy):
             _extra(username, roles, authoritative=authoritative, now=now, report=report)
@@ -85,9 +84,7 @@ def _extra(username: str, roles: list[Role], *, authoritative: bool, now: dateti
         # Lock this person's grants for the target and look again: an activation that started
         # after the snapshot holds these rows while it calls the connector.
         live = list(
-            Grant.objects.select_for_update()
-            .filter(user=user, role__in=roles, status__in=(Grant.Status.SCHEDULED, Grant.Status.ACTIVE))
-            .values_list("pk", flat=True)
+            Grant.objects.select_for_update().live().filter(user=user, role__in=roles).values_list("pk", flat=True)
         )
         if live:
             return

@@ -18,19 +18,27 @@ from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from approvals.selectors import requests_visible_to, sees_everything
-from broker.catalog import AUDITORS_GROUP, SECURITY_GROUP
-from grants.models import ENDING_STATUSES, LIVE_STATUSES, Grant
+from broker.catalog import AUDITORS_GROUP, is_security, sees_everything, stages_naming
+from grants.models import Grant
 
 
 def grants_visible_to(user: AbstractBaseUser, *, admin: bool | None = None) -> QuerySet[Grant]:
-    """Whoever may see the request a grant came from (own, approvers, auditors, staff); security: break-glass."""
+    """Whoever may see the request a grant came from; security also sees every break-glass grant.
+
+    That is the rule of ``approvals.selectors.requests_visible_to`` read from the grant's side (its
+    holder is the requester, its role the request's role): the holder, the approvers of the role's
+    stages, whoever decided its request, auditors and administrators. Spelled here with the
+    catalog's rule and the database relation to the request's decisions, because approvals sits
+    above grants and is never imported from here.
+    """
     if not user.is_authenticated or not user.is_active:
         return Grant.objects.none()
     if sees_everything(user, admin=admin):
         return Grant.objects.all()
-    visible = Q(user=user) | Q(request__in=requests_visible_to(user, admin=admin).values("pk"))
-    if user.groups.filter(name=SECURITY_GROUP).exists():
+    approves_role = stages_naming(user).filter(role=OuterRef("role"))
+    decided = Grant.objects.filter(pk=OuterRef("pk"), request__decisions__approver=user)
+    visible = Q(user=user) | Exists(approves_role) | Exists(decided)
+    if is_security(user):
         # Security reviews every break-glass activation after the fact.
         visible |= Q(break_glass=True)
     return Grant.objects.filter(visible)
@@ -38,7 +46,7 @@ def grants_visible_to(user: AbstractBaseUser, *, admin: bool | None = None) -> Q
 
 def grants_live_for(user: AbstractBaseUser) -> QuerySet[Grant]:
     """The user's grants that give access now, will soon, or are still being removed."""
-    return Grant.objects.filter(user=user, status__in=LIVE_STATUSES + ENDING_STATUSES).order_by("expires_at", "pk")
+    return Grant.objects.unfinished().filter(user=user).order_by("expires_at", "pk")
 
 
 def break_glass_awaiting_review() -> QuerySet[Grant]:

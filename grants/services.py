@@ -20,18 +20,24 @@ from django.utils import timezone
 from broker import audit
 from broker.catalog import is_eligible
 from broker.errors import Conflict, NotAllowed, NotFound
+from broker.jobs import enqueue, enqueue_on_commit
 from broker.models import Channel
-from grants import tasks
+from broker.notify import Message, notify_on_commit
 from grants.connectors import ConnectorError, connector_for
-from grants.models import Grant
-from notifications.hooks import notify_on_commit
-from notifications.models import Notification
+from grants.models import ENDING_STATUSES, Grant
 
 log = logging.getLogger(__name__)
 
+# The tasks that take a grant id and call back into this module (grants/tasks.py), by name.
+ACTIVATE_TASK = "grants.tasks.activate_grant"
+EXPIRE_TASK = "grants.tasks.expire_grant"
+REMOVE_TASK = "grants.tasks.remove_grant"
+
+# Longest reason or comment kept with an ended grant or a review.
+MAX_REASON = 2000
+
 S = Grant.Status
 R = Grant.EndReason
-LIVE = (S.SCHEDULED, S.ACTIVE)
 
 # What a confirmed removal turns a grant into, by why it ended.
 _FINAL_STATUS = {
@@ -76,11 +82,8 @@ def _within_horizon(when: datetime, now: datetime) -> bool:
     return when - now <= settings.REVOKE_ETA_HORIZON
 
 
-def _queue_after_commit(task, grant_id: int, eta: datetime, now: datetime) -> None:
-    if eta <= now:
-        transaction.on_commit(lambda: task.delay(grant_id))
-    else:
-        transaction.on_commit(lambda: task.apply_async((grant_id,), eta=eta))
+def _queue_after_commit(task: str, grant_id: int, eta: datetime, now: datetime) -> None:
+    enqueue_on_commit(task, grant_id, eta=eta if eta > now else None)
 
 
 def _queue_expiry(grant: Grant, now: datetime) -> None:
@@ -89,7 +92,7 @@ def _queue_expiry(grant: Grant, now: datetime) -> None:
         return
     grant.eta_queued_for = grant.expires_at
     grant.save(update_fields=["eta_queued_for"])
-    _queue_after_commit(tasks.expire_grant, grant.pk, grant.expires_at, now)
+    _queue_after_commit(EXPIRE_TASK, grant.pk, grant.expires_at, now)
 
 
 # --- Creation -------------------------------------------------------------------------------------
@@ -132,7 +135,7 @@ def grant_create(*, request, actor: AbstractBaseUser | None, via: str, now: date
         },
     )
     if _within_horizon(starts_at, now):
-        _queue_after_commit(tasks.activate_grant, grant.pk, starts_at, now)
+        _queue_after_commit(ACTIVATE_TASK, grant.pk, starts_at, now)
     return grant
 
 
@@ -161,7 +164,7 @@ def grant_activate(*, grant_id: int, now: datetime | None = None, skip_locked: b
             # could be undone by that removal. Try again shortly.
             grant.next_attempt_at = now + timedelta(seconds=2)
             grant.save(update_fields=["next_attempt_at"])
-            _queue_after_commit(tasks.activate_grant, grant.pk, grant.next_attempt_at, now)
+            _queue_after_commit(ACTIVATE_TASK, grant.pk, grant.next_attempt_at, now)
             return grant
 
         try:
@@ -188,7 +191,7 @@ def grant_activate(*, grant_id: int, now: datetime | None = None, skip_locked: b
             data={"starts_at": grant.starts_at, "expires_at": grant.expires_at, "connector": grant.role.connector},
         )
         _queue_expiry(grant, now)
-        notify_on_commit(Notification.Kind.GRANT_ACTIVE, grant.pk)
+        notify_on_commit(Message.GRANT_ACTIVE, grant.pk)
     log.info("grant %s activated: %s holds %s until %s", grant.pk, grant.user, grant.role, grant.expires_at)
     return grant
 
@@ -223,7 +226,7 @@ def _activation_failed(grant: Grant, exc: BaseException, now: datetime) -> Grant
             "next_attempt_at": grant.next_attempt_at,
         },
     )
-    _queue_after_commit(tasks.activate_grant, grant.pk, grant.next_attempt_at, now)
+    _queue_after_commit(ACTIVATE_TASK, grant.pk, grant.next_attempt_at, now)
     return grant
 
 
@@ -240,7 +243,7 @@ def grant_extend(
 ) -> Grant:
     """Move a live grant's expiry later (an approved extension request). Runs in the approving transaction."""
     grant = _lock(grant_id)
-    if grant is None or grant.status not in (S.ACTIVE, S.SCHEDULED) or grant.expires_at <= now:
+    if grant is None or not grant.is_running(now):
         raise Conflict("the grant this extension is for has already ended", code="grant_ended")
     room = extension_room(grant)
     if room <= timedelta(0):
@@ -322,7 +325,7 @@ def grant_end_for_disabled_account(
     now = now or timezone.now()
     with transaction.atomic():
         grant = _lock(grant_id, skip_locked=skip_locked)
-        if grant is None or grant.status not in LIVE or grant.user.is_active:
+        if grant is None or not grant.is_live or grant.user.is_active:
             return None
         return _end_and_remove(
             grant, reason=R.ELIGIBILITY_LOST, actor=None, via=Channel.WORKER, comment="account deactivated", now=now
@@ -336,7 +339,7 @@ def grant_remove(
     now = now or timezone.now()
     with transaction.atomic():
         grant = _lock(grant_id, skip_locked=skip_locked)
-        if grant is None or grant.status not in (S.REVOKING, S.REVOKE_FAILED):
+        if grant is None or grant.status not in ENDING_STATUSES:
             return grant
         if not force and grant.next_attempt_at and grant.next_attempt_at > now:
             return grant
@@ -344,7 +347,7 @@ def grant_remove(
 
 
 def _ensure_live(grant: Grant) -> None:
-    if grant.status not in (S.SCHEDULED, S.ACTIVE):
+    if not grant.is_live:
         raise Conflict(f"grant {grant.pk} is already {grant.status}", code="grant_ended")
 
 
@@ -428,7 +431,7 @@ def _remove(
             "attempts": grant.attempts + 1,
         },
     )
-    notify_on_commit(Notification.Kind.GRANT_ENDED, grant.pk)
+    notify_on_commit(Message.GRANT_ENDED, grant.pk)
     log.info("grant %s ended (%s): %s no longer holds %s", grant.pk, grant.end_reason, grant.user, grant.role)
     return grant
 
@@ -480,9 +483,9 @@ def _removal_failed(
     if exhausted:
         log.error("grant %s: removal failed %s times; needs attention: %s", grant.pk, grant.attempts, grant.last_error)
         # Security hears of it now and after every failed daily retry (one message per attempt).
-        notify_on_commit(Notification.Kind.REVOKE_FAILED, grant.pk, grant.attempts)
+        notify_on_commit(Message.REVOKE_FAILED, grant.pk, grant.attempts)
     elif _within_horizon(grant.next_attempt_at, now):
-        _queue_after_commit(tasks.remove_grant, grant.pk, grant.next_attempt_at, now)
+        _queue_after_commit(REMOVE_TASK, grant.pk, grant.next_attempt_at, now)
     return grant
 
 
@@ -527,10 +530,8 @@ def sweep(*, now: datetime | None = None, batch: int = 500) -> dict[str, int]:
     Safe to run from several workers at once: each grant is handled in its own transaction with
     ``skip_locked``, and every transition re-checks the state after taking the lock.
     """
-    from approvals.services import requests_sweep
-
     now = now or timezone.now()
-    counts = {"requests_closed": requests_sweep(now=now, batch=batch)}
+    counts = {}
 
     due = (
         Grant.objects.filter(status=S.SCHEDULED, starts_at__lte=now)
@@ -542,7 +543,7 @@ def sweep(*, now: datetime | None = None, batch: int = 500) -> dict[str, int]:
     )
 
     # Assume breach: a deactivated account keeps no privilege, whatever its grants say.
-    disabled = Grant.objects.filter(status__in=LIVE, user__is_active=False).values_list("pk", flat=True)[:batch]
+    disabled = Grant.objects.live().filter(user__is_active=False).values_list("pk", flat=True)[:batch]
     counts["account_disabled"] = sum(
         1 for pk in disabled if grant_end_for_disabled_account(grant_id=pk, now=now, skip_locked=True)
     )
@@ -552,7 +553,7 @@ def sweep(*, now: datetime | None = None, batch: int = 500) -> dict[str, int]:
         1 for pk in overdue if (g := grant_expire(grant_id=pk, now=now, skip_locked=True)) and g.status == S.EXPIRED
     )
 
-    retry = Grant.objects.filter(status__in=(S.REVOKING, S.REVOKE_FAILED), next_attempt_at__lte=now)
+    retry = Grant.objects.ending().filter(next_attempt_at__lte=now)
     counts["removal_retried"] = sum(
         1 for pk in retry.values_list("pk", flat=True)[:batch] if grant_remove(grant_id=pk, now=now, skip_locked=True)
     )
@@ -571,7 +572,7 @@ def sweep(*, now: datetime | None = None, batch: int = 500) -> dict[str, int]:
             .exclude(eta_queued_for=expires_at)
             .update(eta_queued_for=expires_at)
         ):
-            tasks.expire_grant.apply_async((pk,), eta=expires_at)
+            enqueue(EXPIRE_TASK, pk, eta=expires_at)
             queued += 1
     counts["eta_queued"] = queued
     return counts

@@ -1,9 +1,11 @@
-"""Portal pages for grants: follow one with its countdown, give it back, ask for more time, revoke, review.
+"""Portal pages for grants: follow one with its countdown, give it back, revoke, review; the elevation review.
 
 Thin: reads through grants.selectors (permission filters built in), changes through the services.
 """
 
 from __future__ import annotations
+
+from datetime import datetime, time, timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -12,18 +14,17 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from approvals import services as request_services
-from approvals.forms import ExtensionForm
-from approvals.models import AccessRequest
-from broker import stepup
+from accounts import stepup
+from broker.audit.timeline import grant_timeline
 from broker.errors import BrokerError
 from broker.http import client_ip
-from broker.links import grant_path, request_path
+from broker.links import grant_path
 from broker.models import Channel
-from broker.portal import apply_error, drop_code_if_fresh, error_message, fresh_mfa, paginate, viewer
-from broker.timeline import grant_timeline
+from broker.portal import apply_error, error_message, paginate, viewer
+from broker.portal.ask_form import AskForm
+from broker.portal.charts import horizontal_bars, stacked_days
 from grants import selectors, services
-from grants.forms import ReviewForm, RevokeForm
+from grants.forms import PeriodForm, ReviewForm, RevokeForm
 from grants.models import Grant
 
 STATUSES = [s for s, _ in Grant.Status.choices]
@@ -48,7 +49,7 @@ def grant_list(request):
         scope = "mine"
         queryset = Grant.objects.filter(user=request.user)
     if status == "live":
-        queryset = queryset.filter(status__in=("scheduled", "active", "revoking", "revoke_failed"))
+        queryset = queryset.unfinished()
     elif status in STATUSES:
         queryset = queryset.filter(status=status)
     page = paginate(request, queryset.select_related("role", "user").order_by("-starts_at", "-pk"))
@@ -57,20 +58,20 @@ def grant_list(request):
     )
 
 
-def _render_detail(request, grant: Grant, *, extension_form=None, revoke_form=None, review_form=None, status=200):
+def render_detail(request, grant: Grant, *, extension_form=None, revoke_form=None, review_form=None, status=200):
     now = timezone.now()
     own = grant.user_id == request.user.pk
-    live = grant.status in (Grant.Status.SCHEDULED, Grant.Status.ACTIVE) and grant.expires_at > now
+    live = grant.is_running(now)
     who = viewer(request)
     extensions = list(grant.extension_requests.order_by("created_at").only("pk", "status", "duration", "created_at"))
-    pending_extension = next((r for r in extensions if r.status == AccessRequest.Status.PENDING), None)
+    pending_extension = next((r for r in extensions if r.is_pending), None)
     room = services.extension_room(grant)
-    needs_code = grant.role.requires_mfa or grant.role.break_glass
     if own and live and not pending_extension and extension_form is None and room.total_seconds() > 0:
-        extension_form = ExtensionForm(
-            role=grant.role, room=room, needs_code=needs_code and not stepup.is_recent(request)
+        # Submitted to approvals' ask view (grants/<pk>/extend/), which shows errors on this page.
+        extension_form = AskForm(
+            role=grant.role, cap=room, needs_code=grant.role.requires_step_up and not stepup.is_recent(request)
         )
-    may_revoke = who.staff and not own and grant.status in (Grant.Status.SCHEDULED, Grant.Status.ACTIVE)
+    may_revoke = who.staff and not own and grant.is_live
     may_review = who.reviews_break_glass and grant.break_glass and grant.reviewed_at is None and not own
     context = {
         "grant": grant,
@@ -92,7 +93,7 @@ def _render_detail(request, grant: Grant, *, extension_form=None, revoke_form=No
 @login_required
 @require_GET
 def grant_detail(request, pk: int):
-    return _render_detail(request, _visible(request, pk))
+    return render_detail(request, _visible(request, pk))
 
 
 @login_required
@@ -109,45 +110,6 @@ def grant_relinquish(request, pk: int):
         done = "the access is removed" if grant.ended_at else "the access is being removed from the target"
         messages.success(request, f"You gave {grant.role.slug} back; {done}.")
     return redirect(grant_path(grant.pk))
-
-
-@login_required
-@require_POST
-def grant_extend(request, pk: int):
-    grant = _visible(request, pk)
-    if grant.user_id != request.user.pk:
-        raise PermissionDenied("only the holder asks for more time")
-    role = grant.role
-    needs_mfa = role.requires_mfa or role.break_glass
-    form = ExtensionForm(
-        request.POST,
-        role=role,
-        room=services.extension_room(grant),
-        needs_code=needs_mfa and not stepup.is_recent(request),
-    )
-    if form.is_valid():
-        try:
-            mfa_at = fresh_mfa(request, form.cleaned_data.get("code")) if needs_mfa else None
-            req = request_services.request_extension(
-                grant_id=grant.pk,
-                requester=request.user,
-                duration=form.cleaned_data["duration_value"],
-                justification=form.cleaned_data.get("justification", ""),
-                ticket=form.cleaned_data.get("ticket", ""),
-                via=Channel.PORTAL,
-                ip=client_ip(request),
-                mfa_at=mfa_at,
-            )
-        except BrokerError as exc:
-            apply_error(form, exc)
-            drop_code_if_fresh(request, form)
-        else:
-            if req.status == AccessRequest.Status.APPROVED:
-                messages.success(request, "Extended.")
-                return redirect(grant_path(grant.pk))
-            messages.success(request, "Extension requested. Approvers have been asked.")
-            return redirect(request_path(req.pk))
-    return _render_detail(request, grant, extension_form=form, status=400)
 
 
 @login_required
@@ -172,7 +134,7 @@ def grant_revoke(request, pk: int):
         else:
             messages.success(request, f"Grant #{grant.pk} revoked: {grant.user} no longer holds {grant.role.slug}.")
             return redirect(grant_path(grant.pk))
-    return _render_detail(request, grant, revoke_form=form, status=400)
+    return render_detail(request, grant, revoke_form=form, status=400)
 
 
 @login_required
@@ -198,4 +160,54 @@ def grant_review(request, pk: int):
             messages.success(request, f"Break-glass grant #{grant.pk} marked as reviewed.")
         target = request.POST.get("next")
         return redirect("/review/" if target == "review" else grant_path(grant.pk))
-    return _render_detail(request, grant, review_form=form, status=400)
+    return render_detail(request, grant, review_form=form, status=400)
+
+
+# --- Elevation review (auditors, administrators, security) -----------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def elevation_review(request):
+    """Who held which role, when and for how long; break-glass activations awaiting review."""
+    if not request.user.is_authenticated or not viewer(request).sees_review:
+        raise PermissionDenied("the elevation review is for auditors, administrators and security")
+    today = timezone.localdate()
+    form = PeriodForm(request.GET or None, initial={"since": today - timedelta(days=6), "until": today})
+    since, until = today - timedelta(days=6), today
+    if form.is_bound and form.is_valid():
+        since, until = form.cleaned_data["since"], form.cleaned_data["until"]
+    elif not form.is_bound:
+        form = PeriodForm(initial={"since": since, "until": until})
+    tz = timezone.get_current_timezone()
+    start = timezone.make_aware(datetime.combine(since, time.min), tz)
+    end = timezone.make_aware(datetime.combine(until + timedelta(days=1), time.min), tz)
+    figures = selectors.elevation_review(start, end, tz)
+    grants = paginate(
+        request, selectors.grants_in_period(start, end).select_related("role", "user").order_by("-starts_at", "-pk")
+    )
+    now = timezone.now()
+    for grant in grants:
+        interval = selectors.held_interval(grant, now)
+        grant.held = (min(interval[1], now) - interval[0]) if interval else None
+    awaiting = paginate(
+        request,
+        selectors.break_glass_awaiting_review().select_related("role", "user", "request").order_by("starts_at", "pk"),
+        param="bgpage",
+    )
+    return render(
+        request,
+        "portal/review.html",
+        {
+            "form": form,
+            "since": since,
+            "until": until,
+            "figures": figures,
+            "days_chart": stacked_days(figures.days, figures.per_day),
+            "hours_chart": horizontal_bars(figures.hours_per_user[:20]),
+            "grants": grants,
+            "awaiting": awaiting,
+            "review_form": ReviewForm() if viewer(request).reviews_break_glass else None,
+            "now": now,
+        },
+    )

@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from broker.notify import Message
+
 
 class Notification(models.Model):
     """A message to one person about one object, claimed before it is sent.
@@ -16,18 +18,8 @@ class Notification(models.Model):
     link is bound to, the approval stage of a reminder, the expiry a warning is about.
     """
 
-    class Kind(models.TextChoices):
-        DECISION_NEEDED = "decision_needed"
-        REMINDER = "reminder"
-        APPROVED = "approved"
-        DENIED = "denied"
-        EXPIRED = "expired"
-        GRANT_ACTIVE = "grant_active"
-        GRANT_EXPIRING = "grant_expiring"
-        GRANT_ENDED = "grant_ended"
-        BREAK_GLASS = "break_glass"
-        REVOKE_FAILED = "revoke_failed"
-        AUDIT_BROKEN = "audit_broken"
+    # The kinds are declared where services ask for messages (broker.notify), not here.
+    Kind = Message
 
     class Status(models.TextChoices):
         # claimed by a worker that is sending it now (a crash leaves it here: never sent twice)

@@ -8,9 +8,9 @@ from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
+from accounts.tokens import token_create
 from approvals import services as approvals
 from broker.models import Channel
-from broker.tokens import token_create
 from grants import services as grants
 from tests.factories import UserFactory
 

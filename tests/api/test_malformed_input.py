@@ -180,7 +180,7 @@ def test_unknown_fields_in_token_and_signal_bodies_are_refused(world, bearer):
 
 
 def test_a_server_error_under_api_is_json_not_html(world, bearer, monkeypatch, settings):
-    from broker import api
+    from broker.api import views as api
 
     def boom(*args, **kwargs):
         raise RuntimeError("bug")

@@ -201,7 +201,7 @@ def test_wrong_codes_are_throttled_with_retry_after_and_audited(clock, world, mf
     assert [r.status_code for r in statuses] == [403, 403, 429]
     assert int(statuses[-1]["Retry-After"]) > 0
     assert statuses[-1].json()["error"] == "throttled"
-    assert AuditEvent.objects.filter(action="auth.otp_failed", actor_name="carol").count() == 2
+    assert AuditEvent.objects.filter(action="auth.step_up_failed", actor_name="carol").count() == 2
 
 
 def test_requesting_a_break_glass_role_needs_a_code(world, bearer, make_role):

@@ -2,8 +2,9 @@
 
 import pytest
 
+from accounts.models import ApiToken
 from approvals.models import AccessRequest
-from broker.models import ApiToken, AuditEvent
+from broker.models import AuditEvent
 from grants.models import Grant
 
 pytestmark = pytest.mark.django_db

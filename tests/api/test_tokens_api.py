@@ -5,8 +5,9 @@ from datetime import timedelta
 import pytest
 from rest_framework.test import APIClient
 
-from broker.models import ApiToken, AuditEvent
-from broker.tokens import token_revoke
+from accounts.models import ApiToken
+from accounts.tokens import token_revoke
+from broker.models import AuditEvent
 from tests.api.conftest import code_for, enrol
 
 pytestmark = pytest.mark.django_db

@@ -5,10 +5,10 @@ from datetime import timedelta
 import pytest
 from django.core import signing
 
+from accounts import stepup
 from approvals import services
 from approvals.email_links import SALT
 from approvals.models import AccessRequest, ApprovalLink
-from broker import stepup
 from broker.models import AuditEvent, Channel
 from tests.otp import authenticator, code_of, link_in, messages_to
 

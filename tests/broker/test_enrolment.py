@@ -9,7 +9,7 @@ from django_otp.oath import totp
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from broker import mfa, stepup
+from accounts import mfa, stepup
 from broker.errors import NotAllowed
 from broker.models import AuditEvent
 from tests.otp import authenticator, code_of

@@ -7,7 +7,7 @@ from django_otp.oath import totp
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from broker import mfa
+from accounts import mfa
 from broker.errors import NotAllowed, Throttled
 from tests.conftest import T0
 

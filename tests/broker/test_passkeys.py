@@ -7,7 +7,7 @@ from unittest import mock
 import pytest
 from django_otp_webauthn.models import WebAuthnCredential
 
-from broker import stepup
+from accounts import stepup
 from broker.models import AuditEvent
 from tests.otp import authenticator, code_of
 

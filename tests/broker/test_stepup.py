@@ -8,7 +8,7 @@ from django.test import RequestFactory
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from broker import stepup
+from accounts import stepup
 from broker.models import AuditEvent
 
 pytestmark = pytest.mark.django_db

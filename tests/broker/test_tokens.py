@@ -4,9 +4,10 @@ from datetime import timedelta
 
 import pytest
 
+from accounts.models import ApiToken
+from accounts.tokens import token_authenticate, token_create, token_revoke
 from broker.errors import Invalid
-from broker.models import ApiToken, AuditEvent
-from broker.tokens import token_authenticate, token_create, token_revoke
+from broker.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

@@ -174,8 +174,12 @@ def test_member_stays_in_group_while_another_role_with_the_same_group_is_held(
 class TestExtension:
     def test_approved_extension_moves_the_same_grants_expiry(self, active_grant, requester, approver, clock):
         grant = active_grant(duration=timedelta(hours=1))
-        ext = approvals.request_extension(
-            grant_id=grant.pk, requester=requester, duration=timedelta(hours=1), justification="still fixing", via="api"
+        ext = approvals.request_create(
+            extends_grant_id=grant.pk,
+            requester=requester,
+            duration=timedelta(hours=1),
+            justification="still fixing",
+            via="api",
         )
         assert (ext.kind, ext.status) == ("extension", "pending")
         approvals.request_approve(request_id=ext.pk, approver=approver, via=Channel.PORTAL)
@@ -187,15 +191,19 @@ class TestExtension:
     def test_extension_is_capped_by_the_role_maximum_from_the_original_start(self, active_grant, requester, role):
         grant = active_grant(duration=timedelta(hours=3))  # role max is 4h
         with pytest.raises(Invalid, match="At most 1 h more"):
-            approvals.request_extension(
-                grant_id=grant.pk, requester=requester, duration=timedelta(hours=2), justification="x", via="api"
+            approvals.request_create(
+                extends_grant_id=grant.pk,
+                requester=requester,
+                duration=timedelta(hours=2),
+                justification="x",
+                via="api",
             )
 
     def test_policy_may_allow_a_longer_total_lifetime(self, make_role, approver, requester, active_grant):
         role = make_role(stages=[[approver]], max_total_duration=timedelta(hours=10))
         grant = active_grant(duration=timedelta(hours=4), target_role=role)
-        ext = approvals.request_extension(
-            grant_id=grant.pk, requester=requester, duration=timedelta(hours=4), justification="x", via="api"
+        ext = approvals.request_create(
+            extends_grant_id=grant.pk, requester=requester, duration=timedelta(hours=4), justification="x", via="api"
         )
         approvals.request_approve(request_id=ext.pk, approver=approver, via=Channel.PORTAL)
         grant.refresh_from_db()
@@ -205,8 +213,8 @@ class TestExtension:
         from broker.errors import NotFound
 
         with pytest.raises(NotFound):
-            approvals.request_extension(
-                grant_id=active_grant().pk,
+            approvals.request_create(
+                extends_grant_id=active_grant().pk,
                 requester=outsider,
                 duration=timedelta(minutes=5),
                 justification="x",
@@ -215,8 +223,8 @@ class TestExtension:
 
     def test_extension_approved_after_the_grant_ended_is_refused(self, active_grant, requester, approver, clock):
         grant = active_grant(duration=timedelta(hours=1))
-        ext = approvals.request_extension(
-            grant_id=grant.pk, requester=requester, duration=timedelta(minutes=30), justification="x", via="api"
+        ext = approvals.request_create(
+            extends_grant_id=grant.pk, requester=requester, duration=timedelta(minutes=30), justification="x", via="api"
         )
         services.grant_relinquish(grant_id=grant.pk, user=requester, via=Channel.API)
         with pytest.raises(Conflict, match="ended"):
@@ -224,8 +232,8 @@ class TestExtension:
 
     def test_pending_extension_expires_when_its_grant_ends(self, active_grant, requester, clock):
         grant = active_grant(duration=timedelta(hours=1))
-        ext = approvals.request_extension(
-            grant_id=grant.pk, requester=requester, duration=timedelta(minutes=30), justification="x", via="api"
+        ext = approvals.request_create(
+            extends_grant_id=grant.pk, requester=requester, duration=timedelta(minutes=30), justification="x", via="api"
         )
         services.grant_relinquish(grant_id=grant.pk, user=requester, via=Channel.API)
         approvals.requests_sweep(now=T0)
@@ -235,8 +243,8 @@ class TestExtension:
     def test_extension_by_an_auto_approve_role_applies_at_once(self, make_role, requester, active_grant):
         role = make_role(auto_approve=True)
         grant = active_grant(duration=timedelta(minutes=30), target_role=role)
-        approvals.request_extension(
-            grant_id=grant.pk, requester=requester, duration=timedelta(minutes=30), justification="x", via="api"
+        approvals.request_create(
+            extends_grant_id=grant.pk, requester=requester, duration=timedelta(minutes=30), justification="x", via="api"
         )
         grant.refresh_from_db()
         assert grant.expires_at - grant.starts_at == timedelta(hours=1)

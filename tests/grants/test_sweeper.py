@@ -7,7 +7,7 @@ from django.test import override_settings
 
 from approvals import services as approvals
 from broker.models import AuditEvent, Channel
-from grants import services
+from grants import services, tasks
 from grants.connectors import REGISTRY, ConnectorError
 from grants.connectors.django_group import DjangoGroupConnector
 from grants.models import Grant
@@ -76,7 +76,7 @@ def test_sweeper_twice_expires_once(active_grant, clock):
 
 def test_sweeper_queues_an_eta_task_for_grants_coming_within_the_horizon(active_grant, clock, monkeypatch):
     queued = []
-    monkeypatch.setattr(services.tasks.expire_grant, "apply_async", lambda args, eta: queued.append((args, eta)))
+    monkeypatch.setattr(tasks.expire_grant, "apply_async", lambda args, eta: queued.append((args, eta)))
     grant = active_grant(duration=timedelta(hours=1))  # beyond the 10 min horizon: nothing queued at activation
     assert grant.eta_queued_for is None
     clock.shift(timedelta(minutes=51))
@@ -89,8 +89,8 @@ def test_activation_queues_an_eta_task_when_expiry_is_within_the_horizon(
     role, request_role, approver, django_capture_on_commit_callbacks, monkeypatch
 ):
     queued = []
-    monkeypatch.setattr(services.tasks.expire_grant, "apply_async", lambda args, eta: queued.append((args, eta)))
-    monkeypatch.setattr(services.tasks.activate_grant, "delay", lambda pk: services.grant_activate(grant_id=pk))
+    monkeypatch.setattr(tasks.expire_grant, "apply_async", lambda args, eta: queued.append((args, eta)))
+    monkeypatch.setattr(tasks.activate_grant, "delay", lambda pk: services.grant_activate(grant_id=pk))
     with django_capture_on_commit_callbacks(execute=True):
         req = request_role(role, duration=timedelta(minutes=5))
         req = approvals.request_approve(request_id=req.pk, approver=approver, via=Channel.PORTAL)

@@ -3,9 +3,9 @@
 import pytest
 from rest_framework.test import APIClient
 
+from accounts.tokens import token_create
 from approvals.models import AccessRequest, IdempotencyKey
 from broker.models import Channel
-from broker.tokens import token_create
 from tests.factories import EligibilityFactory, RoleFactory, StageFactory, UserFactory
 from tests.integration.test_races import run_together
 

@@ -4,10 +4,10 @@ import pytest
 from django.utils import timezone
 from django_otp.models import Device
 
+from accounts import mfa
 from approvals import email_links
 from approvals import services as approvals
 from approvals.models import ApprovalLink
-from broker import mfa
 from broker.errors import BrokerError, NotAllowed
 from broker.models import AuditEvent, Channel
 from tests.factories import EligibilityFactory, RoleFactory, StageFactory, UserFactory

@@ -16,9 +16,10 @@ import pytest
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts.models import ApiToken
+from accounts.tokens import token_create
 from approvals import services as approvals
-from broker.models import ApiToken, Channel
-from broker.tokens import token_create
+from broker.models import Channel
 from grants import services as grants
 from tests.factories import EligibilityFactory, RoleFactory, StageFactory, UserFactory
 

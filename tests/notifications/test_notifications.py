@@ -125,7 +125,7 @@ def test_expired_unanswered_tells_the_requester(role, request_role, requester, s
     req = request_role(role)
     clock.shift(timedelta(hours=24))
     with sent():
-        grants.sweep()
+        approvals.requests_sweep()
     message = only(messages_to(requester))
     assert message.subject == f"[Access broker] Expired unanswered: db-admin (request #{req.pk})"
     assert "nobody decided in time" in message.body
@@ -184,8 +184,8 @@ def test_an_extended_grant_is_warned_again_before_its_new_end(active_grant, requ
     grant = active_grant(duration=timedelta(hours=1))
     clock.shift(timedelta(minutes=46))
     services.scan()
-    req = approvals.request_extension(
-        grant_id=grant.pk, requester=requester, duration=timedelta(hours=1), justification="more", via="portal"
+    req = approvals.request_create(
+        extends_grant_id=grant.pk, requester=requester, duration=timedelta(hours=1), justification="more", via="portal"
     )
     approvals.request_approve(request_id=req.pk, approver=approver, via=Channel.PORTAL)
     clock.shift(timedelta(hours=1))

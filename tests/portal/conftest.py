@@ -9,8 +9,9 @@ from django.utils import timezone
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts import stepup
 from approvals.models import AccessRequest
-from broker import audit, stepup
+from broker import audit
 from broker.catalog import SECURITY_GROUP
 from broker.models import Channel
 from grants.models import Grant

@@ -3,9 +3,10 @@
 import pytest
 from django.urls import reverse
 
+from accounts.models import ApiToken
+from accounts.tokens import digest, token_create
 from broker import links
-from broker.models import ApiToken, AuditEvent
-from broker.tokens import digest, token_create
+from broker.models import AuditEvent
 from tests.portal.conftest import code_of, device_for, mark_fresh
 
 pytestmark = pytest.mark.django_db

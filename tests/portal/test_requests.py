@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
+from accounts import stepup
 from approvals import services as approvals
 from approvals.models import AccessRequest
-from broker import stepup
 from broker.models import AuditEvent, Channel
 from grants.models import Grant
 from tests.portal.conftest import code_of, device_for, mark_fresh
@@ -255,7 +255,7 @@ def test_request_list_takes_constant_queries(client, requester, auditor, role, m
 
 def test_extension_and_schedule_fields_survive_a_round_trip_through_timezones(client):
     # The templates show times with the zone's abbreviation and a machine-readable UTC value.
-    from broker.templatetags.portal import when
+    from broker.portal.templatetags import when
 
     moment = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
     with timezone.override("Europe/Berlin"):

@@ -5,11 +5,11 @@ from __future__ import annotations
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 
-from broker.api_common import ErrorSerializer
+from broker.api.errors import ErrorSerializer
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "broker.api_auth.BearerTokenAuthentication"
+    target_class = "accounts.authentication.BearerTokenAuthentication"
     name = "bearerAuth"
 
     def get_security_definition(self, auto_schema):

@@ -1,6 +1,6 @@
 """Who is calling the API and with which powers: bearer tokens, the session, scopes.
 
-A bearer token is looked up with one indexed query (``broker.tokens.token_authenticate``: a keyed
+A bearer token is looked up with one indexed query (``accounts.tokens.token_authenticate``: a keyed
 hash, no password hashing). Its scopes only ever narrow what its user may do: every permission is
 still checked against the user, and staff powers need the ``admin`` scope on top of ``is_staff``.
 The browser session counts as holding every scope of its user, and DRF enforces CSRF on it.
@@ -15,10 +15,10 @@ from django.db.models import Q
 from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 
-from broker import ratelimit
+from accounts import ratelimit
+from accounts.models import ApiToken
+from accounts.tokens import token_authenticate
 from broker.http import client_ip
-from broker.models import ApiToken
-from broker.tokens import token_authenticate
 
 # last_used_at is written at most this often per token: a conditional UPDATE, not one per request.
 LAST_USED_GRANULARITY = timedelta(minutes=1)

@@ -17,9 +17,10 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
-from broker import audit, mfa
+from accounts import mfa
+from accounts.models import ApiToken
+from broker import audit
 from broker.errors import Conflict, Invalid, NotAllowed, NotFound
-from broker.models import ApiToken
 
 TOKEN_PREFIX = "pab_"  # noqa: S105 - a label, not a secret
 DEFAULT_SCOPES = ("read", "request", "approve")

@@ -1,24 +1,28 @@
-"""/api/v1/: the REST API (DESIGN.md, "REST API v1"), its OpenAPI schema and its docs page."""
+"""/api/v1/: the REST API (docs/design.md, "REST API v1"), its OpenAPI schema and its docs page."""
 
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from approvals.api import RequestViewSet
-from broker import api
+from accounts.api import TokenViewSet
+from approvals.api import GrantExtendView, RequestViewSet
+from broker.api import views as api
+from broker.api.inputs import ID_PATTERN
 from broker.error_views import api_not_found
 from grants.api import GrantViewSet
 
 router = SimpleRouter()
 router.register("requests", RequestViewSet, basename="request")
 router.register("grants", GrantViewSet, basename="grant")
-router.register("tokens", api.TokenViewSet, basename="token")
+router.register("tokens", TokenViewSet, basename="token")
 
 v1 = [
     path("roles/", api.RoleList.as_view(), name="role-list"),
     path("check/", api.CheckView.as_view(), name="check"),
     path("audit/", api.AuditList.as_view(), name="audit-list"),
     path("signals/", api.SignalView.as_view(), name="signals"),
+    # An extension is a request (approvals), answered under the grant it extends.
+    re_path(rf"^grants/(?P<pk>{ID_PATTERN})/extend/$", GrantExtendView.as_view(), name="grant-extend"),
     *router.urls,
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),

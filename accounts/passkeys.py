@@ -21,7 +21,8 @@ from django.views.i18n import JavaScriptCatalog
 from django_otp import user_has_device
 from django_otp_webauthn import exceptions, views
 
-from broker import audit, stepup
+from accounts import stepup
+from broker import audit
 from broker.http import client_ip
 from broker.models import Channel
 

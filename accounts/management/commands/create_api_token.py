@@ -1,9 +1,9 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.tokens import DEFAULT_SCOPES, token_create
 from broker.durations import parse_duration
 from broker.errors import Invalid
-from broker.tokens import DEFAULT_SCOPES, token_create
 
 
 class Command(BaseCommand):

@@ -1,6 +1,11 @@
-"""Account pages: sign-in is broker/login.py; here the step-up page and the second-factor devices."""
+"""Account pages: the step-up page, second-factor devices, the time zone and personal API tokens.
+
+Sign-in is accounts/login.py.
+"""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from django import forms
 from django.contrib import messages
@@ -12,10 +17,15 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 from django_otp import user_has_device
 
-from broker import enrolment, stepup
+from accounts import enrolment, stepup
+from accounts.models import ApiToken
+from accounts.stepup import step_up_required, verify_and_mark
+from accounts.tokens import ALL_SCOPES, DEFAULT_SCOPES, token_create_for_self, token_revoke
 from broker.errors import BrokerError
 from broker.http import client_ip
-from broker.stepup import step_up_required, verify_and_mark
+from broker.models import Channel
+from broker.portal import PortalForm, apply_error, code_field, error_message, paginate, viewer
+from broker.portal.middleware import TZ_SESSION_KEY, known_zones, valid_zone
 
 ENROL_SESSION_KEY = "broker_enrol_device"
 
@@ -162,3 +172,96 @@ def mfa_device_remove(request):
     if not user_has_device(request.user):
         messages.warning(request, "You have no second factor left; sensitive steps will ask you to add one.")
     return redirect("mfa-devices")
+
+
+# --- Account: time zone ---------------------------------------------------------------------------
+
+
+class TimeZoneForm(PortalForm):
+    tz = forms.ChoiceField(label="Time zone", required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["tz"].choices = [("", "Use my browser's time zone")] + [(z, z) for z in sorted(known_zones())]
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def account(request):
+    """My account: time zone, and the ways to my MFA devices and API tokens."""
+    form = TimeZoneForm(request.POST or None, initial={"tz": request.session.get(TZ_SESSION_KEY, "")})
+    if request.method == "POST" and form.is_valid():
+        chosen = valid_zone(form.cleaned_data["tz"])
+        if chosen:
+            request.session[TZ_SESSION_KEY] = chosen
+            messages.success(request, f"Times are now shown in {chosen}.")
+        else:
+            request.session.pop(TZ_SESSION_KEY, None)
+            messages.success(request, "Times now follow your browser's time zone.")
+        return redirect("portal-account")
+    return render(request, "portal/account.html", {"form": form})
+
+
+# --- Personal API tokens --------------------------------------------------------------------------
+
+LIFETIMES = [("7", "7 days"), ("30", "30 days"), ("90", "90 days"), ("366", "1 year")]
+
+
+class TokenForm(PortalForm):
+    name = forms.CharField(label="Name", max_length=100, help_text="What it is for, e.g. “laptop CLI”.")
+    scopes = forms.MultipleChoiceField(
+        label="Scopes", widget=forms.CheckboxSelectMultiple, initial=list(DEFAULT_SCOPES)
+    )
+    expires_in = forms.ChoiceField(label="Expires after", choices=LIFETIMES, initial="30")
+
+    def __init__(self, *args, staff: bool, needs_code: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["scopes"].choices = [(s, s) for s in ALL_SCOPES if s != "admin" or staff]
+        if needs_code:
+            self.fields["code"] = code_field(required=True)
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def tokens(request):
+    """List my tokens; create one (after a step-up) and show it once."""
+    needs_code = not stepup.is_recent(request)
+    form = TokenForm(request.POST or None, staff=viewer(request).staff, needs_code=needs_code)
+    created = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            token, text = token_create_for_self(
+                user=request.user,
+                scopes=form.cleaned_data["scopes"],
+                expires_in=timedelta(days=int(form.cleaned_data["expires_in"])),
+                name=form.cleaned_data["name"],
+                mfa_at=stepup.mfa_at(request, form.cleaned_data.get("code"), via=Channel.PORTAL),
+                via=Channel.PORTAL,
+                ip=client_ip(request),
+            )
+        except BrokerError as exc:
+            apply_error(form, exc)
+            stepup.drop_code_if_fresh(request, form)
+        else:
+            created = (token, text)
+            form = TokenForm(staff=viewer(request).staff, needs_code=False)
+    page = paginate(request, ApiToken.objects.filter(user=request.user).order_by("-created_at", "-pk"))
+    return render(
+        request,
+        "portal/tokens.html",
+        {"page": page, "form": form, "created": created},
+        status=400 if form.errors else 200,
+    )
+
+
+@login_required
+@require_POST
+def token_revoke_view(request, pk: int):
+    try:
+        token = token_revoke(token_id=pk, owner=request.user, via=Channel.PORTAL, ip=client_ip(request))
+    except BrokerError as exc:
+        error_message(request, exc)
+    else:
+        messages.success(request, f"Token {token.prefix}… revoked; it stops working at once.")
+    return redirect("portal-tokens")

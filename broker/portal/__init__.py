@@ -7,14 +7,12 @@ to turn the answers into pages.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Page, Paginator
 from django.http import HttpRequest
 
-from broker import stepup
 from broker.catalog import AUDITORS_GROUP, SECURITY_GROUP
 from broker.errors import BrokerError
 
@@ -80,27 +78,6 @@ def code_field(*, required: bool = False) -> forms.CharField:
     )
 
 
-def fresh_mfa(request: HttpRequest, code: str | None) -> datetime:
-    """The time of a second-factor proof fresh enough for a sensitive step.
-
-    A session verified within the step-up window needs no new code; otherwise the code typed into
-    the same form is checked (raises NotAllowed or Throttled), so a decision at 3 a.m. is one form.
-    """
-    if stepup.is_recent(request):
-        # Also when a code was typed: it may be the one just accepted by a first attempt of this
-        # very form that then failed for another reason, and checking it again would be a replay.
-        return stepup.verified_at(request)
-    return stepup.verify_and_mark(request, code)
-
-
-def drop_code_if_fresh(request: HttpRequest, form: forms.Form | None) -> None:
-    """After a code was accepted but the action failed, show the form again without the code field."""
-    if form is not None and "code" in form.fields and stepup.is_recent(request):
-        del form.fields["code"]
-        if form.is_bound and "code" in form.errors:
-            del form.errors["code"]
-
-
 # --- Errors ---------------------------------------------------------------------------------------
 
 # Field names in the services' errors (shared with the API) and the portal's form fields.
@@ -144,9 +121,3 @@ def paginate(request: HttpRequest, queryset, per_page: int = PAGE_SIZE, param: s
     page = Paginator(queryset, per_page).get_page(request.GET.get(param))
     page.param = param
     return page
-
-
-def query_without_page(request: HttpRequest) -> str:
-    params = request.GET.copy()
-    params.pop("page", None)
-    return params.urlencode()

@@ -1,0 +1,37 @@
+"""Messages to people: the kinds there are, and how a service asks for one once its change commits.
+
+Services of every app call ``notify_on_commit``; the notifications app (which reads their rows to
+write the messages, so it sits above them) takes the task. Nothing imports it upward.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from broker.jobs import enqueue, enqueue_on_commit
+
+NOTIFY_TASK = "notifications.tasks.notify"
+
+
+class Message(models.TextChoices):
+    DECISION_NEEDED = "decision_needed"
+    REMINDER = "reminder"
+    APPROVED = "approved"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    GRANT_ACTIVE = "grant_active"
+    GRANT_EXPIRING = "grant_expiring"
+    GRANT_ENDED = "grant_ended"
+    BREAK_GLASS = "break_glass"
+    REVOKE_FAILED = "revoke_failed"
+    AUDIT_BROKEN = "audit_broken"
+
+
+def notify_on_commit(kind: str, object_id: int, revision: int = 0) -> None:
+    """Have the messages of ``kind`` about the object sent after the current transaction commits."""
+    enqueue_on_commit(NOTIFY_TASK, kind, object_id, revision)
+
+
+def notify(kind: str, object_id: int, revision: int = 0) -> None:
+    """The same, now: for callers outside any transaction (periodic tasks)."""
+    enqueue(NOTIFY_TASK, kind, object_id, revision)
