@@ -47,9 +47,10 @@ screenshots: e2e ## refresh the README's portal screenshots (docs/screenshots/) 
 	cp test-artifacts/screenshots/07-requester-grant-active.png docs/screenshots/requester-home.png
 	cp test-artifacts/screenshots/11-auditor-audit-log.png docs/screenshots/auditor-audit-log.png
 
-lint: $(STAMP) ## ruff, formatting and missing migrations
+lint: $(STAMP) ## ruff, formatting, one-way dependencies (import-linter) and missing migrations
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 	DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
 
 openapi: $(STAMP) ## regenerate docs/openapi.yaml from the code (a test fails when it is out of date)

@@ -13,7 +13,7 @@ from accounts.authentication import ANY_SCOPE, token_of
 from accounts.models import ApiToken
 from accounts.stepup import enrol_hint
 from accounts.tokens import ALL_SCOPES, DEFAULT_SCOPES, MAX_LIFETIME, token_create_for_self, token_revoke
-from broker.api import audit_context
+from broker.api.context import audit_context
 from broker.api.filters import FilterSet
 from broker.api.inputs import ID_PATTERN, StrictSerializer, Text, WholeNumber, otp_field, validated
 from broker.models import Channel

@@ -24,7 +24,7 @@ from accounts.tokens import ALL_SCOPES, DEFAULT_SCOPES, token_create_for_self, t
 from broker.errors import BrokerError
 from broker.http import client_ip
 from broker.models import Channel
-from broker.portal import PortalForm, apply_error, code_field, error_message, paginate, viewer
+from broker.portal.helpers import PortalForm, apply_error, code_field, error_message, paginate, viewer
 from broker.portal.middleware import TZ_SESSION_KEY, known_zones, valid_zone
 
 ENROL_SESSION_KEY = "broker_enrol_device"

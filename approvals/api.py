@@ -32,7 +32,7 @@ from approvals.services import (
     request_create,
     request_deny,
 )
-from broker.api import audit_context
+from broker.api.context import audit_context
 from broker.api.filters import FilterSet
 from broker.api.inputs import (
     ID_PATTERN,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from broker.portal import PortalForm, code_field
+from broker.portal.helpers import PortalForm, code_field
 
 
 class DecisionForm(PortalForm):

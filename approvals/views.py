@@ -23,8 +23,8 @@ from broker.errors import BrokerError
 from broker.http import client_ip
 from broker.links import grant_path, inbox_path, request_path
 from broker.models import Channel
-from broker.portal import apply_error, error_message, paginate
 from broker.portal.ask_form import AskForm
+from broker.portal.helpers import apply_error, error_message, paginate
 from grants import selectors as grant_selectors
 from grants import services as grant_services
 from grants import views as grant_views

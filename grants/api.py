@@ -14,7 +14,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts.authentication import ANY_SCOPE, acts_as_admin, has_scope
-from broker.api import audit_context
+from broker.api.context import audit_context
 from broker.api.filters import BooleanFilter, FilterSet
 from broker.api.inputs import ID_PATTERN, StrictSerializer, Text, validated
 from broker.errors import Invalid, NotAllowed

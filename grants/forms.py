@@ -2,7 +2,7 @@
 
 from django import forms
 
-from broker.portal import PortalForm
+from broker.portal.helpers import PortalForm
 
 
 class RevokeForm(PortalForm):

@@ -20,9 +20,9 @@ from broker.errors import BrokerError
 from broker.http import client_ip
 from broker.links import grant_path
 from broker.models import Channel
-from broker.portal import apply_error, error_message, paginate, viewer
 from broker.portal.ask_form import AskForm
 from broker.portal.charts import horizontal_bars, stacked_days
+from broker.portal.helpers import apply_error, error_message, paginate, viewer
 from grants import selectors, services
 from grants.forms import PeriodForm, ReviewForm, RevokeForm
 from grants.models import Grant

@@ -29,6 +29,7 @@ from approvals.models import AccessRequest, Decision
 from broker import audit, links
 from broker.catalog import SECURITY_GROUP, stage_approvers
 from broker.durations import humanize_duration
+from broker.notify import notify as notify_later
 from grants.models import Grant
 from notifications.models import Notification
 
@@ -495,8 +496,6 @@ def reminder_due_at(req: AccessRequest) -> datetime:
 
 def scan(*, now: datetime | None = None, batch: int = 500) -> dict[str, int]:
     """Queue reminders and expiry warnings that are due and not sent yet (the outbox dedups the rest)."""
-    from notifications import tasks
-
     now = now or timezone.now()
     reminders = 0
     pending = AccessRequest.objects.filter(status=AccessRequest.Status.PENDING, expires_at__gt=now).only(
@@ -507,7 +506,7 @@ def scan(*, now: datetime | None = None, batch: int = 500) -> dict[str, int]:
             continue
         if Notification.objects.filter(kind=Kind.REMINDER, object_id=req.pk, revision=req.current_stage).exists():
             continue
-        tasks.notify.delay(Kind.REMINDER, req.pk, req.current_stage)
+        notify_later(Kind.REMINDER, req.pk, req.current_stage)
         reminders += 1
 
     lead = settings.NOTIFY_EXPIRY_LEAD
@@ -521,6 +520,6 @@ def scan(*, now: datetime | None = None, batch: int = 500) -> dict[str, int]:
             continue
         if Notification.objects.filter(kind=Kind.GRANT_EXPIRING, object_id=grant.pk, revision=revision).exists():
             continue
-        tasks.notify.delay(Kind.GRANT_EXPIRING, grant.pk, revision)
+        notify_later(Kind.GRANT_EXPIRING, grant.pk, revision)
         warnings += 1
     return {"reminders": reminders, "expiry_warnings": warnings}

@@ -27,7 +27,7 @@ from rest_framework.views import APIView
 
 from accounts.authentication import acts_as_admin
 from broker import risk
-from broker.api import audit_context
+from broker.api.context import audit_context
 from broker.api.filters import AwareDateTimeFilter, FilterSet
 from broker.api.inputs import StrictSerializer, Text, validated
 from broker.api.pagination import AuditPagination

@@ -12,7 +12,7 @@ from broker import audit
 from broker.audit.export import FORMATS, export_response
 from broker.http import client_ip
 from broker.models import AuditEvent, Channel
-from broker.portal import PortalForm, paginate, viewer
+from broker.portal.helpers import PortalForm, paginate, viewer
 
 AUDIT_PAGE_SIZE = 50
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from broker.durations import humanize_duration, parse_duration
 from broker.models import Role
-from broker.portal import PortalForm, code_field
+from broker.portal.helpers import PortalForm, code_field
 
 PRESETS = [timedelta(minutes=m) for m in (5, 15, 30, 60, 120, 240, 480, 720, 1440)]
 CUSTOM = "custom"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from broker.portal import viewer
+from broker.portal.helpers import viewer
 
 
 def portal(request):
