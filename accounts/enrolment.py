@@ -19,20 +19,13 @@ from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from broker import audit
+from accounts.events import record_auth_event
 from broker.errors import NotAllowed, NotFound, Throttled
-from broker.models import Channel
 
 BACKUP_CODE_COUNT = 10
 BACKUP_DEVICE_NAME = "backup codes"
 # Letters and digits that cannot be mistaken for one another when read off paper.
 _BACKUP_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
-
-
-def _record(action: str, user: AbstractBaseUser, *, ip: str | None, data: dict) -> None:
-    audit.record(
-        action, actor=user, target=("user", user.pk), via=Channel.PORTAL, ip=ip, subject=user.get_username(), data=data
-    )
 
 
 def confirmed_devices(user: AbstractBaseUser) -> list[Device]:
@@ -84,7 +77,7 @@ def totp_confirm(*, user: AbstractBaseUser, device_id: int, code: str, ip: str |
             raise NotAllowed("the code does not match; check the time on your phone and try again", code="mfa_invalid")
         device.confirmed = True
         device.save(update_fields=["confirmed"])
-        _record("mfa.device_added", user, ip=ip, data={"device": device.persistent_id, "type": "totp"})
+        record_auth_event("mfa.device_added", user=user, ip=ip, data={"device": device.persistent_id, "type": "totp"})
     return device
 
 
@@ -105,7 +98,9 @@ def backup_codes_generate(*, user: AbstractBaseUser, ip: str | None = None) -> l
         )
         device.token_set.all().delete()
         StaticToken.objects.bulk_create(StaticToken(device=device, token=code) for code in codes)
-        _record("mfa.backup_codes_generated", user, ip=ip, data={"device": device.persistent_id, "count": len(codes)})
+        record_auth_event(
+            "mfa.backup_codes_generated", user=user, ip=ip, data={"device": device.persistent_id, "count": len(codes)}
+        )
     return [f"{code[:5]}-{code[5:]}" for code in codes]
 
 
@@ -119,7 +114,9 @@ def device_remove(*, user: AbstractBaseUser, persistent_id: str, ip: str | None 
         if device.persistent_id == persistent_id:
             with transaction.atomic():
                 device.delete()
-                _record("mfa.device_removed", user, ip=ip, data={"device": persistent_id, "name": device.name})
+                record_auth_event(
+                    "mfa.device_removed", user=user, ip=ip, data={"device": persistent_id, "name": device.name}
+                )
             return
     raise NotFound("no such device")
 

@@ -1,73 +1,51 @@
 """Sign-in: Django's login view with failed attempts throttled per username and per client address.
 
-Counting lives in the cache (shared by all web processes when CACHE_URL points at Redis). Past the
-limit, a sign-in is refused without checking the password, with the time left, until the lockout
-passes; a successful sign-in clears the username's count. Locking a username out can be abused to
+Counting is the one rate limiter (accounts/ratelimit.py), per username and per client address, in a
+window of LOGIN_LOCKOUT. Past the limit, a sign-in is refused without checking the password, with
+the time left, until the window passes; a successful sign-in clears the username's count. Locking a username out can be abused to
 keep its owner out for LOGIN_LOCKOUT: the price of not letting passwords be guessed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
-import time
 
 from django import forms
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
-from django.core.cache import cache
-from django.db import transaction
 
-from broker import audit
+from accounts import ratelimit
+from accounts.events import record_auth_event
 from broker.http import client_ip
-from broker.models import Channel
 
 log = logging.getLogger(__name__)
 
 
-def _key(kind: str, value: str) -> str:
-    digest = hashlib.sha256(value.strip().lower().encode()).hexdigest()[:32]
-    return f"login-fail:{kind}:{digest}"
-
-
-def _limits(username: str, ip: str | None) -> list[tuple[str, int]]:
-    limits = [(_key("user", username), settings.LOGIN_MAX_FAILURES_PER_USER)]
+def _limits(username: str, ip: str | None) -> list[tuple[str, str, int]]:
+    limits = [("login-user", username, settings.LOGIN_MAX_FAILURES_PER_USER)]
     if ip:
-        limits.append((_key("ip", ip), settings.LOGIN_MAX_FAILURES_PER_IP))
+        limits.append(("login-ip", ip, settings.LOGIN_MAX_FAILURES_PER_IP))
     return limits
 
 
 def seconds_locked(username: str, ip: str | None) -> int:
     """How long sign-in stays refused for this username or address (0: not locked)."""
-    now = time.time()
-    waits = [cache.get(f"{key}:until", 0) - now for key, _ in _limits(username, ip)]
-    return max(0, math.ceil(max(waits)))
+    window = settings.LOGIN_LOCKOUT.total_seconds()
+    waits = [
+        ratelimit.retry_after(scope, ident, limit=limit, window=window) for scope, ident, limit in _limits(username, ip)
+    ]
+    return max((w for w in waits if w), default=0)
 
 
 def record_failure(username: str, ip: str | None) -> bool:
     """Count one failure; return True when it locked the username or the address."""
-    lockout = int(settings.LOGIN_LOCKOUT.total_seconds())
-    locked = False
-    for key, limit in _limits(username, ip):
-        cache.add(key, 0, timeout=lockout)
-        try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout=lockout)
-            count = 1
-        if count >= limit:
-            cache.set(f"{key}:until", time.time() + lockout, timeout=lockout)
-            cache.delete(key)
-            locked = True
-    return locked
-
-
-def clear_failures(username: str) -> None:
-    key = _key("user", username)
-    cache.delete_many([key, f"{key}:until"])
+    window = settings.LOGIN_LOCKOUT.total_seconds()
+    for scope, ident, limit in _limits(username, ip):
+        ratelimit.fail(scope, ident, limit=limit, window=window)
+    return seconds_locked(username, ip) > 0
 
 
 class ThrottleMixin:
@@ -87,16 +65,13 @@ class ThrottleMixin:
         except forms.ValidationError:
             if username and record_failure(username, ip):
                 log.warning("sign-in locked for %s after repeated failures (address %s)", username, ip)
-                with transaction.atomic():
-                    audit.record(
-                        "auth.login_throttled",
-                        actor=None,
-                        target=None,
-                        via=Channel.PORTAL,
-                        ip=ip,
-                        subject=username[:150],
-                        data={"lockout_seconds": int(settings.LOGIN_LOCKOUT.total_seconds())},
-                    )
+                record_auth_event(
+                    "auth.login_throttled",
+                    user=None,
+                    username=username,
+                    ip=ip,
+                    data={"lockout_seconds": int(settings.LOGIN_LOCKOUT.total_seconds())},
+                )
             raise
 
 
@@ -123,16 +98,8 @@ class LoginView(auth_views.LoginView):
     def form_valid(self, form):
         response = super().form_valid(form)
         user = form.get_user()
-        clear_failures(user.get_username())
-        with transaction.atomic():
-            audit.record(
-                "auth.login",
-                actor=user,
-                target=("user", user.pk),
-                via=Channel.PORTAL,
-                ip=client_ip(self.request),
-                subject=user.get_username(),
-            )
+        ratelimit.reset("login-user", user.get_username())
+        record_auth_event("auth.login", user=user, ip=client_ip(self.request))
         return response
 
     def form_invalid(self, form):

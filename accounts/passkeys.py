@@ -15,16 +15,14 @@ The scripts are the package's own static files (no CDN, no inline script: the co
 
 from __future__ import annotations
 
-from django.db import transaction
 from django.urls import path
 from django.views.i18n import JavaScriptCatalog
 from django_otp import user_has_device
 from django_otp_webauthn import exceptions, views
 
 from accounts import stepup
-from broker import audit
+from accounts.events import record_auth_event
 from broker.http import client_ip
-from broker.models import Channel
 
 
 class StepUpNeeded(exceptions.OTPWebAuthnApiError):
@@ -46,17 +44,9 @@ class BeginRegistration(_FreshStepUpToRegister, views.BeginCredentialRegistratio
 class CompleteRegistration(_FreshStepUpToRegister, views.CompleteCredentialRegistrationView):
     def post(self, *args, **kwargs):
         response = super().post(*args, **kwargs)
-        user = self.request.user
-        with transaction.atomic():
-            audit.record(
-                "mfa.device_added",
-                actor=user,
-                target=("user", user.pk),
-                via=Channel.PORTAL,
-                ip=client_ip(self.request),
-                subject=user.get_username(),
-                data={"type": "passkey"},
-            )
+        record_auth_event(
+            "mfa.device_added", user=self.request.user, ip=client_ip(self.request), data={"type": "passkey"}
+        )
         return response
 
 
@@ -66,16 +56,12 @@ class CompleteAuthentication(views.CompleteCredentialAuthenticationView):
         if not request.user.is_authenticated or device.user_id != request.user.pk:
             raise exceptions.PasswordlessLoginDisabled()
         stepup.mark_verified(request, device)
-        with transaction.atomic():
-            audit.record(
-                "auth.step_up",
-                actor=request.user,
-                target=("user", request.user.pk),
-                via=Channel.PORTAL,
-                ip=client_ip(request),
-                subject=request.user.get_username(),
-                data={"device": device.persistent_id, "type": "passkey"},
-            )
+        record_auth_event(
+            "auth.step_up",
+            user=request.user,
+            ip=client_ip(request),
+            data={"device": device.persistent_id, "type": "passkey"},
+        )
 
 
 # Same names as django_otp_webauthn.urls, so that its template tags find them.

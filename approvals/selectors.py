@@ -107,10 +107,6 @@ class Progress:
     stages: list[StageView] = field(default_factory=list)
     denied_by: str | None = None
 
-    @property
-    def waiting_on(self) -> StageView | None:
-        return next((s for s in self.stages if s.current), None)
-
 
 def request_progress(req: AccessRequest) -> Progress:
     """Who approved which stage, who may still approve, and which stage decides now (a few queries)."""

@@ -91,7 +91,7 @@ def _clean_start(starts_at: datetime | None, now: datetime) -> datetime | None:
 
 
 def _ensure_routable(role: Role) -> None:
-    if not (role.break_glass or role.auto_approve or role.stages.exists()):
+    if not (role.approved_at_once or role.stages.exists()):
         # Never approve by default: a role without approvers is a configuration error.
         raise Conflict(f"{role.slug} has no approvers configured; ask an administrator", code="no_approvers")
 
@@ -240,7 +240,7 @@ def _open(req: AccessRequest, *, via: str, ip: str | None, now: datetime, detail
             **details,
         },
     )
-    if role.break_glass or role.auto_approve:
+    if role.approved_at_once:
         _approve(req, actor=None, via=via, now=now, why="break_glass" if role.break_glass else "auto_approve")
     _notify_created(req)
     return req

@@ -65,19 +65,6 @@ def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int
     return number
 
 
-def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
-    value = _raw(name)
-    if value is None or value.strip() == "":
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}: expected a number, got {value!r}") from None
-    if not number >= minimum:  # also refuses NaN
-        raise ImproperlyConfigured(f"{name}: must be at least {minimum}, got {value!r}")
-    return number
-
-
 def env_duration(name: str, default: str) -> timedelta:
     value = _raw(name)
     text = default if value is None or value.strip() == "" else value.strip()

@@ -57,6 +57,28 @@ class Role(models.Model):
 
     objects = RoleQuerySet.as_manager()
 
+    # Everything a policy file sets for a role besides its slug, stages and eligibility
+    # (docs/policy.md): the policy loader writes exactly these, the admin edits them, and requesters
+    # see all but the operator-only ones (GET roles/).
+    POLICY_FIELDS = (
+        "name",
+        "description",
+        "max_duration",
+        "default_duration",
+        "min_duration",
+        "max_total_duration",
+        "requires_justification",
+        "requires_ticket",
+        "requires_mfa",
+        "break_glass",
+        "auto_approve",
+        "request_ttl",
+        "connector",
+        "connector_config",
+        "authoritative",
+    )
+    OPERATOR_ONLY_FIELDS = ("request_ttl", "connector", "connector_config", "authoritative")
+
     class Meta:
         ordering = ["slug"]
         constraints = [
@@ -89,6 +111,11 @@ class Role(models.Model):
     def requires_step_up(self) -> bool:
         """Asking for it (or for more time) needs a fresh second factor: MFA roles and break-glass."""
         return self.requires_mfa or self.break_glass
+
+    @property
+    def approved_at_once(self) -> bool:
+        """Nobody approves: auto-approve roles, and break-glass (reviewed afterwards instead)."""
+        return self.auto_approve or self.break_glass
 
     @property
     def requires_reason(self) -> bool:

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
+from accounts.events import record_auth_event
 from accounts.models import ApiToken
 from accounts.tokens import token_revoke
 from approvals.models import AccessRequest
 from approvals.services import request_close_for_user
-from broker import audit
 from broker.errors import Conflict, Invalid, NotAllowed, NotFound
 from grants.models import Grant
 from grants.services import grant_revoke
@@ -71,28 +71,14 @@ def user_signal_apply(
     username = user.get_username()
     outcome = SignalOutcome(user=username, event=event)
     with transaction.atomic():
-        audit.record(
-            "risk.signal",
-            actor=actor,
-            target=("user", user.pk),
-            via=via,
-            ip=ip,
-            subject=username,
-            data={"event": event, "reason": reason},
+        record_auth_event(
+            "risk.signal", user=user, actor=actor, via=via, ip=ip, data={"event": event, "reason": reason}
         )
         if event == "account_disabled" and user.is_active:
             user.is_active = False
             user.save(update_fields=["is_active"])
             outcome.account_deactivated = True
-            audit.record(
-                "user.deactivated",
-                actor=actor,
-                target=("user", user.pk),
-                via=via,
-                ip=ip,
-                subject=username,
-                data={"event": event},
-            )
+            record_auth_event("user.deactivated", user=user, actor=actor, via=via, ip=ip, data={"event": event})
 
     if event in ("account_disabled", "credential_compromised"):
         for token_id in ApiToken.objects.filter(user=user, revoked_at__isnull=True).values_list("pk", flat=True):

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from broker import audit
 from broker.models import AuditEvent, Channel, Role
-from grants.connectors import connector_for
+from grants.connectors import connector_for, set_access
 from grants.models import Grant
 
 log = logging.getLogger(__name__)
@@ -91,11 +91,7 @@ def _extra(username: str, roles: list[Role], *, authoritative: bool, now: dateti
         facts = {"role": role.slug, "subject": username}
         if authoritative:
             try:
-                with transaction.atomic():
-                    connector = connector_for(role)
-                    connector.revoke(user)
-                    if connector.is_granted(user):
-                        raise RuntimeError("the target still shows the access after removing it")
+                set_access(connector_for(role), user, present=False)
             except Exception as exc:  # noqa: BLE001 - reported and retried at the next run
                 report.errors.append(f"{role.slug}/{username}: {exc}")
                 return
@@ -147,9 +143,7 @@ def _missing(username: str, roles: list[Role], *, now: datetime, report: Report)
         if grant is None:
             return
         try:
-            with transaction.atomic():
-                connector = connector_for(grant.role)
-                connector.grant(grant.user)
+            set_access(connector_for(grant.role), grant.user, present=True)
         except Exception as exc:  # noqa: BLE001 - reported and retried at the next run
             report.errors.append(f"{grant.role.slug}/{username}: {exc}")
             return

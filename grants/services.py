@@ -23,7 +23,7 @@ from broker.errors import Conflict, NotAllowed, NotFound
 from broker.jobs import enqueue, enqueue_on_commit
 from broker.models import Channel
 from broker.notify import Message, notify_on_commit
-from grants.connectors import ConnectorError, connector_for
+from grants.connectors import ConnectorError, connector_for, set_access
 from grants.models import ENDING_STATUSES, Grant
 
 log = logging.getLogger(__name__)
@@ -168,11 +168,7 @@ def grant_activate(*, grant_id: int, now: datetime | None = None, skip_locked: b
             return grant
 
         try:
-            with transaction.atomic():
-                connector = connector_for(grant.role)
-                connector.grant(grant.user)
-                if not connector.is_granted(grant.user):
-                    raise ConnectorError("the target does not show the access after granting it")
+            set_access(connector_for(grant.role), grant.user, present=True)
         except Exception as exc:  # noqa: BLE001 - any connector failure is retried, never fatal
             return _activation_failed(grant, exc, now)
 
@@ -400,12 +396,9 @@ def _remove(
 ) -> Grant:
     """Remove the access in the target; only a confirmed removal ends the grant."""
     try:
-        with transaction.atomic():
-            connector = connector_for(grant.role)
-            if not _still_needed_elsewhere(grant, connector):
-                connector.revoke(grant.user)
-                if connector.is_granted(grant.user):
-                    raise ConnectorError("the target still shows the access after removing it")
+        connector = connector_for(grant.role)
+        if not _still_needed_elsewhere(grant, connector):
+            set_access(connector, grant.user, present=False)
     except Exception as exc:  # noqa: BLE001 - any connector failure is retried, never fatal
         return _removal_failed(grant, exc, now=now, via=via, actor=actor, ip=ip, first=first)
 

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import django_filters
 from django.contrib.auth import get_user_model
+from django.db.models import DurationField
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -39,8 +40,20 @@ from grants.selectors import grant_check
 User = get_user_model()
 
 
-def _seconds(value: timedelta | None) -> int | None:
-    return int(value.total_seconds()) if value is not None else None
+class Seconds(serializers.IntegerField):
+    """A duration, read-only, as whole seconds."""
+
+    def __init__(self, **kwargs):
+        super().__init__(read_only=True, **kwargs)
+
+    def to_representation(self, value: timedelta) -> int:
+        return int(value.total_seconds())
+
+
+@extend_schema_field({"type": "integer", "nullable": True})
+class OptionalSeconds(Seconds):
+    def __init__(self, **kwargs):
+        super().__init__(allow_null=True, **kwargs)
 
 
 # --- Roles ----------------------------------------------------------------------------------------------
@@ -48,43 +61,25 @@ def _seconds(value: timedelta | None) -> int | None:
 
 @extend_schema_serializer(component_name="Role")
 class RoleOut(serializers.ModelSerializer):
-    max_duration_seconds = serializers.SerializerMethodField()
-    default_duration_seconds = serializers.SerializerMethodField()
-    min_duration_seconds = serializers.SerializerMethodField()
-    max_total_duration_seconds = serializers.SerializerMethodField(
-        help_text="Cap on a grant's whole life, extensions included."
+    # A role as requesters see it: its policy fields but the operator-only ones, durations in seconds.
+    max_duration_seconds = Seconds(source="max_duration")
+    default_duration_seconds = Seconds(source="default_duration")
+    min_duration_seconds = OptionalSeconds(source="min_duration")
+    max_total_duration_seconds = Seconds(
+        source="lifetime_cap", help_text="Cap on a grant's whole life, extensions included."
     )
 
     class Meta:
         model = Role
         fields = [
             "slug",
-            "name",
-            "description",
-            "max_duration_seconds",
-            "default_duration_seconds",
-            "min_duration_seconds",
-            "max_total_duration_seconds",
-            "requires_justification",
-            "requires_ticket",
-            "requires_mfa",
-            "break_glass",
-            "auto_approve",
+            *(
+                f"{name}_seconds" if isinstance(Role._meta.get_field(name), DurationField) else name
+                for name in Role.POLICY_FIELDS
+                if name not in Role.OPERATOR_ONLY_FIELDS
+            ),
         ]
         read_only_fields = fields
-
-    def get_max_duration_seconds(self, obj: Role) -> int:
-        return _seconds(obj.max_duration)
-
-    def get_default_duration_seconds(self, obj: Role) -> int:
-        return _seconds(obj.default_duration)
-
-    @extend_schema_field({"type": "integer", "nullable": True})
-    def get_min_duration_seconds(self, obj: Role) -> int | None:
-        return _seconds(obj.min_duration)
-
-    def get_max_total_duration_seconds(self, obj: Role) -> int:
-        return _seconds(obj.lifetime_cap)
 
 
 class RoleFilter(FilterSet):
