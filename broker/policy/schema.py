@@ -1,9 +1,4 @@
-"""Policy as code: read, validate and apply the roles-and-eligibility YAML file (DESIGN.md).
-
-Validation is complete before anything is written: a bad file changes nothing and every problem
-is reported with its line in the file. Applying is idempotent: a second run finds nothing to do,
-writes nothing and audits nothing.
-"""
+"""What a policy file may say, and the checks that run before anything is written."""
 
 from __future__ import annotations
 
@@ -12,36 +7,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import yaml
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, Group
-from django.db import transaction
-from django.utils import timezone
+from django.contrib.auth.models import Group
 
-from broker import audit
-from broker.durations import format_duration, parse_duration
-from broker.models import ApprovalStage, Eligibility, Role, slug_validator
+from broker.durations import parse_duration
+from broker.models import slug_validator
+from broker.policy.reader import Path, PolicyError, PolicyInvalid, Reader, dotted
 
 User = get_user_model()
-
-Path = tuple[str | int, ...]
-
-
-@dataclass(frozen=True)
-class PolicyError:
-    path: str
-    line: int | None
-    message: str
-
-    def __str__(self) -> str:
-        where = f"line {self.line}: " if self.line else ""
-        return f"{where}{self.path}: {self.message}" if self.path else f"{where}{self.message}"
-
-
-class PolicyInvalid(Exception):
-    def __init__(self, errors: list[PolicyError]):
-        super().__init__(f"{len(errors)} error(s) in the policy file")
-        self.errors = errors
 
 
 @dataclass(frozen=True)
@@ -80,72 +53,6 @@ class Policy:
     digest: str
 
 
-# --- Reading YAML with line numbers --------------------------------------------------------------
-
-
-class _Reader:
-    """Turns a YAML node tree into plain data, remembering the line of every path."""
-
-    def __init__(self, text: str):
-        self.loader = yaml.SafeLoader(text)
-        self.lines: dict[Path, int] = {}
-        self.errors: list[PolicyError] = []
-
-    def read(self) -> Any:
-        try:
-            node = self.loader.get_single_node()
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            problem = getattr(exc, "problem", None) or str(exc)
-            self.errors.append(PolicyError("", mark.line + 1 if mark else None, f"not valid YAML: {problem}"))
-            return None
-        finally:
-            self.loader.dispose()
-        if node is None:
-            return None
-        return self._convert(node, ())
-
-    def _convert(self, node: yaml.Node, path: Path) -> Any:
-        self.lines[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            result: dict[str, Any] = {}
-            for key_node, value_node in node.value:
-                key = self._scalar(key_node)
-                if not isinstance(key, str):
-                    self.errors.append(
-                        PolicyError(_dotted(path), key_node.start_mark.line + 1, f"key {key!r} must be text")
-                    )
-                    continue
-                if key in result:
-                    self.errors.append(
-                        PolicyError(_dotted(path + (key,)), key_node.start_mark.line + 1, "duplicate key")
-                    )
-                    continue
-                result[key] = self._convert(value_node, path + (key,))
-            return result
-        if isinstance(node, yaml.SequenceNode):
-            return [self._convert(item, path + (i,)) for i, item in enumerate(node.value)]
-        return self._scalar(node)
-
-    def _scalar(self, node: yaml.Node) -> Any:
-        if not isinstance(node, yaml.ScalarNode):
-            return None
-        try:
-            return self.loader.construct_object(node, deep=True)
-        except yaml.YAMLError as exc:
-            self.errors.append(PolicyError("", node.start_mark.line + 1, f"bad value: {exc}"))
-            return None
-
-
-def _dotted(path: Path) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
-
-
-# --- Validation ------------------------------------------------------------------------------------
-
 _ROLE_KEYS = {
     "slug",
     "name",
@@ -169,7 +76,7 @@ _ELIGIBILITY_KEYS = {"role", "users", "groups"}
 
 
 class _Validator:
-    def __init__(self, reader: _Reader):
+    def __init__(self, reader: Reader):
         self.reader = reader
         self.errors = reader.errors
         self.users_seen: dict[str, Path] = {}
@@ -181,7 +88,7 @@ class _Validator:
         while probe and line is None:
             line = self.reader.lines.get(probe)
             probe = probe[:-1]
-        self.errors.append(PolicyError(_dotted(path), line or self.reader.lines.get(()), message))
+        self.errors.append(PolicyError(dotted(path), line or self.reader.lines.get(()), message))
 
     # Typed getters: each reports its own error and returns a safe default.
 
@@ -398,7 +305,7 @@ class _Validator:
 
 def load(text: str) -> Policy:
     """Parse and validate a policy; raise PolicyInvalid listing every problem."""
-    reader = _Reader(text)
+    reader = Reader(text)
     data = reader.read()
     roles: list[RoleSpec] = []
     if not reader.errors:
@@ -406,203 +313,3 @@ def load(text: str) -> Policy:
     if reader.errors:
         raise PolicyInvalid(sorted(reader.errors, key=lambda e: (e.line or 0, e.path)))
     return Policy(roles=roles, digest=hashlib.sha256(text.encode()).hexdigest())
-
-
-# --- Applying --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Change:
-    kind: str  # created, updated, retired, restored, kept, grants_ended, warning
-    role: str
-    detail: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.kind:<9} {self.role}{': ' + self.detail if self.detail else ''}"
-
-
-_SCALAR_FIELDS = (
-    "name",
-    "description",
-    "max_duration",
-    "default_duration",
-    "min_duration",
-    "max_total_duration",
-    "requires_justification",
-    "requires_ticket",
-    "requires_mfa",
-    "break_glass",
-    "auto_approve",
-    "request_ttl",
-    "connector",
-    "connector_config",
-    "authoritative",
-)
-
-
-def _shown(value: Any) -> str:
-    return format_duration(value) if isinstance(value, timedelta) else repr(value)
-
-
-def _stages_of(role: Role) -> list[StageSpec]:
-    return [
-        StageSpec(
-            users=tuple(sorted(stage.users.values_list("username", flat=True))),
-            groups=tuple(sorted(stage.groups.values_list("name", flat=True))),
-            required=stage.required,
-        )
-        for stage in role.stages.order_by("position")
-    ]
-
-
-def _normal(stages: list[StageSpec]) -> list[StageSpec]:
-    return [
-        StageSpec(users=tuple(sorted(s.users)), groups=tuple(sorted(s.groups)), required=s.required) for s in stages
-    ]
-
-
-def _sync_role(spec: RoleSpec, now) -> list[Change]:
-    changes: list[Change] = []
-    role = Role.objects.filter(slug=spec.slug).first()
-    values = {name: getattr(spec, name) for name in _SCALAR_FIELDS}
-    if role is None:
-        role = Role.objects.create(slug=spec.slug, managed_by_policy=True, **values)
-        changes.append(Change("created", spec.slug, spec.name))
-    else:
-        diffs = [
-            f"{name} {_shown(getattr(role, name))} → {_shown(value)}"
-            for name, value in values.items()
-            if getattr(role, name) != value
-        ]
-        if role.retired_at is not None:
-            role.retired_at = None
-            changes.append(Change("restored", spec.slug, "back in the policy file"))
-        if diffs or not role.managed_by_policy:
-            for name, value in values.items():
-                setattr(role, name, value)
-        role.managed_by_policy = True
-        if diffs or changes:
-            role.save()
-        if diffs:
-            changes.append(Change("updated", spec.slug, "; ".join(diffs)))
-
-    if _stages_of(role) != _normal(spec.stages):
-        role.stages.all().delete()
-        for position, stage in enumerate(spec.stages):
-            row = ApprovalStage.objects.create(role=role, position=position, required=stage.required)
-            row.users.set(User.objects.filter(username__in=stage.users))
-            row.groups.set(Group.objects.filter(name__in=stage.groups))
-        described = "; ".join(
-            f"stage {i + 1}: {s.required} of users={list(s.users)} groups={list(s.groups)}"
-            for i, s in enumerate(spec.stages)
-        )
-        changes.append(Change("updated", spec.slug, f"approval stages → {described or 'none'}"))
-
-    current_users = set(role.eligibilities.filter(user__isnull=False).values_list("user__username", flat=True))
-    current_groups = set(role.eligibilities.filter(group__isnull=False).values_list("group__name", flat=True))
-    add_users, drop_users = spec.eligible_users - current_users, current_users - spec.eligible_users
-    add_groups, drop_groups = spec.eligible_groups - current_groups, current_groups - spec.eligible_groups
-    for user in User.objects.filter(username__in=add_users):
-        Eligibility.objects.create(role=role, user=user)
-    for group in Group.objects.filter(name__in=add_groups):
-        Eligibility.objects.create(role=role, group=group)
-    role.eligibilities.filter(user__username__in=drop_users).delete()
-    role.eligibilities.filter(group__name__in=drop_groups).delete()
-    parts = []
-    if add_users or add_groups:
-        parts.append("eligible +" + ", +".join(sorted(add_users) + [f"group:{g}" for g in sorted(add_groups)]))
-    if drop_users or drop_groups:
-        parts.append("eligible -" + ", -".join(sorted(drop_users) + [f"group:{g}" for g in sorted(drop_groups)]))
-    if parts:
-        changes.append(Change("updated", spec.slug, "; ".join(parts)))
-    return changes
-
-
-def apply(
-    policy: Policy,
-    *,
-    actor: AbstractBaseUser | None = None,
-    prune: bool = False,
-    dry_run: bool = False,
-    via: str = "cli",
-    source: str = "",
-    now=None,
-) -> list[Change]:
-    """Make the catalog match the policy. With dry_run, report the same changes and write nothing."""
-    from approvals.services import request_close_for_user
-    from broker.catalog import is_eligible
-    from grants.connectors import connector_class
-    from grants.models import Grant
-    from grants.services import grant_revoke
-
-    now = now or timezone.now()
-    changes: list[Change] = []
-    to_end: list[tuple[int, str]] = []
-    to_cancel: list[int] = []
-    with transaction.atomic():
-        in_file = {spec.slug for spec in policy.roles}
-        for spec in policy.roles:
-            changes += _sync_role(spec, now)
-        for role in Role.objects.filter(managed_by_policy=True, retired_at__isnull=True).exclude(slug__in=in_file):
-            if not prune:
-                changes.append(Change("kept", role.slug, "not in the file; --prune retires it"))
-                continue
-            role.retired_at = now
-            role.save(update_fields=["retired_at"])
-            changes.append(Change("retired", role.slug, "removed from the file"))
-            to_end += [
-                (pk, Grant.EndReason.ROLE_RETIRED)
-                for pk in role.grants.filter(status__in=["scheduled", "active"]).values_list("pk", flat=True)
-            ]
-            to_cancel += list(role.requests.filter(status="pending").values_list("pk", flat=True))
-
-        # Grants of people who are no longer eligible.
-        for spec in policy.roles:
-            live = Grant.objects.filter(role__slug=spec.slug, status__in=["scheduled", "active"]).select_related(
-                "user", "role"
-            )
-            lost = [g for g in live if not is_eligible(g.user, g.role)]
-            if lost and prune:
-                to_end += [(g.pk, Grant.EndReason.ELIGIBILITY_LOST) for g in lost]
-            elif lost:
-                who = ", ".join(sorted(g.user.get_username() for g in lost))
-                changes.append(
-                    Change(
-                        "warning",
-                        spec.slug,
-                        f"{who} no longer eligible but hold(s) a live grant until it expires; --prune ends it",
-                    )
-                )
-
-        verb = "to be " if dry_run else ""
-        if to_end:
-            changes.append(Change("ending", "-", f"{len(to_end)} live grant(s) {verb}ended"))
-        if to_cancel:
-            changes.append(Change("closing", "-", f"{len(to_cancel)} pending request(s) {verb}cancelled"))
-
-        real_changes = [c for c in changes if c.kind not in ("kept", "warning")]
-        if real_changes:
-            audit.record(
-                "policy.applied",
-                actor=actor,
-                target=("policy", policy.digest[:12]),
-                via=via,
-                data={
-                    "sha256": policy.digest,
-                    "source": source,
-                    "prune": prune,
-                    "changes": [str(c) for c in real_changes],
-                },
-            )
-        if dry_run:
-            transaction.set_rollback(True)
-            return changes
-
-    # Side effects after the catalog is committed: targets, then ended grants and requests.
-    for spec in policy.roles:
-        connector_class(spec.connector)(spec.connector_config).prepare()
-    for pk, reason in to_end:
-        grant_revoke(grant_id=pk, actor=None, reason=f"policy: {reason}", end_reason=reason, via=via, now=now)
-    for pk in to_cancel:
-        request_close_for_user(request_id=pk, actor=actor, reason="the role was retired", via=via, now=now)
-    return changes

@@ -1,0 +1,88 @@
+"""Reading the policy file: YAML to plain data, remembering the line of every path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class PolicyError:
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line else ""
+        return f"{where}{self.path}: {self.message}" if self.path else f"{where}{self.message}"
+
+
+class PolicyInvalid(Exception):
+    def __init__(self, errors: list[PolicyError]):
+        super().__init__(f"{len(errors)} error(s) in the policy file")
+        self.errors = errors
+
+
+class Reader:
+    """Turns a YAML node tree into plain data, remembering the line of every path."""
+
+    def __init__(self, text: str):
+        self.loader = yaml.SafeLoader(text)
+        self.lines: dict[Path, int] = {}
+        self.errors: list[PolicyError] = []
+
+    def read(self) -> Any:
+        try:
+            node = self.loader.get_single_node()
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            problem = getattr(exc, "problem", None) or str(exc)
+            self.errors.append(PolicyError("", mark.line + 1 if mark else None, f"not valid YAML: {problem}"))
+            return None
+        finally:
+            self.loader.dispose()
+        if node is None:
+            return None
+        return self._convert(node, ())
+
+    def _convert(self, node: yaml.Node, path: Path) -> Any:
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            result: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = self._scalar(key_node)
+                if not isinstance(key, str):
+                    self.errors.append(
+                        PolicyError(dotted(path), key_node.start_mark.line + 1, f"key {key!r} must be text")
+                    )
+                    continue
+                if key in result:
+                    self.errors.append(
+                        PolicyError(dotted(path + (key,)), key_node.start_mark.line + 1, "duplicate key")
+                    )
+                    continue
+                result[key] = self._convert(value_node, path + (key,))
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self._convert(item, path + (i,)) for i, item in enumerate(node.value)]
+        return self._scalar(node)
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            return None
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            self.errors.append(PolicyError("", node.start_mark.line + 1, f"bad value: {exc}"))
+            return None
+
+
+def dotted(path: Path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
