@@ -27,11 +27,50 @@ class PolicyInvalid(Exception):
         self.errors = errors
 
 
+# A policy file is a few levels deep (roles[0].approval.stages[0].approvers.users[0] is seven); the
+# composer recurses per level, so a bound keeps a hostile file from ending in RecursionError.
+MAX_DEPTH = 50
+
+
+class _Loader(yaml.SafeLoader):
+    """A SafeLoader whose composer refuses aliases and bounds nesting, before anything is constructed.
+
+    An alias makes two places in the file one object: `a: &a [*a]` is a cycle (converting it never
+    ends) and a few anchors of aliases of aliases make a billion leaves from a kilobyte (the
+    "billion laughs"). A policy file has no use for them: every alias is noted with its line and
+    composed as a null, so that one read reports them all and the tree stays finite.
+    """
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.aliases: list[PolicyError] = []
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            event = self.get_event()
+            self.aliases.append(PolicyError("", event.start_mark.line + 1, self._refusal(event.anchor)))
+            return yaml.ScalarNode("tag:yaml.org,2002:null", "", event.start_mark, event.end_mark)
+        if self.depth >= MAX_DEPTH:
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def _refusal(self, name: str) -> str:
+        anchored = self.anchors.get(name)
+        where = f"anchored on line {anchored.start_mark.line + 1}" if anchored else "which no anchor defines"
+        return f"YAML aliases are not allowed (*{name}, {where}); write the value out in full"
+
+
 class Reader:
     """Turns a YAML node tree into plain data, remembering the line of every path."""
 
     def __init__(self, text: str):
-        self.loader = yaml.SafeLoader(text)
+        self.loader = _Loader(text)
         self.lines: dict[Path, int] = {}
         self.errors: list[PolicyError] = []
 
@@ -45,6 +84,9 @@ class Reader:
             return None
         finally:
             self.loader.dispose()
+        if self.loader.aliases:
+            self.errors += list(dict.fromkeys(self.loader.aliases))  # once per line and anchor
+            return None
         if node is None:
             return None
         return self._convert(node, ())

@@ -217,3 +217,31 @@ def test_prune_ends_grants_of_people_no_longer_eligible(directory, active_grant)
     policy.apply(policy.load(without_alice), prune=True)
     grant.refresh_from_db()
     assert grant.end_reason == "eligibility_lost"
+
+
+def test_a_self_referencing_alias_is_refused_with_its_line_instead_of_recursing_forever(directory):
+    errors = errors_of("roles: &roles\n  - *roles\n")
+    assert errors == ["line 2: YAML aliases are not allowed (*roles, anchored on line 1); write the value out in full"]
+
+
+def test_an_alias_bomb_is_refused_as_aliases_without_being_expanded(directory):
+    lines = ['lol0: &lol0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"lol{n}: &lol{n} [{', '.join([f'*lol{n - 1}'] * 9)}]" for n in range(1, 10)]
+    errors = errors_of("\n".join(lines) + "\n")
+    assert errors == [
+        f"line {n + 1}: YAML aliases are not allowed (*lol{n - 1}, anchored on line {n}); write the value out in full"
+        for n in range(1, 10)
+    ]
+
+
+def test_a_merge_key_is_refused_like_any_alias(directory):
+    text = "defaults: &defaults {max_duration: 1h}\nroles:\n  - <<: *defaults\n    slug: x\n"
+    assert errors_of(text) == [
+        "line 3: YAML aliases are not allowed (*defaults, anchored on line 1); write the value out in full"
+    ]
+
+
+def test_nesting_deeper_than_any_policy_needs_is_refused_as_invalid_yaml(directory):
+    assert errors_of("roles: " + "[" * 500 + "]" * 500 + "\n") == [
+        "line 1: not valid YAML: nested more than 50 levels deep"
+    ]
