@@ -14,7 +14,7 @@ from django.utils import timezone
 from broker import audit
 from broker.durations import format_duration
 from broker.models import ApprovalStage, Eligibility, Role
-from broker.policy.schema import Policy, RoleSpec, StageSpec
+from broker.policy import schema
 
 User = get_user_model()
 
@@ -29,23 +29,34 @@ class Change:
         return f"{self.kind:<9} {self.role}{': ' + self.detail if self.detail else ''}"
 
 
-_SCALAR_FIELDS = (
-    "name",
-    "description",
-    "max_duration",
-    "default_duration",
-    "min_duration",
-    "max_total_duration",
-    "requires_justification",
-    "requires_ticket",
-    "requires_mfa",
-    "break_glass",
-    "auto_approve",
-    "request_ttl",
-    "connector",
-    "connector_config",
-    "authoritative",
-)
+@dataclass(frozen=True)
+class StageSpec:
+    """An approval stage in a form that compares equal between the file and the database."""
+
+    users: tuple[str, ...]
+    groups: tuple[str, ...]
+    required: int
+
+
+def _catalog_values(spec: schema.Role) -> dict[str, Any]:
+    """The Role columns a policy sets, from where they are in the file."""
+    return {
+        "name": spec.name,
+        "description": spec.description,
+        "max_duration": spec.max_duration,
+        "default_duration": spec.default_duration,
+        "min_duration": spec.min_duration,
+        "max_total_duration": spec.max_total_duration,
+        "requires_justification": spec.requires_justification,
+        "requires_ticket": spec.requires_ticket,
+        "requires_mfa": spec.requires_mfa,
+        "break_glass": spec.break_glass,
+        "auto_approve": spec.approval.auto_approve,
+        "request_ttl": spec.approval.request_ttl,
+        "connector": spec.target.connector,
+        "connector_config": spec.target.config,
+        "authoritative": spec.target.authoritative,
+    }
 
 
 def _shown(value: Any) -> str:
@@ -69,10 +80,10 @@ def _normal(stages: list[StageSpec]) -> list[StageSpec]:
     ]
 
 
-def _sync_role(spec: RoleSpec, now) -> list[Change]:
+def _sync_role(spec: schema.Role, eligible_users: set[str], eligible_groups: set[str]) -> list[Change]:
     changes: list[Change] = []
     role = Role.objects.filter(slug=spec.slug).first()
-    values = {name: getattr(spec, name) for name in _SCALAR_FIELDS}
+    values = _catalog_values(spec)
     if role is None:
         role = Role.objects.create(slug=spec.slug, managed_by_policy=True, **values)
         changes.append(Change("created", spec.slug, spec.name))
@@ -94,22 +105,26 @@ def _sync_role(spec: RoleSpec, now) -> list[Change]:
         if diffs:
             changes.append(Change("updated", spec.slug, "; ".join(diffs)))
 
-    if _stages_of(role) != _normal(spec.stages):
+    stages = [
+        StageSpec(users=tuple(s.approvers.users), groups=tuple(s.approvers.groups), required=s.required)
+        for s in spec.approval.stages
+    ]
+    if _stages_of(role) != _normal(stages):
         role.stages.all().delete()
-        for position, stage in enumerate(spec.stages):
+        for position, stage in enumerate(stages):
             row = ApprovalStage.objects.create(role=role, position=position, required=stage.required)
             row.users.set(User.objects.filter(username__in=stage.users))
             row.groups.set(Group.objects.filter(name__in=stage.groups))
         described = "; ".join(
             f"stage {i + 1}: {s.required} of users={list(s.users)} groups={list(s.groups)}"
-            for i, s in enumerate(spec.stages)
+            for i, s in enumerate(stages)
         )
         changes.append(Change("updated", spec.slug, f"approval stages → {described or 'none'}"))
 
     current_users = set(role.eligibilities.filter(user__isnull=False).values_list("user__username", flat=True))
     current_groups = set(role.eligibilities.filter(group__isnull=False).values_list("group__name", flat=True))
-    add_users, drop_users = spec.eligible_users - current_users, current_users - spec.eligible_users
-    add_groups, drop_groups = spec.eligible_groups - current_groups, current_groups - spec.eligible_groups
+    add_users, drop_users = eligible_users - current_users, current_users - eligible_users
+    add_groups, drop_groups = eligible_groups - current_groups, current_groups - eligible_groups
     for user in User.objects.filter(username__in=add_users):
         Eligibility.objects.create(role=role, user=user)
     for group in Group.objects.filter(name__in=add_groups):
@@ -127,7 +142,7 @@ def _sync_role(spec: RoleSpec, now) -> list[Change]:
 
 
 def apply(
-    policy: Policy,
+    policy: schema.Policy,
     *,
     actor: AbstractBaseUser | None = None,
     prune: bool = False,
@@ -150,7 +165,7 @@ def apply(
     with transaction.atomic():
         in_file = {spec.slug for spec in policy.roles}
         for spec in policy.roles:
-            changes += _sync_role(spec, now)
+            changes += _sync_role(spec, *policy.eligible(spec.slug))
         for role in Role.objects.filter(managed_by_policy=True, retired_at__isnull=True).exclude(slug__in=in_file):
             if not prune:
                 changes.append(Change("kept", role.slug, "not in the file; --prune retires it"))
@@ -208,7 +223,7 @@ def apply(
 
     # Side effects after the catalog is committed: targets, then ended grants and requests.
     for spec in policy.roles:
-        connector_class(spec.connector)(spec.connector_config).prepare()
+        connector_class(spec.target.connector)(spec.target.config).prepare()
     for pk, reason in to_end:
         grant_revoke(grant_id=pk, actor=None, reason=f"policy: {reason}", end_reason=reason, via=via, now=now)
     for pk in to_cancel:

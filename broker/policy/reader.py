@@ -113,6 +113,15 @@ class Reader:
             return [self._convert(item, path + (i,)) for i, item in enumerate(node.value)]
         return self._scalar(node)
 
+    def located(self, path: Path, message: str) -> PolicyError:
+        """An error at `path`, on the line of the nearest part of it that is in the file."""
+        line = None
+        probe = path
+        while probe and line is None:
+            line = self.lines.get(probe)
+            probe = probe[:-1]
+        return PolicyError(dotted(path), line or self.lines.get(()), message)
+
     def _scalar(self, node: yaml.Node) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             return None
