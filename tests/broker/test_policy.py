@@ -217,3 +217,137 @@ def test_prune_ends_grants_of_people_no_longer_eligible(directory, active_grant)
     policy.apply(policy.load(without_alice), prune=True)
     grant.refresh_from_db()
     assert grant.end_reason == "eligibility_lost"
+
+
+def test_a_self_referencing_alias_is_refused_with_its_line_instead_of_recursing_forever(directory):
+    errors = errors_of("roles: &roles\n  - *roles\n")
+    assert errors == ["line 2: YAML aliases are not allowed (*roles, anchored on line 1); write the value out in full"]
+
+
+def test_an_alias_bomb_is_refused_as_aliases_without_being_expanded(directory):
+    lines = ['lol0: &lol0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"lol{n}: &lol{n} [{', '.join([f'*lol{n - 1}'] * 9)}]" for n in range(1, 10)]
+    errors = errors_of("\n".join(lines) + "\n")
+    assert errors == [
+        f"line {n + 1}: YAML aliases are not allowed (*lol{n - 1}, anchored on line {n}); write the value out in full"
+        for n in range(1, 10)
+    ]
+
+
+def test_a_merge_key_is_refused_like_any_alias(directory):
+    text = "defaults: &defaults {max_duration: 1h}\nroles:\n  - <<: *defaults\n    slug: x\n"
+    assert errors_of(text) == [
+        "line 3: YAML aliases are not allowed (*defaults, anchored on line 1); write the value out in full"
+    ]
+
+
+def test_nesting_deeper_than_any_policy_needs_is_refused_as_invalid_yaml(directory):
+    assert errors_of("roles: " + "[" * 500 + "]" * 500 + "\n") == [
+        "line 1: not valid YAML: nested more than 50 levels deep"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("written", "misspelt", "error"),
+    [
+        (
+            "eligibility:",
+            "owner: security\neligibility:",
+            "line 22: owner: unknown key (expected one of: eligibility, roles)",
+        ),
+        (
+            "requires_mfa: true",
+            "require_mfa: true",
+            "line 10: roles[0].require_mfa: unknown key (expected one of: approval, break_glass, default_duration, "
+            "description, max_duration, max_total_duration, min_duration, name, requires_justification, requires_mfa, "
+            "requires_ticket, slug, target)",
+        ),
+        (
+            "auto_approve: false",
+            "auto_aprove: false",
+            "line 13: roles[0].approval.auto_aprove: unknown key (expected one of: auto_approve, request_ttl, stages)",
+        ),
+        (
+            "required: 1",
+            "requires: 1",
+            "line 17: roles[0].approval.stages[0].requires: unknown key (expected one of: approvers, required)",
+        ),
+        (
+            "{users: [carol],",
+            "{user: [carol],",
+            "line 16: roles[0].approval.stages[0].approvers.user: unknown key (expected one of: groups, users)",
+        ),
+        (
+            "authoritative: false",
+            "authoritive: false",
+            "line 21: roles[0].target.authoritive: unknown key (expected one of: authoritative, config, connector)",
+        ),
+        (
+            "groups: [dba]\n",
+            "group: [dba]\n",
+            "line 25: eligibility[0].group: unknown key (expected one of: groups, role, users)",
+        ),
+    ],
+)
+def test_an_unknown_key_is_named_with_its_line_at_every_level(directory, written, misspelt, error):
+    assert errors_of(GOOD.replace(written, misspelt)) == [error]
+
+
+@pytest.mark.parametrize(
+    ("written", "wrong", "error"),
+    [
+        (
+            "requires_mfa: true",
+            'requires_mfa: "yes"',
+            "line 10: roles[0].requires_mfa: must be true or false, got 'yes'",
+        ),
+        ("requires_mfa: true", "requires_mfa:", "line 10: roles[0].requires_mfa: must be true or false, got None"),
+        (
+            "auto_approve: false",
+            "auto_approve: 0",
+            "line 13: roles[0].approval.auto_approve: must be true or false, got 0",
+        ),
+        (
+            "required: 1",
+            "required: true",
+            "line 17: roles[0].approval.stages[0].required: must be a whole number from 1 to 20, got True",
+        ),
+        (
+            "required: 1",
+            "required: 21",
+            "line 17: roles[0].approval.stages[0].required: must be a whole number from 1 to 20, got 21",
+        ),
+        ("name: Production database admin", "name: 42", "line 3: roles[0].name: must be text, got 42"),
+        ("users: [alice]", "users: alice", "line 24: eligibility[0].users: must be a list"),
+        (
+            "config: {group: prod-db-admins}",
+            "config: prod-db-admins",
+            "line 20: roles[0].target.config: must be a mapping",
+        ),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_named_with_its_line(directory, written, wrong, error):
+    assert errors_of(GOOD.replace(written, wrong)) == [error]
+
+
+def test_every_problem_of_a_file_is_reported_at_once_in_file_order(directory):
+    text = (
+        GOOD.replace("min_duration: 5m", "min_duration: 2h")
+        .replace("requires_mfa: true", 'requires_mfa: "yes"')
+        .replace("required: 1", "required: true")
+        .replace("connector: django_group", "connector: carrier_pigeon")
+        .replace("users: [alice]", "users: [alicia]")
+        .replace("eligibility:", "owner: security\neligibility:")
+    )
+    assert errors_of(text) == [
+        "line 7: roles[0].min_duration: is longer than default_duration",
+        "line 10: roles[0].requires_mfa: must be true or false, got 'yes'",
+        "line 17: roles[0].approval.stages[0].required: must be a whole number from 1 to 20, got True",
+        "line 19: roles[0].target.connector: unknown connector 'carrier_pigeon' (known: django_group)",
+        "line 22: owner: unknown key (expected one of: eligibility, roles)",
+        "line 25: eligibility[0].users[0]: no user 'alicia'",
+    ]
+
+
+def test_an_empty_entry_in_roles_is_an_error_not_skipped(directory):
+    assert errors_of("roles:\n  -\n") == ["line 2: roles[0]: is empty"]

@@ -1,0 +1,231 @@
+"""Applying a validated policy: make the catalog match it, idempotently, with one audit event."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, Group
+from django.db import transaction
+from django.utils import timezone
+
+from broker import audit
+from broker.durations import format_duration
+from broker.models import ApprovalStage, Eligibility, Role
+from broker.policy import schema
+
+User = get_user_model()
+
+
+@dataclass
+class Change:
+    kind: str  # created, updated, retired, restored, kept, grants_ended, warning
+    role: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind:<9} {self.role}{': ' + self.detail if self.detail else ''}"
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """An approval stage in a form that compares equal between the file and the database."""
+
+    users: tuple[str, ...]
+    groups: tuple[str, ...]
+    required: int
+
+
+def _catalog_values(spec: schema.Role) -> dict[str, Any]:
+    """The Role columns a policy sets, from where they are in the file."""
+    return {
+        "name": spec.name,
+        "description": spec.description,
+        "max_duration": spec.max_duration,
+        "default_duration": spec.default_duration,
+        "min_duration": spec.min_duration,
+        "max_total_duration": spec.max_total_duration,
+        "requires_justification": spec.requires_justification,
+        "requires_ticket": spec.requires_ticket,
+        "requires_mfa": spec.requires_mfa,
+        "break_glass": spec.break_glass,
+        "auto_approve": spec.approval.auto_approve,
+        "request_ttl": spec.approval.request_ttl,
+        "connector": spec.target.connector,
+        "connector_config": spec.target.config,
+        "authoritative": spec.target.authoritative,
+    }
+
+
+def _shown(value: Any) -> str:
+    return format_duration(value) if isinstance(value, timedelta) else repr(value)
+
+
+def _stages_of(role: Role) -> list[StageSpec]:
+    return [
+        StageSpec(
+            users=tuple(sorted(stage.users.values_list("username", flat=True))),
+            groups=tuple(sorted(stage.groups.values_list("name", flat=True))),
+            required=stage.required,
+        )
+        for stage in role.stages.order_by("position")
+    ]
+
+
+def _normal(stages: list[StageSpec]) -> list[StageSpec]:
+    return [
+        StageSpec(users=tuple(sorted(s.users)), groups=tuple(sorted(s.groups)), required=s.required) for s in stages
+    ]
+
+
+def _sync_role(spec: schema.Role, eligible_users: set[str], eligible_groups: set[str]) -> list[Change]:
+    changes: list[Change] = []
+    role = Role.objects.filter(slug=spec.slug).first()
+    values = _catalog_values(spec)
+    if role is None:
+        role = Role.objects.create(slug=spec.slug, managed_by_policy=True, **values)
+        changes.append(Change("created", spec.slug, spec.name))
+    else:
+        diffs = [
+            f"{name} {_shown(getattr(role, name))} → {_shown(value)}"
+            for name, value in values.items()
+            if getattr(role, name) != value
+        ]
+        if role.retired_at is not None:
+            role.retired_at = None
+            changes.append(Change("restored", spec.slug, "back in the policy file"))
+        if diffs or not role.managed_by_policy:
+            for name, value in values.items():
+                setattr(role, name, value)
+        role.managed_by_policy = True
+        if diffs or changes:
+            role.save()
+        if diffs:
+            changes.append(Change("updated", spec.slug, "; ".join(diffs)))
+
+    stages = [
+        StageSpec(users=tuple(s.approvers.users), groups=tuple(s.approvers.groups), required=s.required)
+        for s in spec.approval.stages
+    ]
+    if _stages_of(role) != _normal(stages):
+        role.stages.all().delete()
+        for position, stage in enumerate(stages):
+            row = ApprovalStage.objects.create(role=role, position=position, required=stage.required)
+            row.users.set(User.objects.filter(username__in=stage.users))
+            row.groups.set(Group.objects.filter(name__in=stage.groups))
+        described = "; ".join(
+            f"stage {i + 1}: {s.required} of users={list(s.users)} groups={list(s.groups)}"
+            for i, s in enumerate(stages)
+        )
+        changes.append(Change("updated", spec.slug, f"approval stages → {described or 'none'}"))
+
+    current_users = set(role.eligibilities.filter(user__isnull=False).values_list("user__username", flat=True))
+    current_groups = set(role.eligibilities.filter(group__isnull=False).values_list("group__name", flat=True))
+    add_users, drop_users = eligible_users - current_users, current_users - eligible_users
+    add_groups, drop_groups = eligible_groups - current_groups, current_groups - eligible_groups
+    for user in User.objects.filter(username__in=add_users):
+        Eligibility.objects.create(role=role, user=user)
+    for group in Group.objects.filter(name__in=add_groups):
+        Eligibility.objects.create(role=role, group=group)
+    role.eligibilities.filter(user__username__in=drop_users).delete()
+    role.eligibilities.filter(group__name__in=drop_groups).delete()
+    parts = []
+    if add_users or add_groups:
+        parts.append("eligible +" + ", +".join(sorted(add_users) + [f"group:{g}" for g in sorted(add_groups)]))
+    if drop_users or drop_groups:
+        parts.append("eligible -" + ", -".join(sorted(drop_users) + [f"group:{g}" for g in sorted(drop_groups)]))
+    if parts:
+        changes.append(Change("updated", spec.slug, "; ".join(parts)))
+    return changes
+
+
+def apply(
+    policy: schema.Policy,
+    *,
+    actor: AbstractBaseUser | None = None,
+    prune: bool = False,
+    dry_run: bool = False,
+    via: str = "cli",
+    source: str = "",
+    now=None,
+) -> list[Change]:
+    """Make the catalog match the policy. With dry_run, report the same changes and write nothing."""
+    from approvals.services import request_close_for_user
+    from broker.catalog import is_eligible
+    from grants.connectors import connector_class
+    from grants.models import Grant
+    from grants.services import grant_revoke
+
+    now = now or timezone.now()
+    changes: list[Change] = []
+    to_end: list[tuple[int, str]] = []
+    to_cancel: list[int] = []
+    with transaction.atomic():
+        in_file = {spec.slug for spec in policy.roles}
+        for spec in policy.roles:
+            changes += _sync_role(spec, *policy.eligible(spec.slug))
+        for role in Role.objects.filter(managed_by_policy=True, retired_at__isnull=True).exclude(slug__in=in_file):
+            if not prune:
+                changes.append(Change("kept", role.slug, "not in the file; --prune retires it"))
+                continue
+            role.retired_at = now
+            role.save(update_fields=["retired_at"])
+            changes.append(Change("retired", role.slug, "removed from the file"))
+            to_end += [
+                (pk, Grant.EndReason.ROLE_RETIRED)
+                for pk in role.grants.filter(status__in=["scheduled", "active"]).values_list("pk", flat=True)
+            ]
+            to_cancel += list(role.requests.filter(status="pending").values_list("pk", flat=True))
+
+        # Grants of people who are no longer eligible.
+        for spec in policy.roles:
+            live = Grant.objects.filter(role__slug=spec.slug, status__in=["scheduled", "active"]).select_related(
+                "user", "role"
+            )
+            lost = [g for g in live if not is_eligible(g.user, g.role)]
+            if lost and prune:
+                to_end += [(g.pk, Grant.EndReason.ELIGIBILITY_LOST) for g in lost]
+            elif lost:
+                who = ", ".join(sorted(g.user.get_username() for g in lost))
+                changes.append(
+                    Change(
+                        "warning",
+                        spec.slug,
+                        f"{who} no longer eligible but hold(s) a live grant until it expires; --prune ends it",
+                    )
+                )
+
+        verb = "to be " if dry_run else ""
+        if to_end:
+            changes.append(Change("ending", "-", f"{len(to_end)} live grant(s) {verb}ended"))
+        if to_cancel:
+            changes.append(Change("closing", "-", f"{len(to_cancel)} pending request(s) {verb}cancelled"))
+
+        real_changes = [c for c in changes if c.kind not in ("kept", "warning")]
+        if real_changes:
+            audit.record(
+                "policy.applied",
+                actor=actor,
+                target=("policy", policy.digest[:12]),
+                via=via,
+                data={
+                    "sha256": policy.digest,
+                    "source": source,
+                    "prune": prune,
+                    "changes": [str(c) for c in real_changes],
+                },
+            )
+        if dry_run:
+            transaction.set_rollback(True)
+            return changes
+
+    # Side effects after the catalog is committed: targets, then ended grants and requests.
+    for spec in policy.roles:
+        connector_class(spec.target.connector)(spec.target.config).prepare()
+    for pk, reason in to_end:
+        grant_revoke(grant_id=pk, actor=None, reason=f"policy: {reason}", end_reason=reason, via=via, now=now)
+    for pk in to_cancel:
+        request_close_for_user(request_id=pk, actor=actor, reason="the role was retired", via=via, now=now)
+    return changes
