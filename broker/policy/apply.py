@@ -38,25 +38,25 @@ class StageSpec:
     required: int
 
 
+# Where a Role column sits in a role's entry of the file, when it is not a key of the entry itself.
+_NESTED = {
+    "auto_approve": ("approval", "auto_approve"),
+    "request_ttl": ("approval", "request_ttl"),
+    "connector": ("target", "connector"),
+    "connector_config": ("target", "config"),
+    "authoritative": ("target", "authoritative"),
+}
+
+
 def _catalog_values(spec: schema.Role) -> dict[str, Any]:
-    """The Role columns a policy sets, from where they are in the file."""
-    return {
-        "name": spec.name,
-        "description": spec.description,
-        "max_duration": spec.max_duration,
-        "default_duration": spec.default_duration,
-        "min_duration": spec.min_duration,
-        "max_total_duration": spec.max_total_duration,
-        "requires_justification": spec.requires_justification,
-        "requires_ticket": spec.requires_ticket,
-        "requires_mfa": spec.requires_mfa,
-        "break_glass": spec.break_glass,
-        "auto_approve": spec.approval.auto_approve,
-        "request_ttl": spec.approval.request_ttl,
-        "connector": spec.target.connector,
-        "connector_config": spec.target.config,
-        "authoritative": spec.target.authoritative,
-    }
+    """The Role columns a policy sets (Role.POLICY_FIELDS), from where they are in the file."""
+    values = {}
+    for name in Role.POLICY_FIELDS:
+        value: Any = spec
+        for part in _NESTED.get(name, (name,)):
+            value = getattr(value, part)
+        values[name] = value
+    return values
 
 
 def _shown(value: Any) -> str:
@@ -173,17 +173,12 @@ def apply(
             role.retired_at = now
             role.save(update_fields=["retired_at"])
             changes.append(Change("retired", role.slug, "removed from the file"))
-            to_end += [
-                (pk, Grant.EndReason.ROLE_RETIRED)
-                for pk in role.grants.filter(status__in=["scheduled", "active"]).values_list("pk", flat=True)
-            ]
+            to_end += [(pk, Grant.EndReason.ROLE_RETIRED) for pk in role.grants.live().values_list("pk", flat=True)]
             to_cancel += list(role.requests.filter(status="pending").values_list("pk", flat=True))
 
         # Grants of people who are no longer eligible.
         for spec in policy.roles:
-            live = Grant.objects.filter(role__slug=spec.slug, status__in=["scheduled", "active"]).select_related(
-                "user", "role"
-            )
+            live = Grant.objects.live().filter(role__slug=spec.slug).select_related("user", "role")
             lost = [g for g in live if not is_eligible(g.user, g.role)]
             if lost and prune:
                 to_end += [(g.pk, Grant.EndReason.ELIGIBILITY_LOST) for g in lost]
