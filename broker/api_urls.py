@@ -1,4 +1,4 @@
-"""/api/v1/: the REST API (DESIGN.md, "REST API v1"), its OpenAPI schema and its docs page."""
+"""/api/v1/: the REST API (docs/design.md, "REST API v1"), its OpenAPI schema and its docs page."""
 
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView

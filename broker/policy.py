@@ -1,4 +1,4 @@
-"""Policy as code: read, validate and apply the roles-and-eligibility YAML file (DESIGN.md).
+"""Policy as code: read, validate and apply the roles-and-eligibility YAML file (docs/policy.md).
 
 Validation is complete before anything is written: a bad file changes nothing and every problem
 is reported with its line in the file. Applying is idempotent: a second run finds nothing to do,

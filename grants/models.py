@@ -17,7 +17,7 @@ ENDING_STATUSES = ("revoking", "revoke_failed")
 
 class GrantQuerySet(models.QuerySet):
     def effective(self, now: datetime | None = None) -> GrantQuerySet:
-        """The one rule that says whether a grant gives access right now (see DESIGN.md)."""
+        """The one rule that says whether a grant gives access right now (see docs/design.md)."""
         now = now or timezone.now()
         return self.filter(status=Grant.Status.ACTIVE, starts_at__lte=now, expires_at__gt=now)
 
