@@ -65,7 +65,7 @@ class Check:
 
 
 def grant_check(*, viewer: AbstractBaseUser, username: str, role_slug: str, now: datetime | None = None) -> Check:
-    """Does ``username`` hold ``role_slug`` right now, by the effective rule (DESIGN.md)?
+    """Does ``username`` hold ``role_slug`` right now, by the effective rule (docs/design.md)?
 
     One query, whoever asks: the effective grant and whether the viewer is an auditor come back
     in the same row (the viewer's), so the caller can refuse to answer about someone else.
