@@ -297,6 +297,35 @@ def may_decide(req: AccessRequest, user: AbstractBaseUser) -> bool:
     return True
 
 
+def _record_decision(
+    request_id: int,
+    approver: AbstractBaseUser,
+    verdict: str,
+    *,
+    comment: str,
+    via: str,
+    mfa_at: datetime | None,
+    now: datetime,
+) -> tuple[AccessRequest, ApprovalStage]:
+    """Inside the caller's transaction: lock the request, check that ``approver`` may decide its
+    current stage now (and, approving a role that requires MFA, with a fresh second factor), and
+    record the decision. Returns the locked request and the stage decided."""
+    req = _ensure_open(_lock(request_id), request_id, now)
+    stage = _ensure_may_decide(req, approver)
+    if verdict == Decision.Verdict.APPROVE and req.role.requires_mfa:
+        mfa.ensure_fresh(mfa_at, action=f"approving {req.role.slug}", now=now)
+    Decision.objects.create(
+        request=req,
+        approver=approver,
+        stage=stage.position,
+        verdict=verdict,
+        comment=comment,
+        channel=via,
+        created_at=now,
+    )
+    return req, stage
+
+
 def request_approve(
     *,
     request_id: int,
@@ -314,18 +343,8 @@ def request_approve(
     now = now or timezone.now()
     comment = _clean_text(comment, field="comment", required=False, limit=MAX_COMMENT, what="a comment")
     with transaction.atomic():
-        req = _ensure_open(_lock(request_id), request_id, now)
-        stage = _ensure_may_decide(req, approver)
-        if req.role.requires_mfa:
-            mfa.ensure_fresh(mfa_at, action=f"approving {req.role.slug}", now=now)
-        Decision.objects.create(
-            request=req,
-            approver=approver,
-            stage=stage.position,
-            verdict=Decision.Verdict.APPROVE,
-            comment=comment,
-            channel=via,
-            created_at=now,
+        req, stage = _record_decision(
+            request_id, approver, Decision.Verdict.APPROVE, comment=comment, via=via, mfa_at=mfa_at, now=now
         )
         stages = _stages(req.role)
         outcome = evaluate(
@@ -400,16 +419,8 @@ def request_deny(
     now = now or timezone.now()
     comment = _clean_text(comment, field="comment", required=True, limit=MAX_COMMENT, what="a comment")
     with transaction.atomic():
-        req = _ensure_open(_lock(request_id), request_id, now)
-        stage = _ensure_may_decide(req, approver)
-        Decision.objects.create(
-            request=req,
-            approver=approver,
-            stage=stage.position,
-            verdict=Decision.Verdict.DENY,
-            comment=comment,
-            channel=via,
-            created_at=now,
+        req, stage = _record_decision(
+            request_id, approver, Decision.Verdict.DENY, comment=comment, via=via, mfa_at=None, now=now
         )
         req.status = Status.DENIED
         req.decided_at = now
