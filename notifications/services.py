@@ -1,4 +1,6 @@
-"""Every message the broker sends: who gets it, what it says, and that it goes out at most once.
+"""The outbox: every message goes out at most once; and the periodic scan for reminders and warnings.
+
+What each message says and who gets it is messages.py.
 
 ``notify(kind, object_id, revision)`` is what the Celery task calls. For each recipient it first
 claims the (kind, object, recipient, revision) row of the outbox with a conditional insert (or a
@@ -10,52 +12,30 @@ the send leaves the row `sending`: that message is lost rather than sent twice (
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.template.loader import render_to_string
-from django.urls import reverse
 from django.utils import timezone
 
-from approvals import email_links
-from approvals.models import AccessRequest, Decision
-from broker import audit, links
-from broker.catalog import SECURITY_GROUP, stage_approvers
-from broker.durations import humanize_duration
+from approvals.models import AccessRequest
 from broker.notify import notify as notify_later
 from grants.models import Grant
+from notifications import messages
+from notifications.messages import Draft, expiry_warning_applies, reminder_due_at
 from notifications.models import Notification
 
 log = logging.getLogger(__name__)
 
 Kind = Notification.Kind
-User = get_user_model()
 
 
 class SendFailed(Exception):
     """Some messages could not be handed to the mail server; their rows are `failed`."""
-
-
-@dataclass
-class Draft:
-    recipient: AbstractBaseUser
-    subject: str
-    intro: list[str]
-    why: str
-    action_label: str
-    action_url: str
-    revision: int = 0
-    facts: list[tuple[str, str]] = field(default_factory=list)
-    more_links: list[tuple[str, str]] = field(default_factory=list)
-    # Work done only once the message is claimed (issuing a single-use link), returning overrides.
-    late: Callable[[], dict] | None = None
 
 
 # --- The outbox -------------------------------------------------------------------------------------
@@ -104,7 +84,7 @@ def _render(draft: Draft) -> EmailMultiAlternatives:
 def notify(*, kind: str, object_id: int, revision: int = 0, now: datetime | None = None) -> int:
     """Send the messages of one kind about one object; return how many went out now."""
     now = now or timezone.now()
-    drafts = BUILDERS[kind](object_id, revision, now)
+    drafts = messages.BUILDERS[kind](object_id, revision, now)
     sent, failed = 0, []
     for draft in drafts:
         if not claim(kind=kind, object_id=object_id, recipient=draft.recipient, revision=draft.revision, now=now):
@@ -151,347 +131,7 @@ def notify(*, kind: str, object_id: int, revision: int = 0, now: datetime | None
     return sent
 
 
-# --- Facts shown in messages ------------------------------------------------------------------------
-
-
-def _when(value: datetime | None) -> str:
-    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M %Z") if value else "—"
-
-
-def _person(user: AbstractBaseUser) -> str:
-    full = user.get_full_name()
-    return f"{full} ({user.get_username()})" if full else user.get_username()
-
-
-def _request_facts(req: AccessRequest) -> list[tuple[str, str]]:
-    facts = [
-        ("Who", _person(req.requester)),
-        ("Role", f"{req.role.name} ({req.role.slug})"),
-        ("How long", humanize_duration(req.duration) + (" more (extension)" if req.kind == "extension" else "")),
-        ("Justification", req.justification or "—"),
-        ("Ticket", req.ticket or "—"),
-    ]
-    if req.starts_at:
-        facts.insert(3, ("Starts", _when(req.starts_at)))
-    return facts
-
-
-def _grant_facts(grant: Grant) -> list[tuple[str, str]]:
-    return [
-        ("Role", f"{grant.role.name} ({grant.role.slug})"),
-        ("Holder", grant.user.get_username()),
-        ("From", _when(grant.starts_at)),
-        ("Until", _when(grant.expires_at)),
-    ]
-
-
-def _request(object_id: int) -> AccessRequest | None:
-    return AccessRequest.objects.select_related("role", "requester").filter(pk=object_id).first()
-
-
-def _grant(object_id: int) -> Grant | None:
-    return Grant.objects.select_related("role", "user", "request").filter(pk=object_id).first()
-
-
-def waiting_approvers(req: AccessRequest) -> list[AbstractBaseUser]:
-    """Approvers of the current stage who have not decided yet; never the requester."""
-    stages = list(req.role.stages.order_by("position"))
-    if req.current_stage >= len(stages):
-        return []
-    return list(
-        stage_approvers(stages[req.current_stage])
-        .exclude(pk=req.requester_id)
-        .exclude(pk__in=req.decisions.values("approver_id"))
-        .order_by("username")
-    )
-
-
-def security_people() -> list[AbstractBaseUser]:
-    return list(User.objects.filter(groups__name=SECURITY_GROUP, is_active=True).distinct().order_by("username"))
-
-
-# --- One builder per kind ---------------------------------------------------------------------------
-
-
-def _approver_drafts(req: AccessRequest, *, reminder: bool, revision: int, now: datetime) -> list[Draft]:
-    stages = req.role.stages.count()
-    drafts = []
-    for approver in waiting_approvers(req):
-
-        def late(approver=approver):
-            token = email_links.link_issue(request=req, approver=approver, now=now)
-            return {"action_url": links.absolute(reverse("approval-link", args=[token]))}
-
-        who = req.requester.get_username()
-        subject = (
-            f"Reminder: {who} is still waiting for {req.role.slug} (request #{req.pk})"
-            if reminder
-            else f"Decision needed: {who} asks for {req.role.slug} (request #{req.pk})"
-        )
-        intro = [
-            f"{who} asks for {req.role.name} for {humanize_duration(req.duration)}.",
-            "Half of the time to decide has passed without a decision." if reminder else "",
-            f"The request expires unanswered at {_when(req.expires_at)}.",
-            "The button opens a page with the facts; nothing is decided until you sign in, confirm with "
-            "your authenticator and press Approve or Deny there. The link works once, for you only.",
-        ]
-        drafts.append(
-            Draft(
-                recipient=approver,
-                revision=revision,
-                subject=subject,
-                intro=[line for line in intro if line],
-                facts=[*_request_facts(req), ("Stage", f"{req.current_stage + 1} of {stages}")],
-                why=f"You get this because you are an approver of stage {req.current_stage + 1} "
-                f"for the role {req.role.slug}.",
-                action_label="Review the request",
-                action_url="",
-                more_links=[
-                    ("Open the request in the portal", links.absolute(links.request_path(req.pk))),
-                    ("Your approvals inbox", links.absolute(links.inbox_path())),
-                ],
-                late=late,
-            )
-        )
-    return drafts
-
-
-def _decision_needed(object_id: int, revision: int, now: datetime) -> list[Draft]:
-    req = _request(object_id)
-    # A later version means a later message (with fresh links) replaces this one.
-    if req is None or req.status != AccessRequest.Status.PENDING or req.version != revision or now >= req.expires_at:
-        return []
-    return _approver_drafts(req, reminder=False, revision=revision, now=now)
-
-
-def _reminder(object_id: int, revision: int, now: datetime) -> list[Draft]:
-    req = _request(object_id)
-    if req is None or req.status != AccessRequest.Status.PENDING or req.current_stage != revision:
-        return []
-    if now >= req.expires_at or now < reminder_due_at(req):
-        return []
-    return _approver_drafts(req, reminder=True, revision=revision, now=now)
-
-
-def _requester_draft(req: AccessRequest, **fields) -> Draft:
-    return Draft(
-        recipient=req.requester,
-        why=f"You get this because you requested {req.role.slug} (request #{req.pk}).",
-        action_label="Open the request",
-        action_url=links.absolute(links.request_path(req.pk)),
-        **fields,
-    )
-
-
-def _approved(object_id: int, revision: int, now: datetime) -> list[Draft]:
-    req = _request(object_id)
-    if req is None or req.status != AccessRequest.Status.APPROVED:
-        return []
-    approvers = ", ".join(
-        req.decisions.filter(verdict=Decision.Verdict.APPROVE).values_list("approver__username", flat=True)
-    )
-    grant = req.extends_grant if req.kind == AccessRequest.Kind.EXTENSION else getattr(req, "grant", None)
-    facts = _request_facts(req) + [("Approved by", approvers or "policy")]
-    if grant is not None:
-        grant.refresh_from_db()
-        facts += [("Access from", _when(grant.starts_at)), ("Access until", _when(grant.expires_at))]
-    intro = [
-        f"Your request for {req.role.name} was approved."
-        if req.kind == AccessRequest.Kind.NEW
-        else f"Your extension of {req.role.name} was approved.",
-        "The access is switched on at the start time and off again at its end, by itself.",
-    ]
-    return [_requester_draft(req, subject=f"Approved: {req.role.slug} (request #{req.pk})", intro=intro, facts=facts)]
-
-
-def _denied(object_id: int, revision: int, now: datetime) -> list[Draft]:
-    req = _request(object_id)
-    if req is None or req.status != AccessRequest.Status.DENIED:
-        return []
-    decision = req.decisions.filter(verdict=Decision.Verdict.DENY).select_related("approver").first()
-    facts = _request_facts(req)
-    if decision is not None:
-        facts += [("Denied by", decision.approver.get_username()), ("Comment", decision.comment or "—")]
-    intro = [f"Your request for {req.role.name} was denied."]
-    return [_requester_draft(req, subject=f"Denied: {req.role.slug} (request #{req.pk})", intro=intro, facts=facts)]
-
-
-def _expired(object_id: int, revision: int, now: datetime) -> list[Draft]:
-    req = _request(object_id)
-    if req is None or req.status != AccessRequest.Status.EXPIRED:
-        return []
-    intro = [
-        f"Your request for {req.role.name} expired unanswered: {req.closed_reason or 'nobody decided in time'}.",
-        "Ask again if you still need the access.",
-    ]
-    return [
-        _requester_draft(
-            req,
-            subject=f"Expired unanswered: {req.role.slug} (request #{req.pk})",
-            intro=intro,
-            facts=_request_facts(req),
-        )
-    ]
-
-
-def _holder_draft(grant: Grant, **fields) -> Draft:
-    return Draft(
-        recipient=grant.user,
-        why=f"You get this because you hold (or held) {grant.role.slug} through grant #{grant.pk}.",
-        action_label="Open the grant",
-        action_url=links.absolute(links.grant_path(grant.pk)),
-        facts=_grant_facts(grant),
-        **fields,
-    )
-
-
-def _grant_active(object_id: int, revision: int, now: datetime) -> list[Draft]:
-    grant = _grant(object_id)
-    if grant is None or grant.status != Grant.Status.ACTIVE:
-        return []
-    intro = [
-        f"You now hold {grant.role.name}, until {_when(grant.expires_at)}.",
-        "Give it back early from the grant page when you are done.",
-    ]
-    return [_holder_draft(grant, subject=f"Active: {grant.role.slug} until {_when(grant.expires_at)}", intro=intro)]
-
-
-def expiry_warning_applies(grant: Grant) -> bool:
-    """Only grants longer than twice the lead get a warning (a 20-minute grant needs none)."""
-    return grant.expires_at - grant.starts_at > 2 * settings.NOTIFY_EXPIRY_LEAD
-
-
-def _grant_expiring(object_id: int, revision: int, now: datetime) -> list[Draft]:
-    grant = _grant(object_id)
-    if grant is None or grant.status != Grant.Status.ACTIVE or int(grant.expires_at.timestamp()) != revision:
-        return []
-    if (
-        not expiry_warning_applies(grant)
-        or not grant.expires_at - settings.NOTIFY_EXPIRY_LEAD <= now < grant.expires_at
-    ):
-        return []
-    left = humanize_duration(grant.expires_at - now)
-    intro = [
-        f"Your {grant.role.name} access ends in {left}, at {_when(grant.expires_at)}.",
-        "Finish or save your work; request an extension from the grant page if you need more time.",
-    ]
-    return [_holder_draft(grant, subject=f"Ends in {left}: {grant.role.slug}", revision=revision, intro=intro)]
-
-
-_ENDED_TEXT = {
-    Grant.EndReason.EXPIRY: "its time was up",
-    Grant.EndReason.RELINQUISHED: "you gave it back",
-    Grant.EndReason.REVOKED: "an administrator revoked it",
-    Grant.EndReason.RISK_SIGNAL: "a security signal about your account revoked it",
-    Grant.EndReason.ELIGIBILITY_LOST: "you are no longer eligible for the role",
-    Grant.EndReason.ROLE_RETIRED: "the role was retired",
-    Grant.EndReason.ACTIVATION_FAILED: "it could not be switched on in the target system",
-    Grant.EndReason.NOT_ACTIVATED: "it was never switched on before its end",
-}
-
-
-def _grant_ended(object_id: int, revision: int, now: datetime) -> list[Draft]:
-    grant = _grant(object_id)
-    if grant is None or grant.status not in (Grant.Status.EXPIRED, Grant.Status.REVOKED, Grant.Status.FAILED):
-        return []
-    why = _ENDED_TEXT.get(grant.end_reason, grant.end_reason or "it ended")
-    intro = [f"Your {grant.role.name} access has ended ({why}) and was removed at {_when(grant.ended_at)}."]
-    if grant.end_comment:
-        intro.append(f"Comment: {grant.end_comment}")
-    return [_holder_draft(grant, subject=f"Ended: {grant.role.slug} (grant #{grant.pk})", intro=intro)]
-
-
-def _security_drafts(grant: Grant, *, subject: str, intro: list[str], revision: int = 0) -> list[Draft]:
-    facts = _grant_facts(grant) + [("Justification", grant.request.justification or "—")]
-    return [
-        Draft(
-            recipient=person,
-            revision=revision,
-            subject=subject,
-            intro=intro,
-            facts=facts,
-            why=f"You get this because you are in the {SECURITY_GROUP} group.",
-            action_label="Open the grant",
-            action_url=links.absolute(links.grant_path(grant.pk)),
-        )
-        for person in security_people()
-    ]
-
-
-def _break_glass(object_id: int, revision: int, now: datetime) -> list[Draft]:
-    grant = _grant(object_id)
-    if grant is None or not grant.break_glass:
-        return []
-    who = grant.user.get_username()
-    intro = [
-        f"{who} activated the break-glass role {grant.role.name} without approval.",
-        "Check that it is justified; the grant waits for its post-hoc review.",
-    ]
-    return _security_drafts(grant, subject=f"Break-glass: {who} activated {grant.role.slug}", intro=intro)
-
-
-def _revoke_failed(object_id: int, revision: int, now: datetime) -> list[Draft]:
-    grant = _grant(object_id)
-    if grant is None or grant.status != Grant.Status.REVOKE_FAILED:
-        return []
-    intro = [
-        f"The broker could not remove {grant.user.get_username()}'s {grant.role.slug} access from the target "
-        f"system after {grant.attempts} attempts. The grant is no longer effective in the broker, but the "
-        "target may still give the access: remove it by hand, then retry from the admin.",
-        f"Last error: {grant.last_error or '—'}",
-        f"Next automatic retry: {_when(grant.next_attempt_at)}.",
-    ]
-    return _security_drafts(
-        grant,
-        subject=f"Revocation failing: {grant.role.slug} of {grant.user.get_username()} (grant #{grant.pk})",
-        intro=intro,
-        revision=revision,
-    )
-
-
-def _audit_broken(object_id: int, revision: int, now: datetime) -> list[Draft]:
-    """``object_id`` is the sequence number of the first event that does not fit the chain."""
-    result = audit.verify()
-    if result.ok or result.broken_seq != object_id:
-        return []  # nothing (or something else) is broken now: that finding has its own message
-    intro = [
-        f"The scheduled check of the audit trail found it broken at event #{result.broken_seq}: {result.reason}.",
-        f"Events up to #{result.head_seq} still verify (head hash {result.head_hash}). Compare with the head "
-        "hashes kept outside the database, and find out who changed the database directly.",
-    ]
-    return [
-        Draft(
-            recipient=person,
-            subject=f"Audit trail broken at event #{result.broken_seq}",
-            intro=intro,
-            why=f"You get this because you are in the {SECURITY_GROUP} group.",
-            action_label="Open the audit log",
-            action_url=links.absolute(links.audit_log_path()),
-        )
-        for person in security_people()
-    ]
-
-
-BUILDERS: dict[str, Callable[[int, int, datetime], list[Draft]]] = {
-    Kind.DECISION_NEEDED: _decision_needed,
-    Kind.REMINDER: _reminder,
-    Kind.APPROVED: _approved,
-    Kind.DENIED: _denied,
-    Kind.EXPIRED: _expired,
-    Kind.GRANT_ACTIVE: _grant_active,
-    Kind.GRANT_EXPIRING: _grant_expiring,
-    Kind.GRANT_ENDED: _grant_ended,
-    Kind.BREAK_GLASS: _break_glass,
-    Kind.REVOKE_FAILED: _revoke_failed,
-    Kind.AUDIT_BROKEN: _audit_broken,
-}
-
-
 # --- The periodic scan ------------------------------------------------------------------------------
-
-
-def reminder_due_at(req: AccessRequest) -> datetime:
-    return req.created_at + (req.expires_at - req.created_at) / 2
 
 
 def scan(*, now: datetime | None = None, batch: int = 500) -> dict[str, int]:
