@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.core.cache import cache
 from django.utils import timezone
 
 from approvals import services as approvals
@@ -28,6 +29,12 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_sep("-", "measured figures")
         for line in _figures:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Every test starts with an empty cache: rate-limit counters never leak from one test to the next."""
+    cache.clear()
 
 
 @pytest.fixture

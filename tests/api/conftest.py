@@ -3,7 +3,6 @@
 from types import SimpleNamespace
 
 import pytest
-from django.core.cache import cache
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
@@ -15,13 +14,6 @@ from grants import services as grants
 from tests.factories import UserFactory
 
 ALL = ("read", "request", "approve")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
