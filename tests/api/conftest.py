@@ -1,10 +1,8 @@
-"""API clients for the cast: a bearer token per person (any scopes), TOTP devices and codes."""
+"""API clients for the cast: a bearer token per person (any scopes), and a small world of requests and grants."""
 
 from types import SimpleNamespace
 
 import pytest
-from django_otp.oath import totp
-from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
 from accounts.tokens import token_create
@@ -33,18 +31,6 @@ def bearer(db):
         return client
 
     return make
-
-
-def enrol(user) -> TOTPDevice:
-    return TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
-
-
-def code(device: TOTPDevice) -> str:
-    return f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):06d}"
-
-
-def code_for(user) -> str:
-    return code(TOTPDevice.objects.get(user=user, confirmed=True))
 
 
 @pytest.fixture

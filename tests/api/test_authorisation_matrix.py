@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.api.conftest import ALL, code_for, enrol
+from tests.api.conftest import ALL
+from tests.otp import authenticator, code_of
 
 ADMIN = (*ALL, "admin")
 ACTORS = ("anonymous", "requester", "other", "approver", "auditor", "admin", "lacking")
@@ -179,13 +180,13 @@ def client_for(actor, row, world, bearer, anonymous):
 @pytest.mark.parametrize("row", ROWS, ids=lambda row: row.name.replace(" ", "-"))
 def test_authorisation_matrix(row, actor, world, bearer, anonymous):
     for person in (world.alice, world.bob, world.carol, world.erin, world.root):
-        enrol(person)
+        authenticator(person)
     spare = bearer(world.alice, scopes=("read",)).token
     path = row.path.format(pending=world.pending.pk, grant=world.grant.pk, spare_token=spare.pk)
     client, user = client_for(actor, row, world, bearer, anonymous)
     body = dict(row.body)
     if row.otp and user is not None:
-        body["otp"] = code_for(user)
+        body["otp"] = code_of(user)
     response = getattr(client, row.method)(path, body, format="json") if row.method != "get" else client.get(path)
 
     assert response.status_code == row.expected[actor], (response.status_code, response.content[:300])
@@ -195,11 +196,9 @@ def test_authorisation_matrix(row, actor, world, bearer, anonymous):
 
 
 def test_requester_cannot_approve_own_request_through_the_api(world, bearer):
-    enrol(world.alice)
+    authenticator(world.alice)
     alice = bearer(world.alice)
-    response = alice.post(
-        f"/api/v1/requests/{world.pending.pk}/approve/", {"otp": code_for(world.alice)}, format="json"
-    )
+    response = alice.post(f"/api/v1/requests/{world.pending.pk}/approve/", {"otp": code_of(world.alice)}, format="json")
     assert response.status_code == 403
     assert response.json()["error"] == "self_approval"
     world.pending.refresh_from_db()

@@ -6,7 +6,7 @@ import pytest
 
 from broker.models import AuditEvent
 from grants.models import Grant
-from tests.api.conftest import code_for, enrol
+from tests.otp import authenticator, code_of
 
 pytestmark = pytest.mark.django_db
 
@@ -108,11 +108,11 @@ def test_extension_beyond_the_lifetime_cap_is_a_field_error(world, bearer):
 def test_extension_of_a_role_that_requires_mfa_takes_an_otp(world, bearer):
     world.sandbox.requires_mfa = True
     world.sandbox.save()
-    enrol(world.alice)
+    authenticator(world.alice)
     alice = bearer(world.alice)
     path = f"/api/v1/grants/{world.grant.pk}/extend/"
     assert alice.post(path, {"duration_seconds": 60}, format="json").json()["error"] == "mfa_required"
-    response = alice.post(path, {"duration_seconds": 60, "otp": code_for(world.alice)}, format="json")
+    response = alice.post(path, {"duration_seconds": 60, "otp": code_of(world.alice)}, format="json")
     assert response.status_code == 201
 
 

@@ -6,7 +6,7 @@ from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from approvals import services as approvals
 from approvals.models import AccessRequest, IdempotencyKey
 from broker.models import AuditEvent, Channel
-from tests.api.conftest import code_for, enrol
+from tests.otp import authenticator, code_of, wrong_code_of
 
 pytestmark = pytest.mark.django_db
 
@@ -101,10 +101,10 @@ def test_a_failed_attempt_leaves_the_idempotency_key_free_for_a_corrected_retry(
 def test_a_retry_may_bring_a_fresh_one_time_code_under_the_same_key(clock, world, bearer):
     world.deploy.requires_mfa = True
     world.deploy.save()
-    device = enrol(world.alice)
+    device = authenticator(world.alice)
     alice = bearer(world.alice)
     first = alice.post(
-        "/api/v1/requests/", {**BODY, "otp": code_for(world.alice)}, format="json", HTTP_IDEMPOTENCY_KEY="k"
+        "/api/v1/requests/", {**BODY, "otp": code_of(world.alice)}, format="json", HTTP_IDEMPOTENCY_KEY="k"
     )
     assert first.status_code == 201
     clock.shift(30)
@@ -133,16 +133,16 @@ def mfa_role(world):
 
 
 def test_approving_a_role_that_requires_mfa_needs_the_otp(world, mfa_role, bearer):
-    enrol(world.carol)
+    authenticator(world.carol)
     response = bearer(world.carol).post(f"/api/v1/requests/{world.pending.pk}/approve/", {}, format="json")
     assert response.status_code == 403
     assert response.json()["error"] == "mfa_required"
 
 
 def test_approving_with_a_current_code_approves(world, mfa_role, bearer):
-    enrol(world.carol)
+    authenticator(world.carol)
     response = bearer(world.carol).post(
-        f"/api/v1/requests/{world.pending.pk}/approve/", {"otp": code_for(world.carol)}, format="json"
+        f"/api/v1/requests/{world.pending.pk}/approve/", {"otp": code_of(world.carol)}, format="json"
     )
     assert response.status_code == 200, response.content
     assert response.json()["status"] == "approved"
@@ -154,8 +154,8 @@ def test_a_code_is_refused_the_second_time(clock, world, mfa_role, bearer, make_
     second = approvals.request_create(requester=world.bob, role=other, justification="x", via=Channel.PORTAL)
     other.requires_mfa = True
     other.save()
-    enrol(world.carol)
-    code = code_for(world.carol)
+    authenticator(world.carol)
+    code = code_of(world.carol)
     carol = bearer(world.carol)
     assert carol.post(f"/api/v1/requests/{world.pending.pk}/approve/", {"otp": code}, format="json").status_code == 200
     replay = carol.post(f"/api/v1/requests/{second.pk}/approve/", {"otp": code}, format="json")
@@ -189,9 +189,9 @@ def test_a_backup_code_approves_too(world, mfa_role, bearer):
 
 def test_wrong_codes_are_throttled_with_retry_after_and_audited(clock, world, mfa_role, bearer, settings):
     settings.API_OTP_FAILURE_LIMIT = 2
-    device = enrol(world.carol)
+    device = authenticator(world.carol)
     carol = bearer(world.carol)
-    wrong = f"{(int(code_for(world.carol)) + 1) % 1_000_000:06d}"
+    wrong = wrong_code_of(world.carol)
     path = f"/api/v1/requests/{world.pending.pk}/approve/"
     statuses = []
     for _ in range(3):
@@ -206,13 +206,13 @@ def test_wrong_codes_are_throttled_with_retry_after_and_audited(clock, world, mf
 
 def test_requesting_a_break_glass_role_needs_a_code(world, bearer, make_role):
     make_role(slug="glass", break_glass=True, eligible=[world.alice])
-    enrol(world.alice)
+    authenticator(world.alice)
     alice = bearer(world.alice)
     refused = alice.post("/api/v1/requests/", {"role": "glass", "justification": "fire"}, format="json")
     assert refused.status_code == 403
     assert refused.json()["error"] == "mfa_required"
     allowed = alice.post(
-        "/api/v1/requests/", {"role": "glass", "justification": "fire", "otp": code_for(world.alice)}, format="json"
+        "/api/v1/requests/", {"role": "glass", "justification": "fire", "otp": code_of(world.alice)}, format="json"
     )
     assert allowed.status_code == 201
     assert allowed.json()["status"] == "approved"

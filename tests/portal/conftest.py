@@ -1,4 +1,4 @@
-"""Helpers for the portal's view tests: TOTP devices, fresh step-ups, bulk rows for query counts."""
+"""Helpers for the portal's view tests: fresh step-ups, bulk rows for query counts."""
 
 from datetime import timedelta
 
@@ -6,8 +6,6 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from django_otp.oath import totp
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import stepup
 from approvals.models import AccessRequest
@@ -16,15 +14,6 @@ from broker.catalog import SECURITY_GROUP
 from broker.models import Channel
 from grants.models import Grant
 from tests.factories import GroupFactory, UserFactory
-
-
-def device_for(user) -> TOTPDevice:
-    return TOTPDevice.objects.get_or_create(user=user, name="phone", defaults={"confirmed": True})[0]
-
-
-def code_of(user) -> str:
-    device = device_for(user)
-    return f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):06d}"
 
 
 def mark_fresh(client) -> None:

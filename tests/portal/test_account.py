@@ -7,7 +7,8 @@ from accounts.models import ApiToken
 from accounts.tokens import digest, token_create
 from broker import links
 from broker.models import AuditEvent
-from tests.portal.conftest import code_of, device_for, mark_fresh
+from tests.otp import authenticator, code_of
+from tests.portal.conftest import mark_fresh
 
 pytestmark = pytest.mark.django_db
 
@@ -107,7 +108,7 @@ def test_tokens_page_lists_only_my_tokens(client, requester, outsider):
 
 
 def test_creating_a_token_needs_a_code_and_shows_it_once(client, requester):
-    device_for(requester)
+    authenticator(requester)
     client.force_login(requester)
     response = client.post("/account/tokens/", {"name": "ci", "scopes": ["read"], "expires_in": "30"})
     assert response.status_code == 400

@@ -8,7 +8,8 @@ from approvals.models import AccessRequest, Decision
 from broker.models import AuditEvent
 from grants.models import Grant
 from tests.factories import UserFactory
-from tests.portal.conftest import code_of, device_for, mark_fresh
+from tests.otp import authenticator, code_of, wrong_code_of
+from tests.portal.conftest import mark_fresh
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +49,7 @@ def test_inbox_takes_constant_queries(client, approver, role, many_requests, con
 
 
 def test_approve_with_comment_and_code_in_one_form(client, pending, approver, django_capture_on_commit_callbacks):
-    device_for(approver)
+    authenticator(approver)
     client.force_login(approver)
     assert "id_code" in client.get(f"/requests/{pending.pk}/").content.decode()
     with django_capture_on_commit_callbacks(execute=True):
@@ -64,9 +65,9 @@ def test_approve_with_comment_and_code_in_one_form(client, pending, approver, dj
 
 
 def test_a_wrong_code_decides_nothing(client, pending, approver):
-    device_for(approver)
+    authenticator(approver)
     client.force_login(approver)
-    wrong = f"{(int(code_of(approver)) + 1) % 1_000_000:06d}"
+    wrong = wrong_code_of(approver)
     response = decide(client, pending, "approve", code=wrong)
     assert response.status_code == 400
     assert "wrong, expired or was already used" in response.content.decode()
@@ -75,7 +76,7 @@ def test_a_wrong_code_decides_nothing(client, pending, approver):
 
 
 def test_no_code_no_decision(client, pending, approver):
-    device_for(approver)
+    authenticator(approver)
     client.force_login(approver)
     response = decide(client, pending, "approve")
     assert response.status_code == 400
@@ -97,7 +98,7 @@ def test_deny_needs_a_comment(client, pending, approver):
 
 
 def test_deny_also_needs_a_step_up_in_the_portal(client, pending, approver):
-    device_for(approver)
+    authenticator(approver)
     client.force_login(approver)
     response = decide(client, pending, "deny", comment="no")
     assert response.status_code == 400
