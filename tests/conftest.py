@@ -8,9 +8,11 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from approvals import services as approvals
+from approvals.models import AccessRequest
 from broker.catalog import AUDITORS_GROUP
 from broker.models import Channel
 from grants import services as grants
+from grants.models import Grant
 from tests.factories import EligibilityFactory, GroupFactory, RoleFactory, StageFactory, UserFactory
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -120,12 +122,12 @@ def active_grant(role, request_role, approver):
 
     def make(duration=timedelta(hours=1), target_role=None):
         req = request_role(target_role or role, duration=duration, mfa_at=timezone.now())
-        if req.status == "pending":
+        if req.status == AccessRequest.Status.PENDING:
             req = approvals.request_approve(
                 request_id=req.pk, approver=approver, via=Channel.PORTAL, mfa_at=timezone.now()
             )
         grant = grants.grant_activate(grant_id=req.grant.pk)
-        assert grant.status == "active"
+        assert grant.status == Grant.Status.ACTIVE
         return grant
 
     return make

@@ -9,6 +9,7 @@ from accounts.tokens import token_create
 from approvals import services as approvals
 from broker.models import Channel
 from grants import services as grants
+from grants.models import Grant
 from tests.factories import UserFactory
 
 ALL = ("read", "request", "approve")
@@ -48,7 +49,7 @@ def world(db, requester, bob, approver, auditor, admin_user, make_role):
     pending = approvals.request_create(requester=requester, role=db_admin, justification="INC-1", via=Channel.PORTAL)
     auto = approvals.request_create(requester=requester, role=sandbox, via=Channel.PORTAL)
     grant = grants.grant_activate(grant_id=auto.grant.pk)
-    assert grant.status == "active"
+    assert grant.status == Grant.Status.ACTIVE
     return SimpleNamespace(
         alice=requester,
         bob=bob,
