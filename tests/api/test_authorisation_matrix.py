@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from approvals.models import AccessRequest
+from grants.models import Grant
 from tests.api.conftest import ALL
 from tests.otp import authenticator, code_of
 
@@ -214,8 +216,9 @@ def test_requester_who_is_also_a_stage_approver_still_cannot_approve_own_request
 
 def test_auditor_reads_everything_and_changes_nothing(world, bearer):
     erin = bearer(world.erin)
-    assert erin.get(f"/api/v1/requests/{world.pending.pk}/").status_code == 200
-    assert erin.get(f"/api/v1/grants/{world.grant.pk}/").status_code == 200
+    expires_at = world.grant.expires_at
+    assert erin.get(f"/api/v1/requests/{world.pending.pk}/").json()["id"] == world.pending.pk
+    assert erin.get(f"/api/v1/grants/{world.grant.pk}/").json()["id"] == world.grant.pk
     for path, body in [
         (f"/api/v1/requests/{world.pending.pk}/approve/", {}),
         (f"/api/v1/requests/{world.pending.pk}/deny/", {"comment": "no"}),
@@ -224,6 +227,10 @@ def test_auditor_reads_everything_and_changes_nothing(world, bearer):
         (f"/api/v1/grants/{world.grant.pk}/extend/", {"duration_seconds": 60}),
     ]:
         assert erin.post(path, body, format="json").status_code == 403, path
+    world.pending.refresh_from_db()
+    world.grant.refresh_from_db()
+    assert (world.pending.status, world.pending.decisions.count()) == (AccessRequest.Status.PENDING, 0)
+    assert (world.grant.status, world.grant.expires_at) == (Grant.Status.ACTIVE, expires_at)
 
 
 def test_staff_powers_need_the_admin_scope_on_a_token(world, bearer):

@@ -120,6 +120,8 @@ def test_a_session_that_just_stepped_up_creates_a_token_without_a_code(world, cl
     assert verified.status_code == 302
     response = client.post("/api/v1/tokens/", {"scopes": ["read"]}, content_type="application/json")
     assert response.status_code == 201, response.content
+    assert response.json()["scopes"] == ["read"]
+    assert with_token(response.json()["token"]).get("/api/v1/roles/").status_code == 200
 
 
 def test_a_token_cannot_mint_a_stronger_or_longer_lived_token(world, bearer):
