@@ -180,7 +180,7 @@ def client_for(actor, row, world, bearer, anonymous):
 
 @pytest.mark.parametrize("actor", ACTORS)
 @pytest.mark.parametrize("row", ROWS, ids=lambda row: row.name.replace(" ", "-"))
-def test_authorisation_matrix(row, actor, world, bearer, anonymous):
+def test_each_caller_gets_the_expected_status_from_each_endpoint(row, actor, world, bearer, anonymous):
     for person in (world.alice, world.bob, world.carol, world.erin, world.root):
         authenticator(person)
     spare = bearer(world.alice, scopes=("read",)).token

@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiToken
 from accounts.tokens import token_revoke
-from broker.models import AuditEvent
+from broker.models import AuditEvent, Channel
 from tests.otp import authenticator, code_of
 
 pytestmark = pytest.mark.django_db
@@ -35,7 +35,7 @@ def test_a_bad_bearer_token_is_401_with_a_bearer_challenge(world, header):
 def test_expired_and_revoked_tokens_are_401(clock, world, bearer):
     expiring = bearer(world.alice, expires_in=timedelta(hours=1))
     revoked = bearer(world.alice)
-    token_revoke(token_id=revoked.token.pk, owner=world.alice, via="cli")
+    token_revoke(token_id=revoked.token.pk, owner=world.alice, via=Channel.CLI)
     clock.shift(timedelta(hours=1))
     assert expiring.get("/api/v1/roles/").status_code == 401
     assert revoked.get("/api/v1/roles/").status_code == 401

@@ -18,7 +18,7 @@ def device(approver):
     return authenticator(approver)
 
 
-def test_login_page_renders(client):
+def test_the_login_page_shows_the_sign_in_form(client):
     response = client.get("/account/login/")
     assert response.status_code == 200
     assert b'name="username"' in response.content

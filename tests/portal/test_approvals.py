@@ -76,14 +76,14 @@ def test_a_wrong_code_decides_nothing(client, pending, approver):
     assert pending.status == "pending"
 
 
-def test_no_code_no_decision(client, pending, approver):
+def test_approving_without_a_code_is_refused_and_decides_nothing(client, pending, approver):
     authenticator(approver)
     client.force_login(approver)
     response = decide(client, pending, "approve")
     assert response.status_code == 400
     assert response.context["form"].errors["code"]
     pending.refresh_from_db()
-    assert pending.status == "pending"
+    assert pending.status == AccessRequest.Status.PENDING
 
 
 def test_deny_needs_a_comment(client, pending, approver):

@@ -65,7 +65,7 @@ def test_audit_log_names_the_first_broken_event(client, story, auditor):
         ("subject=nobody", set()),
     ],
 )
-def test_audit_log_filters(client, story, auditor, query, expected):
+def test_audit_log_shows_only_the_events_matching_the_filter(client, story, auditor, query, expected):
     client.force_login(auditor)
     page = client.get(f"/audit/?{query}").context["page"]
     assert {e.action for e in page.object_list} == expected
@@ -149,7 +149,7 @@ def test_review_period_is_validated(client, auditor):
     assert "at most 92 days" in response.content.decode()
 
 
-def test_review_empty_state(client, auditor):
+def test_the_review_page_says_when_nobody_held_a_privileged_role(client, auditor):
     client.force_login(auditor)
     assert "Nobody held a privileged role in this period." in client.get("/review/").content.decode()
 
