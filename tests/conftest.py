@@ -4,12 +4,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.core.cache import cache
 from django.utils import timezone
 
 from approvals import services as approvals
+from approvals.models import AccessRequest
 from broker.catalog import AUDITORS_GROUP
 from broker.models import Channel
 from grants import services as grants
+from grants.models import Grant
 from tests.factories import EligibilityFactory, GroupFactory, RoleFactory, StageFactory, UserFactory
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -28,6 +31,12 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_sep("-", "measured figures")
         for line in _figures:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Every test starts with an empty cache: rate-limit counters never leak from one test to the next."""
+    cache.clear()
 
 
 @pytest.fixture
@@ -113,12 +122,12 @@ def active_grant(role, request_role, approver):
 
     def make(duration=timedelta(hours=1), target_role=None):
         req = request_role(target_role or role, duration=duration, mfa_at=timezone.now())
-        if req.status == "pending":
+        if req.status == AccessRequest.Status.PENDING:
             req = approvals.request_approve(
                 request_id=req.pk, approver=approver, via=Channel.PORTAL, mfa_at=timezone.now()
             )
         grant = grants.grant_activate(grant_id=req.grant.pk)
-        assert grant.status == "active"
+        assert grant.status == Grant.Status.ACTIVE
         return grant
 
     return make

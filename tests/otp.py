@@ -1,4 +1,8 @@
-"""Helpers for second factors and messages in tests."""
+"""Helpers for second factors and messages in tests.
+
+A person's authenticator app is a confirmed TOTP device named "phone"; ``code_of`` reads the code it
+shows, given the device or its owner.
+"""
 
 import re
 
@@ -10,11 +14,29 @@ LINK = re.compile(r"https?://[^\s\"<>]+/email-link/[^\s\"<>/]+/")
 
 
 def authenticator(user) -> TOTPDevice:
+    """Give the user a confirmed authenticator app."""
     return TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
 
 
-def code_of(device: TOTPDevice) -> str:
-    return f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):06d}"
+def code_of(device_or_user, *, steps_ahead: int = 0) -> str:
+    """The code a TOTP device shows now (or ``steps_ahead`` time steps later).
+
+    Given a user, the device is their confirmed one (there must be exactly one); given a device,
+    that device, confirmed or not (enrolment confirms a device with its first code).
+    """
+    device = (
+        device_or_user
+        if isinstance(device_or_user, TOTPDevice)
+        else TOTPDevice.objects.get(user=device_or_user, confirmed=True)
+    )
+    code = totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits, drift=steps_ahead)
+    return f"{code:0{device.digits}d}"
+
+
+def wrong_code_of(device_or_user) -> str:
+    """A well-formed code that is not the one the device shows now."""
+    code = code_of(device_or_user)
+    return f"{(int(code) + 1) % 10 ** len(code):0{len(code)}d}"
 
 
 def messages_to(user) -> list:

@@ -1,27 +1,18 @@
-"""API clients for the cast: a bearer token per person (any scopes), TOTP devices and codes."""
+"""API clients for the cast: a bearer token per person (any scopes), and a small world of requests and grants."""
 
 from types import SimpleNamespace
 
 import pytest
-from django.core.cache import cache
-from django_otp.oath import totp
-from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
 from accounts.tokens import token_create
 from approvals import services as approvals
 from broker.models import Channel
 from grants import services as grants
+from grants.models import Grant
 from tests.factories import UserFactory
 
 ALL = ("read", "request", "approve")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
@@ -43,18 +34,6 @@ def bearer(db):
     return make
 
 
-def enrol(user) -> TOTPDevice:
-    return TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
-
-
-def code(device: TOTPDevice) -> str:
-    return f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):06d}"
-
-
-def code_for(user) -> str:
-    return code(TOTPDevice.objects.get(user=user, confirmed=True))
-
-
 @pytest.fixture
 def bob(db):
     """Another requester, eligible for the same roles as alice."""
@@ -70,7 +49,7 @@ def world(db, requester, bob, approver, auditor, admin_user, make_role):
     pending = approvals.request_create(requester=requester, role=db_admin, justification="INC-1", via=Channel.PORTAL)
     auto = approvals.request_create(requester=requester, role=sandbox, via=Channel.PORTAL)
     grant = grants.grant_activate(grant_id=auto.grant.pk)
-    assert grant.status == "active"
+    assert grant.status == Grant.Status.ACTIVE
     return SimpleNamespace(
         alice=requester,
         bob=bob,

@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.api.conftest import ALL, code_for, enrol
+from approvals.models import AccessRequest
+from grants.models import Grant
+from tests.api.conftest import ALL
+from tests.otp import authenticator, code_of
 
 ADMIN = (*ALL, "admin")
 ACTORS = ("anonymous", "requester", "other", "approver", "auditor", "admin", "lacking")
@@ -177,15 +180,15 @@ def client_for(actor, row, world, bearer, anonymous):
 
 @pytest.mark.parametrize("actor", ACTORS)
 @pytest.mark.parametrize("row", ROWS, ids=lambda row: row.name.replace(" ", "-"))
-def test_authorisation_matrix(row, actor, world, bearer, anonymous):
+def test_each_caller_gets_the_expected_status_from_each_endpoint(row, actor, world, bearer, anonymous):
     for person in (world.alice, world.bob, world.carol, world.erin, world.root):
-        enrol(person)
+        authenticator(person)
     spare = bearer(world.alice, scopes=("read",)).token
     path = row.path.format(pending=world.pending.pk, grant=world.grant.pk, spare_token=spare.pk)
     client, user = client_for(actor, row, world, bearer, anonymous)
     body = dict(row.body)
     if row.otp and user is not None:
-        body["otp"] = code_for(user)
+        body["otp"] = code_of(user)
     response = getattr(client, row.method)(path, body, format="json") if row.method != "get" else client.get(path)
 
     assert response.status_code == row.expected[actor], (response.status_code, response.content[:300])
@@ -195,11 +198,9 @@ def test_authorisation_matrix(row, actor, world, bearer, anonymous):
 
 
 def test_requester_cannot_approve_own_request_through_the_api(world, bearer):
-    enrol(world.alice)
+    authenticator(world.alice)
     alice = bearer(world.alice)
-    response = alice.post(
-        f"/api/v1/requests/{world.pending.pk}/approve/", {"otp": code_for(world.alice)}, format="json"
-    )
+    response = alice.post(f"/api/v1/requests/{world.pending.pk}/approve/", {"otp": code_of(world.alice)}, format="json")
     assert response.status_code == 403
     assert response.json()["error"] == "self_approval"
     world.pending.refresh_from_db()
@@ -215,8 +216,9 @@ def test_requester_who_is_also_a_stage_approver_still_cannot_approve_own_request
 
 def test_auditor_reads_everything_and_changes_nothing(world, bearer):
     erin = bearer(world.erin)
-    assert erin.get(f"/api/v1/requests/{world.pending.pk}/").status_code == 200
-    assert erin.get(f"/api/v1/grants/{world.grant.pk}/").status_code == 200
+    expires_at = world.grant.expires_at
+    assert erin.get(f"/api/v1/requests/{world.pending.pk}/").json()["id"] == world.pending.pk
+    assert erin.get(f"/api/v1/grants/{world.grant.pk}/").json()["id"] == world.grant.pk
     for path, body in [
         (f"/api/v1/requests/{world.pending.pk}/approve/", {}),
         (f"/api/v1/requests/{world.pending.pk}/deny/", {"comment": "no"}),
@@ -225,6 +227,10 @@ def test_auditor_reads_everything_and_changes_nothing(world, bearer):
         (f"/api/v1/grants/{world.grant.pk}/extend/", {"duration_seconds": 60}),
     ]:
         assert erin.post(path, body, format="json").status_code == 403, path
+    world.pending.refresh_from_db()
+    world.grant.refresh_from_db()
+    assert (world.pending.status, world.pending.decisions.count()) == (AccessRequest.Status.PENDING, 0)
+    assert (world.grant.status, world.grant.expires_at) == (Grant.Status.ACTIVE, expires_at)
 
 
 def test_staff_powers_need_the_admin_scope_on_a_token(world, bearer):

@@ -7,9 +7,9 @@ import pytest
 import time_machine
 from django.test import Client
 
-from tests.api.conftest import code_for, enrol
 from tests.conftest import T0
 from tests.factories import EligibilityFactory, GroupFactory, RoleFactory, StageFactory, UserFactory
+from tests.otp import authenticator, code_of
 
 PASSWORD = "correct horse battery staple"
 
@@ -25,7 +25,7 @@ def token_through_the_api(username: str, user) -> dict:
     session = login(username)
     response = session.post(
         "/api/v1/tokens/",
-        {"name": "pipeline", "scopes": ["read", "request", "approve"], "otp": code_for(user)},
+        {"name": "pipeline", "scopes": ["read", "request", "approve"], "otp": code_of(user)},
         content_type="application/json",
     )
     assert response.status_code == 201, response.content
@@ -41,8 +41,8 @@ def test_automation_requests_gets_approved_with_totp_checks_relinquishes_and_the
         role = RoleFactory(slug="prod-db-admin", requires_mfa=True, max_duration=timedelta(hours=4))
         StageFactory(role=role, users=[carol])
         EligibilityFactory(role=role, user=alice)
-        enrol(alice)
-        enrol(carol)
+        authenticator(alice)
+        authenticator(carol)
 
         # 1. Each person makes a token for their automation (session + one-time code).
         as_alice = token_through_the_api("alice", alice)
@@ -58,7 +58,7 @@ def test_automation_requests_gets_approved_with_totp_checks_relinquishes_and_the
         clock.shift(timedelta(seconds=30))
         created = api.post(
             "/api/v1/requests/",
-            {"role": "prod-db-admin", "duration_seconds": 1800, "justification": "INC-7", "otp": code_for(alice)},
+            {"role": "prod-db-admin", "duration_seconds": 1800, "justification": "INC-7", "otp": code_of(alice)},
             content_type="application/json",
             **as_alice,
         )
@@ -69,7 +69,7 @@ def test_automation_requests_gets_approved_with_totp_checks_relinquishes_and_the
         # 4. The approver approves with a TOTP code.
         approved = api.post(
             f"/api/v1/requests/{request_id}/approve/",
-            {"comment": "go ahead", "otp": code_for(carol)},
+            {"comment": "go ahead", "otp": code_of(carol)},
             content_type="application/json",
             **as_carol,
         )

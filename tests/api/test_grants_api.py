@@ -5,8 +5,8 @@ from datetime import timedelta
 import pytest
 
 from broker.models import AuditEvent
-from grants.models import Grant
-from tests.api.conftest import code_for, enrol
+from tests.factories import GrantFactory
+from tests.otp import authenticator, code_of
 
 pytestmark = pytest.mark.django_db
 
@@ -108,22 +108,19 @@ def test_extension_beyond_the_lifetime_cap_is_a_field_error(world, bearer):
 def test_extension_of_a_role_that_requires_mfa_takes_an_otp(world, bearer):
     world.sandbox.requires_mfa = True
     world.sandbox.save()
-    enrol(world.alice)
+    authenticator(world.alice)
     alice = bearer(world.alice)
     path = f"/api/v1/grants/{world.grant.pk}/extend/"
     assert alice.post(path, {"duration_seconds": 60}, format="json").json()["error"] == "mfa_required"
-    response = alice.post(path, {"duration_seconds": 60, "otp": code_for(world.alice)}, format="json")
+    response = alice.post(path, {"duration_seconds": 60, "otp": code_of(world.alice)}, format="json")
     assert response.status_code == 201
 
 
-def test_approvers_see_the_grants_of_requests_they_may_approve(world, bearer):
-    from approvals import services
-    from broker.models import Channel
-
-    services.request_cancel(request_id=world.pending.pk, requester=world.alice, via=Channel.PORTAL)
-    req = services.request_create(requester=world.alice, role=world.db_admin, justification="x", via=Channel.PORTAL)
-    services.request_approve(request_id=req.pk, approver=world.carol, via=Channel.PORTAL)
-    grant = Grant.objects.get(request=req)
+def test_approvers_see_the_grants_of_requests_they_may_approve_and_no_others(world, bearer):
+    grant = GrantFactory(user=world.alice, role=world.db_admin)  # carol approves db-admin
     carol = bearer(world.carol)
-    assert carol.get(f"/api/v1/grants/{grant.pk}/").status_code == 200
-    assert carol.get(f"/api/v1/grants/{world.grant.pk}/").status_code == 404
+    response = carol.get(f"/api/v1/grants/{grant.pk}/")
+    assert response.status_code == 200
+    assert (response.json()["id"], response.json()["role"]) == (grant.pk, "db-admin")
+    assert carol.get(f"/api/v1/grants/{world.grant.pk}/").status_code == 404  # sandbox: auto-approved
+    assert [g["id"] for g in carol.get("/api/v1/grants/").json()["results"]] == [grant.pk]

@@ -7,48 +7,26 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from approvals.models import AccessRequest, Decision
-from broker.models import AuditEvent, AuditHead
+from broker.models import AuditEvent, AuditHead, Channel
 from grants.models import Grant
+from tests.factories import DecisionFactory, GrantFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def make_rows(world, count: int) -> None:
+    """count expired grants of bob's, each with its approved request and carol's approval; count events."""
     now = timezone.now()
-    requests = AccessRequest.objects.bulk_create(
-        AccessRequest(
-            role=world.deploy,
-            requester=world.bob,
-            status="approved",
-            duration=timedelta(hours=1),
-            justification="bulk",
-            channel="api",
-            created_at=now - timedelta(minutes=i),
-            expires_at=now + timedelta(hours=1),
-            decided_at=now,
-        )
-        for i in range(count)
-    )
-    Decision.objects.bulk_create(
-        Decision(request=r, approver=world.carol, stage=0, verdict="approve", channel="api", created_at=now)
-        for r in requests
-    )
-    Grant.objects.bulk_create(
-        Grant(
-            request=r,
+    for i in range(count):
+        grant = GrantFactory(
             user=world.bob,
             role=world.deploy,
-            status="expired",
-            starts_at=now - timedelta(hours=2),
-            expires_at=now - timedelta(hours=1),
-            created_at=now,
-            ended_at=now,
-            end_reason="expiry",
-            ended_by=world.root,
+            status=Grant.Status.EXPIRED,
+            ended_by=world.root,  # every related person is filled in, so a query per row would show
+            created_at=now - timedelta(hours=2, minutes=i),
+            request__channel=Channel.API,
         )
-        for r in requests
-    )
+        DecisionFactory(request=grant.request, approver=world.carol, channel=Channel.API)
     last = AuditEvent.objects.order_by("-seq").first()
     AuditEvent.objects.bulk_create(
         AuditEvent(
@@ -59,7 +37,7 @@ def make_rows(world, count: int) -> None:
             action="bulk.event",
             target_type="request",
             target_id=str(i),
-            channel="api",
+            channel=Channel.API,
             data={"i": i},
             prev_hash="0" * 64,
             hash=f"{last.seq + 1 + i:064x}",

@@ -1,12 +1,17 @@
 """POST/GET requests/ and the decisions on them."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 
 from approvals import services as approvals
-from approvals.models import AccessRequest, IdempotencyKey
+from approvals.models import AccessRequest, Decision, IdempotencyKey
 from broker.models import AuditEvent, Channel
-from tests.api.conftest import code_for, enrol
+from grants.models import Grant
+from tests.factories import AccessRequestFactory
+from tests.otp import authenticator, code_of, wrong_code_of
 
 pytestmark = pytest.mark.django_db
 
@@ -101,10 +106,10 @@ def test_a_failed_attempt_leaves_the_idempotency_key_free_for_a_corrected_retry(
 def test_a_retry_may_bring_a_fresh_one_time_code_under_the_same_key(clock, world, bearer):
     world.deploy.requires_mfa = True
     world.deploy.save()
-    device = enrol(world.alice)
+    device = authenticator(world.alice)
     alice = bearer(world.alice)
     first = alice.post(
-        "/api/v1/requests/", {**BODY, "otp": code_for(world.alice)}, format="json", HTTP_IDEMPOTENCY_KEY="k"
+        "/api/v1/requests/", {**BODY, "otp": code_of(world.alice)}, format="json", HTTP_IDEMPOTENCY_KEY="k"
     )
     assert first.status_code == 201
     clock.shift(30)
@@ -133,16 +138,16 @@ def mfa_role(world):
 
 
 def test_approving_a_role_that_requires_mfa_needs_the_otp(world, mfa_role, bearer):
-    enrol(world.carol)
+    authenticator(world.carol)
     response = bearer(world.carol).post(f"/api/v1/requests/{world.pending.pk}/approve/", {}, format="json")
     assert response.status_code == 403
     assert response.json()["error"] == "mfa_required"
 
 
 def test_approving_with_a_current_code_approves(world, mfa_role, bearer):
-    enrol(world.carol)
+    authenticator(world.carol)
     response = bearer(world.carol).post(
-        f"/api/v1/requests/{world.pending.pk}/approve/", {"otp": code_for(world.carol)}, format="json"
+        f"/api/v1/requests/{world.pending.pk}/approve/", {"otp": code_of(world.carol)}, format="json"
     )
     assert response.status_code == 200, response.content
     assert response.json()["status"] == "approved"
@@ -154,8 +159,8 @@ def test_a_code_is_refused_the_second_time(clock, world, mfa_role, bearer, make_
     second = approvals.request_create(requester=world.bob, role=other, justification="x", via=Channel.PORTAL)
     other.requires_mfa = True
     other.save()
-    enrol(world.carol)
-    code = code_for(world.carol)
+    authenticator(world.carol)
+    code = code_of(world.carol)
     carol = bearer(world.carol)
     assert carol.post(f"/api/v1/requests/{world.pending.pk}/approve/", {"otp": code}, format="json").status_code == 200
     replay = carol.post(f"/api/v1/requests/{second.pk}/approve/", {"otp": code}, format="json")
@@ -178,20 +183,33 @@ def test_approver_without_a_device_sending_a_code_is_told_how_to_enrol(world, mf
     assert response.json()["error"] == "mfa_not_enrolled"
 
 
-def test_a_backup_code_approves_too(world, mfa_role, bearer):
+def test_a_backup_code_approves_the_request_records_the_decision_and_audits_it(world, mfa_role, bearer):
     static = StaticDevice.objects.create(user=world.carol, name="backup", confirmed=True)
     StaticToken.objects.create(device=static, token="abcd1234")
     response = bearer(world.carol).post(
-        f"/api/v1/requests/{world.pending.pk}/approve/", {"otp": "abcd1234"}, format="json"
+        f"/api/v1/requests/{world.pending.pk}/approve/", {"otp": "abcd1234", "comment": "ok"}, format="json"
     )
-    assert response.status_code == 200
+    assert response.status_code == 200, response.content
+    body = response.json()
+    grant = Grant.objects.get(request=world.pending)
+    assert body == {**body, "status": "approved", "grant": grant.pk, "current_stage": None}
+    assert [(d["approver"], d["verdict"], d["comment"], d["channel"]) for d in body["approvals"]] == [
+        ("carol", "approve", "ok", "api")
+    ]
+    world.pending.refresh_from_db()
+    assert (world.pending.status, world.pending.decided_at) == (AccessRequest.Status.APPROVED, grant.created_at)
+    decision = world.pending.decisions.get()
+    assert (decision.approver, decision.verdict, decision.channel) == (world.carol, Decision.Verdict.APPROVE, "api")
+    event = AuditEvent.objects.get(action="request.approved", target_id=str(world.pending.pk))
+    assert (event.actor, event.channel, event.data["approvers"]) == (world.carol, Channel.API, ["carol"])
+    assert not StaticToken.objects.filter(device=static).exists()  # spent
 
 
 def test_wrong_codes_are_throttled_with_retry_after_and_audited(clock, world, mfa_role, bearer, settings):
     settings.API_OTP_FAILURE_LIMIT = 2
-    device = enrol(world.carol)
+    device = authenticator(world.carol)
     carol = bearer(world.carol)
-    wrong = f"{(int(code_for(world.carol)) + 1) % 1_000_000:06d}"
+    wrong = wrong_code_of(world.carol)
     path = f"/api/v1/requests/{world.pending.pk}/approve/"
     statuses = []
     for _ in range(3):
@@ -206,13 +224,13 @@ def test_wrong_codes_are_throttled_with_retry_after_and_audited(clock, world, mf
 
 def test_requesting_a_break_glass_role_needs_a_code(world, bearer, make_role):
     make_role(slug="glass", break_glass=True, eligible=[world.alice])
-    enrol(world.alice)
+    authenticator(world.alice)
     alice = bearer(world.alice)
     refused = alice.post("/api/v1/requests/", {"role": "glass", "justification": "fire"}, format="json")
     assert refused.status_code == 403
     assert refused.json()["error"] == "mfa_required"
     allowed = alice.post(
-        "/api/v1/requests/", {"role": "glass", "justification": "fire", "otp": code_for(world.alice)}, format="json"
+        "/api/v1/requests/", {"role": "glass", "justification": "fire", "otp": code_of(world.alice)}, format="json"
     )
     assert allowed.status_code == 201
     assert allowed.json()["status"] == "approved"
@@ -222,12 +240,35 @@ def test_requesting_a_break_glass_role_needs_a_code(world, bearer, make_role):
 # --- Decisions --------------------------------------------------------------------------------------
 
 
-def test_approving_a_decided_request_is_a_conflict(world, bearer):
-    carol = bearer(world.carol)
-    assert carol.post(f"/api/v1/requests/{world.pending.pk}/deny/", {"comment": "no"}, format="json").status_code == 200
-    response = carol.post(f"/api/v1/requests/{world.pending.pk}/approve/", {}, format="json")
+def test_denying_ends_the_request_with_the_comment_recorded_and_audited(world, bearer):
+    response = bearer(world.carol).post(
+        f"/api/v1/requests/{world.pending.pk}/deny/", {"comment": "not during the freeze"}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body == {**body, "status": "denied", "grant": None, "current_stage": None}
+    assert [(d["approver"], d["verdict"], d["comment"]) for d in body["approvals"]] == [
+        ("carol", "deny", "not during the freeze")
+    ]
+    world.pending.refresh_from_db()
+    assert world.pending.status == AccessRequest.Status.DENIED
+    assert world.pending.decided_at is not None
+    assert not Grant.objects.filter(request=world.pending).exists()
+    event = AuditEvent.objects.get(action="request.denied")
+    assert (event.actor, event.channel, event.target_id) == (world.carol, Channel.API, str(world.pending.pk))
+    assert event.data["comment"] == "not during the freeze"
+
+
+def test_approving_a_decided_request_is_a_conflict_and_changes_nothing(world, bearer):
+    approvals.request_deny(request_id=world.pending.pk, approver=world.carol, comment="no", via=Channel.PORTAL)
+    response = bearer(world.carol).post(f"/api/v1/requests/{world.pending.pk}/approve/", {}, format="json")
     assert response.status_code == 409
     assert response.json()["error"] == "already_decided"
+    world.pending.refresh_from_db()
+    assert world.pending.status == AccessRequest.Status.DENIED
+    assert [d.verdict for d in world.pending.decisions.all()] == [Decision.Verdict.DENY]
+    trail = AuditEvent.objects.filter(target_type="request", target_id=str(world.pending.pk)).order_by("seq")
+    assert list(trail.values_list("action", flat=True)) == ["request.created", "request.denied"]
 
 
 def test_deny_needs_a_comment(world, bearer):
@@ -236,10 +277,14 @@ def test_deny_needs_a_comment(world, bearer):
     assert "comment" in response.json()["fields"]
 
 
-def test_cancelled_request_shows_its_status(world, bearer):
+def test_the_requester_cancels_a_pending_request_and_it_is_audited(world, bearer):
     response = bearer(world.alice).post(f"/api/v1/requests/{world.pending.pk}/cancel/", format="json")
     assert response.status_code == 200
-    assert response.json()["status"] == "cancelled"
+    assert (response.json()["id"], response.json()["status"]) == (world.pending.pk, "cancelled")
+    world.pending.refresh_from_db()
+    assert world.pending.status == AccessRequest.Status.CANCELLED
+    event = AuditEvent.objects.get(action="request.cancelled")
+    assert (event.actor, event.channel, event.target_id) == (world.alice, Channel.API, str(world.pending.pk))
 
 
 # --- Visibility and filters ------------------------------------------------------------------------
@@ -262,9 +307,11 @@ def test_each_caller_lists_what_they_may_see(world, bearer):
 
 
 def test_an_approver_still_sees_a_request_they_decided_after_leaving_the_stage(world, bearer):
-    bearer(world.carol).post(f"/api/v1/requests/{world.pending.pk}/deny/", {"comment": "no"}, format="json")
+    approvals.request_deny(request_id=world.pending.pk, approver=world.carol, comment="no", via=Channel.PORTAL)
     world.db_admin.stages.get().users.remove(world.carol)
-    assert bearer(world.carol).get(f"/api/v1/requests/{world.pending.pk}/").status_code == 200
+    response = bearer(world.carol).get(f"/api/v1/requests/{world.pending.pk}/")
+    assert response.status_code == 200
+    assert (response.json()["id"], response.json()["approvals"][0]["approver"]) == (world.pending.pk, "carol")
 
 
 def test_requests_filter_by_status_role_and_requester(world, bearer):
@@ -275,15 +322,13 @@ def test_requests_filter_by_status_role_and_requester(world, bearer):
     assert erin.get("/api/v1/requests/?status=sleeping").status_code == 400
 
 
-def test_lists_are_newest_first_and_paginated_with_a_bounded_page_size(clock, world, bearer):
-    for _ in range(3):
-        clock.shift(60)
-        approvals.request_cancel(
-            request_id=approvals.request_create(
-                requester=world.bob, role=world.deploy, justification="x", via=Channel.PORTAL
-            ).pk,
+def test_lists_are_newest_first_and_paginated_with_a_bounded_page_size(world, bearer):
+    for minutes in (1, 2, 3):
+        AccessRequestFactory(
             requester=world.bob,
-            via=Channel.PORTAL,
+            role=world.deploy,
+            status=AccessRequest.Status.CANCELLED,
+            created_at=timezone.now() + timedelta(minutes=minutes),
         )
     erin = bearer(world.erin)
     page = erin.get("/api/v1/requests/?page_size=2").json()

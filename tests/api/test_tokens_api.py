@@ -7,8 +7,8 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiToken
 from accounts.tokens import token_revoke
-from broker.models import AuditEvent
-from tests.api.conftest import code_for, enrol
+from broker.models import AuditEvent, Channel
+from tests.otp import authenticator, code_of
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +35,7 @@ def test_a_bad_bearer_token_is_401_with_a_bearer_challenge(world, header):
 def test_expired_and_revoked_tokens_are_401(clock, world, bearer):
     expiring = bearer(world.alice, expires_in=timedelta(hours=1))
     revoked = bearer(world.alice)
-    token_revoke(token_id=revoked.token.pk, owner=world.alice, via="cli")
+    token_revoke(token_id=revoked.token.pk, owner=world.alice, via=Channel.CLI)
     clock.shift(timedelta(hours=1))
     assert expiring.get("/api/v1/roles/").status_code == 401
     assert revoked.get("/api/v1/roles/").status_code == 401
@@ -87,9 +87,9 @@ def test_token_list_shows_prefix_scopes_and_use_but_never_the_secret(world, bear
 
 
 def test_token_created_through_the_api_is_shown_once_and_works(world, bearer):
-    enrol(world.alice)
+    authenticator(world.alice)
     response = bearer(world.alice).post(
-        "/api/v1/tokens/", {"name": "ci", "scopes": ["read"], "otp": code_for(world.alice)}, format="json"
+        "/api/v1/tokens/", {"name": "ci", "scopes": ["read"], "otp": code_of(world.alice)}, format="json"
     )
     assert response.status_code == 201
     text = response.json()["token"]
@@ -101,7 +101,7 @@ def test_token_created_through_the_api_is_shown_once_and_works(world, bearer):
 
 
 def test_token_creation_needs_a_one_time_code(world, bearer):
-    enrol(world.alice)
+    authenticator(world.alice)
     response = bearer(world.alice).post("/api/v1/tokens/", {"scopes": ["read"]}, format="json")
     assert response.status_code == 403
     assert response.json()["error"] == "mfa_required"
@@ -114,43 +114,45 @@ def test_token_creation_without_a_device_says_how_to_enrol(world, bearer):
 
 
 def test_a_session_that_just_stepped_up_creates_a_token_without_a_code(world, client):
-    enrol(world.alice)
+    authenticator(world.alice)
     client.force_login(world.alice)
-    verified = client.post("/account/mfa/verify/", {"code": code_for(world.alice)})
+    verified = client.post("/account/mfa/verify/", {"code": code_of(world.alice)})
     assert verified.status_code == 302
     response = client.post("/api/v1/tokens/", {"scopes": ["read"]}, content_type="application/json")
     assert response.status_code == 201, response.content
+    assert response.json()["scopes"] == ["read"]
+    assert with_token(response.json()["token"]).get("/api/v1/roles/").status_code == 200
 
 
 def test_a_token_cannot_mint_a_stronger_or_longer_lived_token(world, bearer):
-    enrol(world.alice)
+    authenticator(world.alice)
     parent = bearer(world.alice, scopes=("read", "request"), expires_in=timedelta(days=1))
     stronger = parent.post(
-        "/api/v1/tokens/", {"scopes": ["read", "approve"], "otp": code_for(world.alice)}, format="json"
+        "/api/v1/tokens/", {"scopes": ["read", "approve"], "otp": code_of(world.alice)}, format="json"
     )
     assert stronger.status_code == 403
     assert stronger.json()["error"] == "scope_escalation"
 
 
 def test_a_token_made_by_an_expiring_token_must_expire_no_later(clock, world, bearer):
-    enrol(world.alice)
+    authenticator(world.alice)
     parent = bearer(world.alice, expires_in=timedelta(days=1))
-    forever = parent.post("/api/v1/tokens/", {"scopes": ["read"], "otp": code_for(world.alice)}, format="json")
+    forever = parent.post("/api/v1/tokens/", {"scopes": ["read"], "otp": code_of(world.alice)}, format="json")
     assert forever.status_code == 400
     assert "expires_in_seconds" in forever.json()["fields"]
     clock.shift(timedelta(seconds=30))
     ok = parent.post(
         "/api/v1/tokens/",
-        {"scopes": ["read"], "expires_in_seconds": 3600, "otp": code_for(world.alice)},
+        {"scopes": ["read"], "expires_in_seconds": 3600, "otp": code_of(world.alice)},
         format="json",
     )
     assert ok.status_code == 201
 
 
 def test_admin_scope_is_only_for_staff(world, bearer):
-    enrol(world.alice)
+    authenticator(world.alice)
     response = bearer(world.alice, scopes=("read",)).post(
-        "/api/v1/tokens/", {"scopes": ["admin"], "otp": code_for(world.alice)}, format="json"
+        "/api/v1/tokens/", {"scopes": ["admin"], "otp": code_of(world.alice)}, format="json"
     )
     assert response.status_code == 403
     assert response.json()["error"] == "scope_escalation"
@@ -158,10 +160,10 @@ def test_admin_scope_is_only_for_staff(world, bearer):
 
 
 def test_admin_scope_cannot_come_from_a_session_of_a_non_staff_user(world, client):
-    enrol(world.alice)
+    authenticator(world.alice)
     client.force_login(world.alice)
     response = client.post(
-        "/api/v1/tokens/", {"scopes": ["admin"], "otp": code_for(world.alice)}, content_type="application/json"
+        "/api/v1/tokens/", {"scopes": ["admin"], "otp": code_of(world.alice)}, content_type="application/json"
     )
     assert response.status_code == 400
     assert "scopes" in response.json()["fields"]
@@ -216,11 +218,11 @@ def test_a_token_never_has_more_power_than_its_user(world, bearer):
 def test_a_session_that_just_stepped_up_approves_an_mfa_role_without_a_code(world, client):
     world.db_admin.requires_mfa = True
     world.db_admin.save()
-    enrol(world.carol)
+    authenticator(world.carol)
     client.force_login(world.carol)
     path = f"/api/v1/requests/{world.pending.pk}/approve/"
     assert client.post(path, {}, content_type="application/json").json()["error"] == "mfa_required"
-    assert client.post("/account/mfa/verify/", {"code": code_for(world.carol)}).status_code == 302
+    assert client.post("/account/mfa/verify/", {"code": code_of(world.carol)}).status_code == 302
     response = client.post(path, {}, content_type="application/json")
     assert response.status_code == 200, response.content
     assert response.json()["status"] == "approved"

@@ -5,14 +5,13 @@ import re
 from datetime import timedelta
 
 import pytest
-from django_otp.oath import totp
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import mfa, stepup
 from broker.errors import NotAllowed
 from broker.models import AuditEvent
-from tests.otp import authenticator, code_of
+from tests.otp import authenticator, code_of, wrong_code_of
 
 pytestmark = pytest.mark.django_db
 
@@ -79,7 +78,7 @@ def test_a_wrong_code_does_not_confirm(client, requester, clock):
     client.force_login(requester)
     client.get("/account/mfa/enrol/")
     device = pending_device(requester)
-    wrong = f"{(int(code_of(device)) + 1) % 1_000_000:06d}"
+    wrong = wrong_code_of(device)
     response = client.post("/account/mfa/enrol/", {"code": wrong})
     assert b"does not match" in response.content
     assert not TOTPDevice.objects.filter(user=requester, confirmed=True).exists()
@@ -169,12 +168,11 @@ def test_a_replayed_code_is_refused_on_the_verify_page(client, approver, clock):
 def test_wrong_codes_are_throttled_on_the_verify_page(client, approver, clock):
     device = authenticator(approver)
     client.force_login(approver)
-    client.post("/account/mfa/verify/", {"code": "000000" if code_of(device) != "000000" else "111111"})
+    client.post("/account/mfa/verify/", {"code": wrong_code_of(device)})
     response = client.post("/account/mfa/verify/", {"code": code_of(device)})
     assert b"too many wrong codes" in response.content
 
 
 def test_code_for_the_next_time_step_is_accepted_once(approver, clock):
     device = authenticator(approver)
-    next_code = f"{totp(device.bin_key, t0=device.t0 - 30, digits=6):06d}"
-    assert mfa.verify_code(user=approver, code=next_code) == device
+    assert mfa.verify_code(user=approver, code=code_of(device, steps_ahead=1)) == device

@@ -12,15 +12,6 @@ pytestmark = pytest.mark.django_db
 PASSWORD = "correct horse battery staple"
 
 
-@pytest.fixture(autouse=True)
-def _empty_cache():
-    from django.core.cache import cache
-
-    cache.clear()
-    yield
-    cache.clear()
-
-
 def sign_in(client, username="alice", password=PASSWORD, ip="192.0.2.1", **extra):
     return client.post("/account/login/", {"username": username, "password": password, **extra}, REMOTE_ADDR=ip)
 

@@ -3,53 +3,49 @@
 from datetime import timedelta
 
 import pytest
-from django_otp.oath import totp
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import mfa
 from broker.errors import NotAllowed, Throttled
 from tests.conftest import T0
+from tests.otp import authenticator, code_of, wrong_code_of
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def device(approver):
-    return TOTPDevice.objects.create(user=approver, name="phone", confirmed=True)
-
-
-def current_code(device) -> str:
-    return f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):06d}"
+    return authenticator(approver)
 
 
 def test_current_code_verifies(device, approver, clock):
-    assert mfa.verify_code(user=approver, code=current_code(device)) == device
+    assert mfa.verify_code(user=approver, code=code_of(device)) == device
 
 
 def test_the_same_code_is_refused_the_second_time(device, approver, clock):
-    code = current_code(device)
+    code = code_of(device)
     mfa.verify_code(user=approver, code=code)
     with pytest.raises(NotAllowed, match="already used"):
         mfa.verify_code(user=approver, code=code)
 
 
 def test_wrong_code_is_refused(device, approver, clock):
-    wrong = f"{(int(current_code(device)) + 1) % 1_000_000:06d}"
+    wrong = wrong_code_of(device)
     with pytest.raises(NotAllowed) as info:
         mfa.verify_code(user=approver, code=wrong)
     assert info.value.code == "mfa_invalid"
 
 
 def test_a_failure_throttles_the_next_attempt_until_the_delay_has_passed(device, approver, clock):
-    wrong = f"{(int(current_code(device)) + 1) % 1_000_000:06d}"
+    wrong = wrong_code_of(device)
     with pytest.raises(NotAllowed):
         mfa.verify_code(user=approver, code=wrong)
     with pytest.raises(Throttled) as info:
-        mfa.verify_code(user=approver, code=current_code(device))
+        mfa.verify_code(user=approver, code=code_of(device))
     assert info.value.retry_after >= 1
     clock.shift(timedelta(seconds=info.value.retry_after))
-    assert mfa.verify_code(user=approver, code=current_code(device)) == device
+    assert mfa.verify_code(user=approver, code=code_of(device)) == device
 
 
 def test_unconfirmed_device_does_not_count(approver):

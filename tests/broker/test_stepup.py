@@ -5,25 +5,20 @@ from datetime import timedelta
 import pytest
 from django.http import HttpResponse
 from django.test import RequestFactory
-from django_otp.oath import totp
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import stepup
 from broker.models import AuditEvent
+from tests.otp import authenticator, code_of, wrong_code_of
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def device(approver):
-    return TOTPDevice.objects.create(user=approver, name="phone", confirmed=True)
+    return authenticator(approver)
 
 
-def code_of(device) -> str:
-    return f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):06d}"
-
-
-def test_login_page_renders(client):
+def test_the_login_page_shows_the_sign_in_form(client):
     response = client.get("/account/login/")
     assert response.status_code == 200
     assert b'name="username"' in response.content
@@ -47,7 +42,7 @@ def test_correct_code_marks_the_session_and_returns_to_next(client, approver, de
 
 def test_wrong_code_shows_an_error_and_is_audited(client, approver, device, clock):
     client.force_login(approver)
-    wrong = f"{(int(code_of(device)) + 1) % 1_000_000:06d}"
+    wrong = wrong_code_of(device)
     response = client.post("/account/mfa/verify/", {"code": wrong})
     assert response.status_code == 200
     assert b"wrong, expired or was already used" in response.content

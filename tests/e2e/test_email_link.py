@@ -8,19 +8,13 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import Group
 from django.core import mail
-from django_otp.oath import totp
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from approvals.services import request_create
 from broker.models import Channel
 from tests.factories import EligibilityFactory, RoleFactory, StageFactory, UserFactory
+from tests.otp import authenticator, code_of
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
-
-
-def code_for(user) -> str:
-    device = TOTPDevice.objects.get(user=user)
-    return f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):06d}"
 
 
 def test_approver_decides_from_the_email_link_in_a_browser(person, live_server, settings):
@@ -28,7 +22,7 @@ def test_approver_decides_from_the_email_link_in_a_browser(person, live_server, 
     alice, carol = UserFactory(username="alice"), UserFactory(username="carol")
     leads = Group.objects.get_or_create(name="dba-leads")[0]
     carol.groups.add(leads)
-    TOTPDevice.objects.create(user=carol, name="phone", confirmed=True)
+    authenticator(carol)
     role = RoleFactory(slug="prod-db-admin", name="Production database admin", max_duration=timedelta(hours=4))
     StageFactory(role=role, position=0, required=1, groups=[leads])
     EligibilityFactory(role=role, user=alice)
@@ -45,7 +39,7 @@ def test_approver_decides_from_the_email_link_in_a_browser(person, live_server, 
     assert response.headers["referrer-policy"] == "no-referrer"
     assert page.get_by_role("heading", name="alice asks for Production database admin").is_visible()
     approver.shot("21-email-link-page")
-    page.get_by_label("One-time code").fill(code_for(carol))
+    page.get_by_label("One-time code").fill(code_of(carol))
     page.get_by_role("button", name="Approve").click()
     page.wait_for_load_state()
     approver.shot("22-email-link-approved")

@@ -16,19 +16,13 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group
-from django_otp.oath import totp
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from broker.catalog import AUDITORS_GROUP
 from grants.models import Grant
 from tests.factories import EligibilityFactory, RoleFactory, StageFactory, UserFactory
+from tests.otp import authenticator, code_of
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
-
-
-def code_for(user) -> str:
-    device = TOTPDevice.objects.get(user=user)
-    return f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):06d}"
 
 
 @pytest.fixture
@@ -40,7 +34,7 @@ def cast(db):
     leads = Group.objects.get_or_create(name="dba-leads")[0]
     carol.groups.add(leads)
     for user in (alice, carol):
-        TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+        authenticator(user)
     role = RoleFactory(
         slug="prod-db-admin",
         name="Production database admin",
@@ -94,7 +88,7 @@ def test_request_approve_hold_relinquish_and_audit(person, cast):
     assert page.locator("#id_code").get_attribute("aria-invalid") == "true"
     requester.shot("02-request-form-validation")
     page.get_by_label("1 h", exact=True).check()
-    page.get_by_label("One-time code").fill(code_for(alice))
+    page.get_by_label("One-time code").fill(code_of(alice))
     page.get_by_role("button", name="Send request").click()
     page.wait_for_url("**/requests/*/")
     assert page.get_by_text("Request sent").is_visible()
@@ -115,7 +109,7 @@ def test_request_approve_hold_relinquish_and_audit(person, cast):
     approver.shot("04-approver-inbox")
     apage.get_by_role("link", name="Review and decide").click()
     apage.get_by_label("Comment").fill("OK for the incident; keep it short.")
-    apage.get_by_label("One-time code").fill(code_for(carol))
+    apage.get_by_label("One-time code").fill(code_of(carol))
     approver.shot("05-approver-decision")
     apage.get_by_role("button", name="Approve").click()
     apage.wait_for_url("**/approvals/")
@@ -210,13 +204,13 @@ def test_break_glass_is_marked_confirmed_and_keyboard_usable(person, cast):
     warning = page.get_by_role("note")
     assert "security team is notified" in warning.inner_text()
     page.get_by_label("Justification").fill("SEV1: database down, on-call cannot reach approvers")
-    page.get_by_label("One-time code").fill(code_for(cast["alice"]))
+    page.get_by_label("One-time code").fill(code_of(cast["alice"]))
     page.get_by_role("button", name="Activate break-glass now").click()
     # Not confirmed yet: refused with the message next to the checkbox.
     assert page.get_by_text("This field is required.").is_visible()
     requester.shot("13-break-glass-confirm")
     page.get_by_label("I am activating emergency access").check()
-    page.get_by_label("One-time code").fill(code_for(cast["alice"]))
+    page.get_by_label("One-time code").fill(code_of(cast["alice"]))
     page.keyboard.press("Enter")
     page.wait_for_url("**/grants/*/")
     assert page.get_by_text("Security has been notified").is_visible()

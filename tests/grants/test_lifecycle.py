@@ -88,7 +88,7 @@ def test_effective_rule_at_and_around_expiry(active_grant, clock, offset, effect
     assert Grant.objects.effective(at).filter(pk=grant.pk).exists() is effective
 
 
-def test_effective_rule_before_start(active_grant):
+def test_a_grant_becomes_effective_exactly_at_its_start(active_grant):
     grant = active_grant()
     assert not grant.is_effective(grant.starts_at - timedelta(microseconds=1))
     assert grant.is_effective(grant.starts_at)
@@ -179,7 +179,7 @@ class TestExtension:
             requester=requester,
             duration=timedelta(hours=1),
             justification="still fixing",
-            via="api",
+            via=Channel.API,
         )
         assert (ext.kind, ext.status) == ("extension", "pending")
         approvals.request_approve(request_id=ext.pk, approver=approver, via=Channel.PORTAL)
@@ -196,14 +196,18 @@ class TestExtension:
                 requester=requester,
                 duration=timedelta(hours=2),
                 justification="x",
-                via="api",
+                via=Channel.API,
             )
 
     def test_policy_may_allow_a_longer_total_lifetime(self, make_role, approver, requester, active_grant):
         role = make_role(stages=[[approver]], max_total_duration=timedelta(hours=10))
         grant = active_grant(duration=timedelta(hours=4), target_role=role)
         ext = approvals.request_create(
-            extends_grant_id=grant.pk, requester=requester, duration=timedelta(hours=4), justification="x", via="api"
+            extends_grant_id=grant.pk,
+            requester=requester,
+            duration=timedelta(hours=4),
+            justification="x",
+            via=Channel.API,
         )
         approvals.request_approve(request_id=ext.pk, approver=approver, via=Channel.PORTAL)
         grant.refresh_from_db()
@@ -218,13 +222,17 @@ class TestExtension:
                 requester=outsider,
                 duration=timedelta(minutes=5),
                 justification="x",
-                via="api",
+                via=Channel.API,
             )
 
     def test_extension_approved_after_the_grant_ended_is_refused(self, active_grant, requester, approver, clock):
         grant = active_grant(duration=timedelta(hours=1))
         ext = approvals.request_create(
-            extends_grant_id=grant.pk, requester=requester, duration=timedelta(minutes=30), justification="x", via="api"
+            extends_grant_id=grant.pk,
+            requester=requester,
+            duration=timedelta(minutes=30),
+            justification="x",
+            via=Channel.API,
         )
         services.grant_relinquish(grant_id=grant.pk, user=requester, via=Channel.API)
         with pytest.raises(Conflict, match="ended"):
@@ -233,7 +241,11 @@ class TestExtension:
     def test_pending_extension_expires_when_its_grant_ends(self, active_grant, requester, clock):
         grant = active_grant(duration=timedelta(hours=1))
         ext = approvals.request_create(
-            extends_grant_id=grant.pk, requester=requester, duration=timedelta(minutes=30), justification="x", via="api"
+            extends_grant_id=grant.pk,
+            requester=requester,
+            duration=timedelta(minutes=30),
+            justification="x",
+            via=Channel.API,
         )
         services.grant_relinquish(grant_id=grant.pk, user=requester, via=Channel.API)
         approvals.requests_sweep(now=T0)
@@ -244,7 +256,11 @@ class TestExtension:
         role = make_role(auto_approve=True)
         grant = active_grant(duration=timedelta(minutes=30), target_role=role)
         approvals.request_create(
-            extends_grant_id=grant.pk, requester=requester, duration=timedelta(minutes=30), justification="x", via="api"
+            extends_grant_id=grant.pk,
+            requester=requester,
+            duration=timedelta(minutes=30),
+            justification="x",
+            via=Channel.API,
         )
         grant.refresh_from_db()
         assert grant.expires_at - grant.starts_at == timedelta(hours=1)

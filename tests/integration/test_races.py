@@ -96,7 +96,7 @@ def test_three_concurrent_sweeps_revoke_once_and_audit_once(cast, monkeypatch):
     role = RoleFactory(slug="counted", auto_approve=True, connector="counting", connector_config={"group": "counted"})
     EligibilityFactory(role=role, user=alice)
     grant = approvals.request_create(
-        requester=alice, role=role, duration=timedelta(minutes=5), justification="x", via="api"
+        requester=alice, role=role, duration=timedelta(minutes=5), justification="x", via=Channel.API
     ).grant
     assert grant_services.grant_activate(grant_id=grant.pk).status == "active"
 

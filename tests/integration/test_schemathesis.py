@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from django.utils import timezone
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import ApiToken
 from accounts.tokens import token_create
@@ -22,6 +21,7 @@ from approvals import services as approvals
 from broker.models import Channel
 from grants import services as grants
 from tests.factories import EligibilityFactory, RoleFactory, StageFactory, UserFactory
+from tests.otp import authenticator
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = Path(__file__).with_name("schemathesis.toml")
@@ -33,7 +33,7 @@ def seed() -> str:
     """A small world the fuzzer can reach: ids 1..5, roles sandbox/deploy/db, users alice/bob."""
     admin = UserFactory(username="st-admin", is_staff=True)
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
-    TOTPDevice.objects.create(user=admin, name="phone", confirmed=True)
+    authenticator(admin)
     sandbox = RoleFactory(slug="sandbox", auto_approve=True, requires_justification=False)
     deploy = RoleFactory(slug="deploy", max_duration=timedelta(hours=8))
     db = RoleFactory(slug="db", requires_mfa=True)

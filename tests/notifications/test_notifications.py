@@ -114,7 +114,7 @@ def test_approved_tells_the_requester_when_the_access_starts_and_ends(role, requ
 def test_denied_tells_the_requester_the_comment(role, request_role, requester, approver, sent):
     req = request_role(role)
     with sent():
-        approvals.request_deny(request_id=req.pk, approver=approver, comment="use the read replica", via="portal")
+        approvals.request_deny(request_id=req.pk, approver=approver, comment="use the read replica", via=Channel.PORTAL)
     message = only(messages_to(requester))
     assert message.subject == f"[Access broker] Denied: db-admin (request #{req.pk})"
     assert "Comment: use the read replica" in message.body
@@ -185,7 +185,11 @@ def test_an_extended_grant_is_warned_again_before_its_new_end(active_grant, requ
     clock.shift(timedelta(minutes=46))
     services.scan()
     req = approvals.request_create(
-        extends_grant_id=grant.pk, requester=requester, duration=timedelta(hours=1), justification="more", via="portal"
+        extends_grant_id=grant.pk,
+        requester=requester,
+        duration=timedelta(hours=1),
+        justification="more",
+        via=Channel.PORTAL,
     )
     approvals.request_approve(request_id=req.pk, approver=approver, via=Channel.PORTAL)
     clock.shift(timedelta(hours=1))

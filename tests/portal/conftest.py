@@ -1,30 +1,15 @@
-"""Helpers for the portal's view tests: TOTP devices, fresh step-ups, bulk rows for query counts."""
-
-from datetime import timedelta
+"""Helpers for the portal's view tests: fresh step-ups, audit events in bulk, query counts."""
 
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from django_otp.oath import totp
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import stepup
-from approvals.models import AccessRequest
 from broker import audit
 from broker.catalog import SECURITY_GROUP
 from broker.models import Channel
-from grants.models import Grant
 from tests.factories import GroupFactory, UserFactory
-
-
-def device_for(user) -> TOTPDevice:
-    return TOTPDevice.objects.get_or_create(user=user, name="phone", defaults={"confirmed": True})[0]
-
-
-def code_of(user) -> str:
-    device = device_for(user)
-    return f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):06d}"
 
 
 def mark_fresh(client) -> None:
@@ -39,57 +24,6 @@ def security(db):
     user = UserFactory(username="frank")
     user.groups.add(GroupFactory(name=SECURITY_GROUP))
     return user
-
-
-@pytest.fixture
-def many_requests(db):
-    """make(n, role=..., status=...): n requests by n different people, created directly (reads only)."""
-
-    made = [0]
-
-    def make(n, *, role, status="pending"):
-        now = timezone.now()
-        rows = []
-        start, made[0] = made[0], made[0] + n
-        for i in range(start, start + n):
-            user = UserFactory(username=f"req{i}")
-            rows.append(
-                AccessRequest(
-                    role=role,
-                    requester=user,
-                    status=status,
-                    duration=timedelta(hours=1),
-                    justification=f"reason {i}",
-                    channel=Channel.PORTAL,
-                    created_at=now - timedelta(minutes=1000 - i),
-                    expires_at=now + timedelta(hours=12),
-                )
-            )
-        return AccessRequest.objects.bulk_create(rows)
-
-    return make
-
-
-@pytest.fixture
-def many_grants(db, many_requests):
-    def make(n, *, role):
-        now = timezone.now()
-        requests = many_requests(n, role=role, status="approved")
-        return Grant.objects.bulk_create(
-            Grant(
-                request=r,
-                user=r.requester,
-                role=role,
-                status="active",
-                starts_at=now - timedelta(minutes=5),
-                expires_at=now + timedelta(minutes=55),
-                created_at=now - timedelta(minutes=5),
-                activated_at=now - timedelta(minutes=5),
-            )
-            for r in requests
-        )
-
-    return make
 
 
 @pytest.fixture

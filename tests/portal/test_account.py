@@ -6,8 +6,9 @@ from django.urls import reverse
 from accounts.models import ApiToken
 from accounts.tokens import digest, token_create
 from broker import links
-from broker.models import AuditEvent
-from tests.portal.conftest import code_of, device_for, mark_fresh
+from broker.models import AuditEvent, Channel
+from tests.otp import authenticator, code_of
+from tests.portal.conftest import mark_fresh
 
 pytestmark = pytest.mark.django_db
 
@@ -107,7 +108,7 @@ def test_tokens_page_lists_only_my_tokens(client, requester, outsider):
 
 
 def test_creating_a_token_needs_a_code_and_shows_it_once(client, requester):
-    device_for(requester)
+    authenticator(requester)
     client.force_login(requester)
     response = client.post("/account/tokens/", {"name": "ci", "scopes": ["read"], "expires_in": "30"})
     assert response.status_code == 400
@@ -137,11 +138,18 @@ def test_the_admin_scope_is_offered_to_staff_only(client, requester, admin_user)
     assert 'value="admin"' in client.get("/account/tokens/").content.decode()
 
 
-def test_revoking_a_token(client, requester, outsider):
-    mine, _ = token_create(user=requester, name="mine", via="cli")
-    theirs, _ = token_create(user=outsider, name="theirs", via="cli")
+def test_revoking_a_token_takes_a_post(client, requester):
+    mine, _ = token_create(user=requester, name="mine", via=Channel.CLI)
     client.force_login(requester)
     assert client.get(f"/account/tokens/{mine.pk}/revoke/").status_code == 405
+    mine.refresh_from_db()
+    assert mine.revoked_at is None
+
+
+def test_a_user_revokes_their_own_token_and_not_someone_elses(client, requester, outsider):
+    mine, _ = token_create(user=requester, name="mine", via=Channel.CLI)
+    theirs, _ = token_create(user=outsider, name="theirs", via=Channel.CLI)
+    client.force_login(requester)
     client.post(f"/account/tokens/{mine.pk}/revoke/")
     response = client.post(f"/account/tokens/{theirs.pk}/revoke/", follow=True)
     assert "does not exist" in response.content.decode()

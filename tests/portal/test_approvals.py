@@ -3,12 +3,14 @@
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from approvals.models import AccessRequest, Decision
 from broker.models import AuditEvent
 from grants.models import Grant
-from tests.factories import UserFactory
-from tests.portal.conftest import code_of, device_for, mark_fresh
+from tests.factories import AccessRequestFactory, DecisionFactory, UserFactory
+from tests.otp import authenticator, code_of, wrong_code_of
+from tests.portal.conftest import mark_fresh
 
 pytestmark = pytest.mark.django_db
 
@@ -22,16 +24,16 @@ def decide(client, req, verdict, **fields):
     return client.post(f"/requests/{req.pk}/decide/", {"verdict": verdict, **fields})
 
 
-def test_inbox_lists_requests_waiting_for_me_oldest_first_with_the_count_in_the_nav(
-    client, approver, role, many_requests
-):
-    older, newer = many_requests(2, role=role)
+def test_inbox_lists_requests_waiting_for_me_oldest_first_with_the_count_in_the_nav(client, approver, role):
+    now = timezone.now()
+    older = AccessRequestFactory(role=role, created_at=now - timedelta(minutes=2))
+    newer = AccessRequestFactory(role=role, created_at=now - timedelta(minutes=1))
     client.force_login(approver)
     response = client.get("/approvals/")
     body = response.content.decode()
     assert [r.pk for r in response.context["page"].object_list] == [older.pk, newer.pk]
     assert '<span class="count">2<span class="visually-hidden"> waiting for you</span></span>' in body
-    assert "reason 0" in body  # the facts needed to decide
+    assert older.justification in body  # the facts needed to decide
 
 
 def test_inbox_is_empty_for_the_requester_and_for_others(client, pending, requester, outsider, auditor):
@@ -42,13 +44,13 @@ def test_inbox_is_empty_for_the_requester_and_for_others(client, pending, reques
         assert "Nothing is waiting for you." in response.content.decode()
 
 
-def test_inbox_takes_constant_queries(client, approver, role, many_requests, constant_queries):
+def test_inbox_takes_constant_queries(client, approver, role, constant_queries):
     client.force_login(approver)
-    assert constant_queries("/approvals/", lambda n: many_requests(n, role=role)) <= 12
+    assert constant_queries("/approvals/", lambda n: AccessRequestFactory.create_batch(n, role=role)) <= 12
 
 
 def test_approve_with_comment_and_code_in_one_form(client, pending, approver, django_capture_on_commit_callbacks):
-    device_for(approver)
+    authenticator(approver)
     client.force_login(approver)
     assert "id_code" in client.get(f"/requests/{pending.pk}/").content.decode()
     with django_capture_on_commit_callbacks(execute=True):
@@ -64,9 +66,9 @@ def test_approve_with_comment_and_code_in_one_form(client, pending, approver, dj
 
 
 def test_a_wrong_code_decides_nothing(client, pending, approver):
-    device_for(approver)
+    authenticator(approver)
     client.force_login(approver)
-    wrong = f"{(int(code_of(approver)) + 1) % 1_000_000:06d}"
+    wrong = wrong_code_of(approver)
     response = decide(client, pending, "approve", code=wrong)
     assert response.status_code == 400
     assert "wrong, expired or was already used" in response.content.decode()
@@ -74,14 +76,14 @@ def test_a_wrong_code_decides_nothing(client, pending, approver):
     assert pending.status == "pending"
 
 
-def test_no_code_no_decision(client, pending, approver):
-    device_for(approver)
+def test_approving_without_a_code_is_refused_and_decides_nothing(client, pending, approver):
+    authenticator(approver)
     client.force_login(approver)
     response = decide(client, pending, "approve")
     assert response.status_code == 400
     assert response.context["form"].errors["code"]
     pending.refresh_from_db()
-    assert pending.status == "pending"
+    assert pending.status == AccessRequest.Status.PENDING
 
 
 def test_deny_needs_a_comment(client, pending, approver):
@@ -97,7 +99,7 @@ def test_deny_needs_a_comment(client, pending, approver):
 
 
 def test_deny_also_needs_a_step_up_in_the_portal(client, pending, approver):
-    device_for(approver)
+    authenticator(approver)
     client.force_login(approver)
     response = decide(client, pending, "deny", comment="no")
     assert response.status_code == 400
@@ -176,7 +178,7 @@ def test_approvers_through_a_group_see_the_request(client, requester, make_role,
     assert [r.pk for r in client.get("/approvals/").context["page"].object_list] == [req.pk]
 
 
-def test_decided_list_shows_my_decisions(client, pending, approver, role, many_requests):
+def test_decided_list_shows_my_decisions(client, pending, approver):
     client.force_login(approver)
     mark_fresh(client)
     decide(client, pending, "deny", comment="not now")
@@ -187,19 +189,10 @@ def test_decided_list_shows_my_decisions(client, pending, approver, role, many_r
     assert "not now" in response.content.decode()
 
 
-def test_decided_list_takes_constant_queries(client, approver, role, many_requests, constant_queries):
+def test_decided_list_takes_constant_queries(client, approver, role, constant_queries):
     def add(n):
-        Decision.objects.bulk_create(
-            Decision(
-                request=r,
-                approver=approver,
-                stage=0,
-                verdict="deny",
-                comment="no",
-                channel="portal",
-                created_at=r.created_at,
-            )
-            for r in many_requests(n, role=role, status="denied")
+        DecisionFactory.create_batch(
+            n, approver=approver, verdict=Decision.Verdict.DENY, comment="no", request__role=role
         )
 
     client.force_login(approver)

@@ -10,7 +10,9 @@ import pytest
 from django.utils import timezone
 
 from broker.models import AuditEvent
+from grants.models import Grant
 from grants.selectors import elevation_review
+from tests.factories import GrantFactory, UserFactory
 from tests.portal.conftest import mark_fresh
 
 pytestmark = pytest.mark.django_db
@@ -63,7 +65,7 @@ def test_audit_log_names_the_first_broken_event(client, story, auditor):
         ("subject=nobody", set()),
     ],
 )
-def test_audit_log_filters(client, story, auditor, query, expected):
+def test_audit_log_shows_only_the_events_matching_the_filter(client, story, auditor, query, expected):
     client.force_login(auditor)
     page = client.get(f"/audit/?{query}").context["page"]
     assert {e.action for e in page.object_list} == expected
@@ -106,7 +108,6 @@ def test_csv_export_defuses_spreadsheet_formulas(client, auditor, many_events):
 
     from broker import audit
     from broker.models import Channel
-    from tests.factories import UserFactory
 
     sneaky = UserFactory(username="+cmd")
     with transaction.atomic():
@@ -148,29 +149,31 @@ def test_review_period_is_validated(client, auditor):
     assert "at most 92 days" in response.content.decode()
 
 
-def test_review_empty_state(client, auditor):
+def test_the_review_page_says_when_nobody_held_a_privileged_role(client, auditor):
     client.force_login(auditor)
     assert "Nobody held a privileged role in this period." in client.get("/review/").content.decode()
 
 
-def test_review_takes_constant_queries(client, auditor, role, many_grants, constant_queries):
+def test_review_takes_constant_queries(client, auditor, role, constant_queries):
     client.force_login(auditor)
-    constant_queries("/review/", lambda n: many_grants(n, role=role))
+    constant_queries("/review/", lambda n: GrantFactory.create_batch(n, role=role))
 
 
-def test_elevation_review_counts_grants_per_day_and_hours_held(db, role, many_grants):
+def test_elevation_review_counts_grants_per_day_and_hours_held(db, role):
     start = datetime(2026, 3, 1, tzinfo=UTC)
-    now = start + timedelta(days=2, hours=12)
-    grants = many_grants(2, role=role)
-    for i, grant in enumerate(grants):
-        grant.starts_at = grant.activated_at = start + timedelta(days=i, hours=10)
-        grant.expires_at = grant.starts_at + timedelta(hours=2)
-        grant.ended_at = grant.starts_at + timedelta(hours=1, minutes=30)
-        grant.status = "expired"
-        grant.save()
-    review = elevation_review(start, start + timedelta(days=3), UTC, now=now)
+    for day, name in enumerate(("holder-a", "holder-b")):
+        starts_at = start + timedelta(days=day, hours=10)
+        GrantFactory(
+            role=role,
+            user=UserFactory(username=name),
+            status=Grant.Status.EXPIRED,
+            starts_at=starts_at,
+            expires_at=starts_at + timedelta(hours=2),
+            ended_at=starts_at + timedelta(hours=1, minutes=30),
+        )
+    review = elevation_review(start, start + timedelta(days=3), UTC, now=start + timedelta(days=2, hours=12))
     assert review.per_day == {role.slug: [1, 1, 0]}
-    assert review.hours_per_user == [("req0", 1.5), ("req1", 1.5)]
+    assert review.hours_per_user == [("holder-a", 1.5), ("holder-b", 1.5)]
     assert review.total_grants == 2
 
 

@@ -9,7 +9,7 @@ from approvals.models import AccessRequest
 from approvals.services import request_create
 from broker.models import AuditEvent, Channel
 from grants.models import Grant
-from tests.factories import UserFactory
+from tests.factories import GrantFactory, UserFactory
 from tests.portal.conftest import mark_fresh
 
 pytestmark = pytest.mark.django_db
@@ -125,9 +125,9 @@ def test_grant_list_mine_and_everyones(client, grant, requester, auditor, outsid
     assert [g.pk for g in client.get("/grants/?scope=all&status=live").context["page"].object_list] == [grant.pk]
 
 
-def test_grant_list_takes_constant_queries(client, auditor, role, many_grants, constant_queries):
+def test_grant_list_takes_constant_queries(client, auditor, role, constant_queries):
     client.force_login(auditor)
-    constant_queries("/grants/?scope=all", lambda n: many_grants(n, role=role))
+    constant_queries("/grants/?scope=all", lambda n: GrantFactory.create_batch(n, role=role))
 
 
 # --- Break-glass post-hoc review -------------------------------------------------------------------

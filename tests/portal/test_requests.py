@@ -10,7 +10,9 @@ from approvals import services as approvals
 from approvals.models import AccessRequest
 from broker.models import AuditEvent, Channel
 from grants.models import Grant
-from tests.portal.conftest import code_of, device_for, mark_fresh
+from tests.factories import AccessRequestFactory
+from tests.otp import authenticator, code_of, wrong_code_of
+from tests.portal.conftest import mark_fresh
 
 pytestmark = pytest.mark.django_db
 
@@ -116,13 +118,13 @@ def test_required_ticket_is_enforced(client, requester, make_role, approver):
 
 def test_a_role_requiring_mfa_asks_for_a_code_in_the_same_form(client, requester, make_role, approver, clock):
     role = make_role(stages=[[approver]], requires_mfa=True, slug="mfa-role")
-    device_for(requester)
+    authenticator(requester)
     client.force_login(requester)
     assert "id_code" in client.get(f"/roles/{role.slug}/request/").content.decode()
     response = post_request(client, role)
     assert response.status_code == 400
     assert response.context["form"].errors["code"]
-    response = post_request(client, role, code="000000" if code_of(requester) != "000000" else "111111")
+    response = post_request(client, role, code=wrong_code_of(requester))
     assert "wrong, expired or was already used" in response.content.decode()
     assert not AccessRequest.objects.exists()
     clock.shift(timedelta(seconds=3))  # django-otp throttles after a wrong code
@@ -248,9 +250,9 @@ def test_request_list_shows_mine_and_filters_by_status(client, pending, requeste
     assert f"/requests/{pending.pk}/" not in client.get("/requests/?status=denied").content.decode()
 
 
-def test_request_list_takes_constant_queries(client, requester, auditor, role, many_requests, constant_queries):
+def test_request_list_takes_constant_queries(client, auditor, role, constant_queries):
     client.force_login(auditor)
-    constant_queries("/requests/?scope=visible", lambda n: many_requests(n, role=role))
+    constant_queries("/requests/?scope=visible", lambda n: AccessRequestFactory.create_batch(n, role=role))
 
 
 def test_extension_and_schedule_fields_survive_a_round_trip_through_timezones(client):
