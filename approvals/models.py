@@ -101,7 +101,8 @@ class Decision(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.approver} {self.verdict}s request #{self.request_id}"
+        verb = "approved" if self.verdict == self.Verdict.APPROVE else "denied"
+        return f"{self.approver} {verb} request #{self.request_id}"
 
 
 class IdempotencyKey(models.Model):

@@ -50,7 +50,7 @@ def grants_live_for(user: AbstractBaseUser) -> QuerySet[Grant]:
 
 
 def break_glass_awaiting_review() -> QuerySet[Grant]:
-    return Grant.objects.filter(break_glass=True, reviewed_at__isnull=True).exclude(status="failed")
+    return Grant.objects.filter(break_glass=True, reviewed_at__isnull=True).exclude(status=Grant.Status.FAILED)
 
 
 # --- The decision point ----------------------------------------------------------------------------

@@ -21,7 +21,8 @@ class PayloadTooLarge(exceptions.APIException):
 
 class JSONParser(parsers.JSONParser):
     """UTF-8 JSON (RFC 8259), bounded in size. Whatever cannot be read is a 400, never a 500:
-    bad UTF-8, an unknown charset parameter, NaN, or nesting deep enough to exhaust the stack."""
+    bad UTF-8, NaN, or nesting deep enough to exhaust the stack. Bodies are read as UTF-8 whatever
+    charset parameter they declare (RFC 8259: JSON exchanged between systems is UTF-8)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         raw = stream.read(MAX_BODY_BYTES + 1)
