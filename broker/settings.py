@@ -277,6 +277,12 @@ REVOKE_RETRY_BASE = env_duration("REVOKE_RETRY_BASE", "2s")
 REVOKE_RETRY_MAX = env_duration("REVOKE_RETRY_MAX", "10m")
 REVOKE_FAILED_RETRY = env_duration("REVOKE_FAILED_RETRY", "1d")
 ACTIVATE_MAX_ATTEMPTS = env_int("ACTIVATE_MAX_ATTEMPTS", 5, minimum=1, maximum=100)
+# Connectors a deployment adds (dotted paths of Connector subclasses), besides the built-in ones
+# and those of installed packages' `access_broker.connectors` entry points.
+BROKER_CONNECTORS = env_list("BROKER_CONNECTORS")
+# After a call to a target times out or its connection is refused, further calls to that target
+# fail at once for this long (counted as failed attempts), so that it cannot stall the others.
+CONNECTOR_COOLDOWN = env_duration("CONNECTOR_COOLDOWN", "30s")
 # How long a second-factor verification counts for sensitive steps (step-up).
 MFA_STEP_UP_WINDOW = env_duration("MFA_STEP_UP_WINDOW", "5m")
 # Notifications: requesters are warned this long before a grant expires (only for grants longer

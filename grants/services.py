@@ -1,14 +1,18 @@
 """Every change of a grant's state. One function per transition, row locked, audited.
 
-Lock order, everywhere: AccessRequest rows, then Grant rows, then the audit head (taken last by
-``audit.record``). Connector calls happen while the grant's row is locked, before the audit head
-is taken, so that activation and removal of one grant never interleave and the audit chain is
-never held up by a slow target.
+Lock order, everywhere: AccessRequest rows, then Grant rows, then the access lock of the grant's
+piece of access for its holder (``AccessLock``), then the audit head (taken last by
+``audit.record``). Connector calls happen while the grant's row and its access lock are held,
+before the audit head is taken, so that activation and removal of one grant never interleave,
+two grants sharing one piece of access never both skip its removal, and the audit chain is never
+held up by a slow target (connector calls are bounded by their timeouts; see
+grants/connectors/base.py).
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -23,8 +27,8 @@ from broker.errors import Conflict, NotAllowed, NotFound
 from broker.jobs import enqueue, enqueue_on_commit
 from broker.models import Channel
 from broker.notify import Message, notify_on_commit
-from grants.connectors import ConnectorError, connector_for, set_access
-from grants.models import ENDING_STATUSES, Grant
+from grants.connectors import AccessEvent, Connector, ConnectorError, connector_for, set_access
+from grants.models import ENDING_STATUSES, AccessLock, Grant
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,45 @@ def _backoff(attempts: int) -> timedelta:
     base = settings.REVOKE_RETRY_BASE.total_seconds()
     delay = min(base * (2 ** max(0, attempts - 1)), settings.REVOKE_RETRY_MAX.total_seconds())
     return timedelta(seconds=delay)
+
+
+_EVENT_KEYS = uuid.UUID("5b0c3f44-5a35-4d8e-9d43-1d6f0a8e7c21")
+
+
+def event_key(*parts: object) -> str:
+    """An idempotency key for connectors: the same parts give the same key, on every retry."""
+    return str(uuid.uuid5(_EVENT_KEYS, ":".join(str(p) for p in parts)))
+
+
+def grant_event(grant: Grant, kind: str, *, operation: str | None = None) -> AccessEvent:
+    """What a connector is told of an operation on a grant; its key is the same on every retry of it."""
+    operation = operation or ("activate" if kind == "grant.activated" else "revoke")
+    return AccessEvent(
+        type=kind,
+        key=event_key(grant.pk, grant.created_at.isoformat(), operation),
+        username=grant.user.get_username(),
+        role=grant.role.slug,
+        grant_id=grant.pk,
+        starts_at=grant.starts_at,
+        expires_at=grant.expires_at,
+        justification=grant.request.justification if grant.request_id else "",
+        end_reason=grant.end_reason,
+    )
+
+
+def _hold_access(grant: Grant, connector: Connector) -> None:
+    AccessLock.objects.hold(connector.target_key(), grant.user)
+
+
+def drift_event(role, user: AbstractBaseUser, now: datetime) -> AccessEvent:
+    """Reconciliation removing standing access that no grant explains (authoritative targets)."""
+    return AccessEvent(
+        type="grant.revoked",
+        key=event_key("drift", role.slug, user.pk, now.isoformat()),
+        username=user.get_username(),
+        role=role.slug,
+        end_reason="drift",
+    )
 
 
 def _within_horizon(when: datetime, now: datetime) -> bool:
@@ -168,7 +211,9 @@ def grant_activate(*, grant_id: int, now: datetime | None = None, skip_locked: b
             return grant
 
         try:
-            set_access(connector_for(grant.role), grant.user, present=True)
+            connector = connector_for(grant.role)
+            _hold_access(grant, connector)
+            set_access(connector, grant.user, present=True, event=grant_event(grant, "grant.activated"))
         except Exception as exc:  # noqa: BLE001 - any connector failure is retried, never fatal
             return _activation_failed(grant, exc, now)
 
@@ -196,7 +241,8 @@ def _activation_failed(grant: Grant, exc: BaseException, now: datetime) -> Grant
     grant.attempts += 1
     grant.last_error = _error_text(exc)
     log.warning("grant %s: activation attempt %s failed: %s", grant.pk, grant.attempts, grant.last_error)
-    if grant.attempts >= settings.ACTIVATE_MAX_ATTEMPTS:
+    # A permanent refusal (a webhook's 400, a login missing on the target) is not worth retrying.
+    if grant.attempts >= settings.ACTIVATE_MAX_ATTEMPTS or getattr(exc, "permanent", False):
         grant.save(update_fields=["attempts", "last_error"])
         audit.record(
             "grant.connector_failed",
@@ -379,8 +425,12 @@ def _end_and_remove(
     return _remove(grant, now=now, via=via, actor=actor, ip=ip, first=True)
 
 
-def _still_needed_elsewhere(grant: Grant, connector) -> bool:
-    """Another live grant of this user gives the very same access (two roles, one target group)."""
+def _still_needed_elsewhere(grant: Grant, connector: Connector) -> bool:
+    """Another active grant of this user gives the very same access (two roles, one target group).
+
+    Asked while holding the access lock (``_hold_access``): a sibling's activation or removal
+    that started earlier has committed by then, and one that starts later waits for this one.
+    """
     others = Grant.objects.filter(user=grant.user, status=S.ACTIVE).exclude(pk=grant.pk).select_related("role")
     return any(connector_for(other.role).target_key() == connector.target_key() for other in others)
 
@@ -397,8 +447,9 @@ def _remove(
     """Remove the access in the target; only a confirmed removal ends the grant."""
     try:
         connector = connector_for(grant.role)
+        _hold_access(grant, connector)
         if not _still_needed_elsewhere(grant, connector):
-            set_access(connector, grant.user, present=False)
+            set_access(connector, grant.user, present=False, event=grant_event(grant, "grant.revoked"))
     except Exception as exc:  # noqa: BLE001 - any connector failure is retried, never fatal
         return _removal_failed(grant, exc, now=now, via=via, actor=actor, ip=ip, first=first)
 
@@ -453,7 +504,9 @@ def _removal_failed(
             **_facts(grant),
             data={"end_reason": grant.end_reason, "comment": grant.end_comment},
         )
-    exhausted = grant.attempts >= settings.REVOKE_MAX_ATTEMPTS
+    # A permanent refusal (a webhook's 400) goes to revoke_failed at once: retrying it soon cannot
+    # help, and security must hear of it now. The daily retry and the admin's retry still apply.
+    exhausted = grant.attempts >= settings.REVOKE_MAX_ATTEMPTS or getattr(exc, "permanent", False)
     if exhausted:
         grant.status = S.REVOKE_FAILED
         grant.next_attempt_at = now + settings.REVOKE_FAILED_RETRY

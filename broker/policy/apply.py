@@ -141,6 +141,28 @@ def _sync_role(spec: schema.Role, eligible_users: set[str], eligible_groups: set
     return changes
 
 
+def _check_targets(policy: schema.Policy, *, prepare: bool) -> list[Change]:
+    """Prepare each role's target (create a Django group, say) and report what is wrong in it.
+
+    A target that cannot be reached, or that lacks what the role names (a database role, an LDAP
+    group), is a warning: the catalog is applied all the same, and grants of that role fail, with
+    the reason, until the target is fixed.
+    """
+    from grants.connectors import ConnectorError, connector_class
+
+    warnings = []
+    for spec in policy.roles:
+        connector = connector_class(spec.target.connector)(spec.target.config, role_slug=spec.slug)
+        try:
+            if prepare:
+                connector.prepare()
+            problems = connector.check()
+        except ConnectorError as exc:
+            problems = [str(exc)]
+        warnings += [Change("warning", spec.slug, f"target {connector.describe()}: {p}") for p in problems]
+    return warnings
+
+
 def apply(
     policy: schema.Policy,
     *,
@@ -154,7 +176,6 @@ def apply(
     """Make the catalog match the policy. With dry_run, report the same changes and write nothing."""
     from approvals.services import request_close_for_user
     from broker.catalog import is_eligible
-    from grants.connectors import connector_class
     from grants.models import Grant
     from grants.services import grant_revoke
 
@@ -214,11 +235,11 @@ def apply(
             )
         if dry_run:
             transaction.set_rollback(True)
-            return changes
+    if dry_run:
+        return changes + _check_targets(policy, prepare=False)
 
     # Side effects after the catalog is committed: targets, then ended grants and requests.
-    for spec in policy.roles:
-        connector_class(spec.target.connector)(spec.target.config).prepare()
+    changes += _check_targets(policy, prepare=True)
     for pk, reason in to_end:
         grant_revoke(grant_id=pk, actor=None, reason=f"policy: {reason}", end_reason=reason, via=via, now=now)
     for pk in to_cancel:

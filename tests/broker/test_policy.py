@@ -148,7 +148,7 @@ def test_bad_file_reports_every_error_with_its_line_and_changes_nothing(director
     assert "line 10: roles[0].approval.stages[0].required: needs 2 approvals but names only 1 user(s)" in errors
     assert any(e.startswith("line 12: roles[0].target.connector: unknown connector 'carrier_pigeon'") for e in errors)
     assert any(e.startswith("line 16: roles[1].colour: unknown key") for e in errors)
-    assert any("roles[1].target.config: config.group" in e for e in errors)
+    assert any("roles[1].target.config.group: the name of the Django group to manage is required" in e for e in errors)
     assert "line 20: eligibility[0].role: no role 'missing' in this file" in errors
     assert not Role.objects.exists()
 
@@ -343,7 +343,7 @@ def test_every_problem_of_a_file_is_reported_at_once_in_file_order(directory):
         "line 7: roles[0].min_duration: is longer than default_duration",
         "line 10: roles[0].requires_mfa: must be true or false, got 'yes'",
         "line 17: roles[0].approval.stages[0].required: must be a whole number from 1 to 20, got True",
-        "line 19: roles[0].target.connector: unknown connector 'carrier_pigeon' (known: django_group)",
+        "line 19: roles[0].target.connector: unknown connector 'carrier_pigeon' (known: django_group, ldap_group, postgres_role, webhook)",
         "line 22: owner: unknown key (expected one of: eligibility, roles)",
         "line 25: eligibility[0].users[0]: no user 'alicia'",
     ]

@@ -22,17 +22,17 @@ class FlakyConnector(DjangoGroupConnector):
     name = "flaky"
     failures = 0
 
-    def revoke(self, user):
+    def revoke(self, user, event=None):
         if FlakyConnector.failures:
             FlakyConnector.failures -= 1
             raise ConnectorError("target unreachable")
-        super().revoke(user)
+        super().revoke(user, event)
 
-    def grant(self, user):
+    def grant(self, user, event=None):
         if FlakyConnector.failures:
             FlakyConnector.failures -= 1
             raise ConnectorError("target unreachable")
-        super().grant(user)
+        super().grant(user, event)
 
 
 @pytest.fixture
@@ -188,7 +188,7 @@ def test_expiry_with_the_target_down_is_never_marked_expired(flaky_role, active_
 
 def test_connector_that_claims_success_but_leaves_access_is_not_believed(active_grant, requester, monkeypatch, role):
     grant = active_grant()
-    monkeypatch.setattr(DjangoGroupConnector, "revoke", lambda self, user: None)
+    monkeypatch.setattr(DjangoGroupConnector, "revoke", lambda self, user, event=None: None)
     grant = services.grant_relinquish(grant_id=grant.pk, user=requester, via=Channel.API)
     assert grant.status == "revoking"
     assert "still shows the access" in grant.last_error

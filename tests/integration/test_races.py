@@ -83,10 +83,10 @@ class CountingConnector(DjangoGroupConnector):
     revokes = 0
     lock = threading.Lock()
 
-    def revoke(self, user):
+    def revoke(self, user, event=None):
         with CountingConnector.lock:
             CountingConnector.revokes += 1
-        super().revoke(user)
+        super().revoke(user, event)
 
 
 def test_three_concurrent_sweeps_revoke_once_and_audit_once(cast, monkeypatch):

@@ -210,7 +210,7 @@ def test_break_glass_activation_alerts_the_security_group(make_role, request_rol
 
 
 class DeadConnector(DjangoGroupConnector):
-    def revoke(self, user):
+    def revoke(self, user, event=None):
         raise ConnectorError("target unreachable")
 
 
