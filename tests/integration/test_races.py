@@ -200,8 +200,8 @@ def test_two_grants_on_one_group_expiring_in_two_sweepers_remove_the_membership(
         a, b = _granted(alice, first), _granted(alice, second)
         later = timezone.now() + timedelta(minutes=6)
         run_together(
-            lambda a=a: grant_services.grant_expire(grant_id=a.pk, now=later),
-            lambda b=b: grant_services.grant_expire(grant_id=b.pk, now=later),
+            lambda a=a, later=later: grant_services.grant_expire(grant_id=a.pk, now=later),
+            lambda b=b, later=later: grant_services.grant_expire(grant_id=b.pk, now=later),
         )
         assert set(Grant.objects.filter(pk__in=[a.pk, b.pk]).values_list("status", flat=True)) == {"expired"}
         assert not alice.groups.filter(name="shared-admins").exists()
