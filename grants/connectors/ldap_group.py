@@ -38,6 +38,7 @@ from grants.connectors.base import (
 )
 
 PLACEHOLDER = "{username}"
+_MARKER = "broker-username-goes-here"
 MEMBER_ATTRIBUTES = ("member", "uniqueMember")
 
 # LDAP result codes (RFC 4511) the connector treats as "nothing to do" or explains.
@@ -301,7 +302,7 @@ class LdapGroupConnector(Connector):
 
     def _username_of(self, conn: ldap3.Connection, dn: str) -> str | None:
         if "user_dn" in self.config:
-            template = _parsed(self.config["user_dn"].replace(PLACEHOLDER, "\x00"))
+            template = _parsed(self.config["user_dn"].replace(PLACEHOLDER, _MARKER))
             member = _parsed(dn)
             if template is None or member is None or len(template) != len(member):
                 return None
@@ -309,7 +310,7 @@ class LdapGroupConnector(Connector):
             for (t_attr, t_value), (m_attr, m_value) in zip(template, member, strict=True):
                 if t_attr != m_attr:
                     return None
-                if t_value == "\x00":
+                if t_value == _MARKER:
                     username = _unescape(m_value)
                 elif _unescape(t_value).casefold() != _unescape(m_value).casefold():
                     return None

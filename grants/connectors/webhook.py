@@ -203,3 +203,14 @@ def _json_or_none(answer: bytes) -> Any:
         return json.loads(answer)
     except ValueError:
         return None
+
+
+def verify(
+    secret_key: str, timestamp: str, signature: str, body: bytes, *, now: float | None = None, tolerance: int = 300
+) -> bool:
+    """The receiver's check (docs/connectors.md): the signature matches and the timestamp is recent."""
+    try:
+        age = abs((now if now is not None else time.time()) - int(timestamp))
+    except ValueError:
+        return False
+    return age <= tolerance and hmac.compare_digest(sign(secret_key, timestamp, body), signature)
