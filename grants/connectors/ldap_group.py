@@ -10,6 +10,8 @@ password comes from ``password_env`` or ``password_file``. Every call has ``time
 
 from __future__ import annotations
 
+import contextlib
+import math
 import re
 import ssl
 from collections.abc import Iterator
@@ -183,12 +185,13 @@ class LdapGroupConnector(Connector):
             version=ssl.PROTOCOL_TLS_CLIENT,
             ca_certs_file=self.config.get("ca_file"),
         )
-        server = ldap3.Server(url, tls=tls, connect_timeout=self.timeout, get_info=ldap3.NONE)
+        seconds = max(1, math.ceil(self.timeout))  # ldap3 takes whole seconds
+        server = ldap3.Server(url, tls=tls, connect_timeout=seconds, get_info=ldap3.NONE)
         conn = ldap3.Connection(
             server,
             user=self.config["bind_dn"],
             password=secret(self.config, "password"),
-            receive_timeout=self.timeout,
+            receive_timeout=seconds,
             auto_bind=ldap3.AUTO_BIND_NONE,
             raise_exceptions=False,
             auto_range=True,
@@ -196,8 +199,8 @@ class LdapGroupConnector(Connector):
         try:
             try:
                 conn.open()
-                if self.config.get("start_tls"):
-                    conn.start_tls()
+                if self.config.get("start_tls") and not conn.start_tls():
+                    raise PermanentConnectorError(f"{url}: StartTLS failed: {conn.last_error or self._said(conn)}")
                 if not conn.bind():
                     code = conn.result.get("result")
                     raise (
@@ -207,7 +210,8 @@ class LdapGroupConnector(Connector):
                     )(f"cannot bind as {self.config['bind_dn']!r}: {self._said(conn)}")
                 yield conn
             finally:
-                conn.unbind()
+                with contextlib.suppress(ldap_errors.LDAPException):  # the socket may be gone already
+                    conn.unbind()
         except (
             ldap_errors.LDAPSocketOpenError,
             ldap_errors.LDAPSocketReceiveError,

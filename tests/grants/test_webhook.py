@@ -158,7 +158,7 @@ def test_a_receiver_that_hangs_is_cut_off_by_the_timeout_and_then_cooled_down(re
         set_access(connector, requester, present=True, event=event)
     assert time.monotonic() - started < 2
     started = time.monotonic()
-    with pytest.raises(TargetUnavailable, match="not tried: webhook .* is cooling down"):
+    with pytest.raises(TargetUnavailable, match=r"not tried: webhook .* is cooling down"):
         set_access(connector, requester, present=True, event=event)
     assert time.monotonic() - started < 0.1
     assert len(receiver.received) == 1
