@@ -9,7 +9,7 @@ from approvals.models import AccessRequest
 from approvals.services import request_create
 from broker.models import AuditEvent, Channel
 from grants.models import Grant
-from tests.factories import GrantFactory, UserFactory
+from tests.factories import GrantFactory, RoleFactory, UserFactory
 from tests.portal.conftest import mark_fresh
 
 pytestmark = pytest.mark.django_db
@@ -186,6 +186,27 @@ def test_security_sees_break_glass_grants_but_not_others(client, glass_grant, gr
     client.force_login(security)
     assert client.get(f"/grants/{glass_grant.pk}/").status_code == 200
     assert client.get(f"/grants/{grant.pk}/").status_code == 404
+
+
+def test_security_sees_only_break_glass_grants_on_the_review_page(client, glass_grant, security):
+    ordinary = GrantFactory(user=UserFactory(username="olivia"), role=RoleFactory(slug="payroll-admin"))
+    client.force_login(security)
+    response = client.get("/review/")
+    body = response.content.decode()
+    assert f'href="/grants/{glass_grant.pk}/"' in body
+    # Neither the table nor the charts nor their figures mention the grant security may not see.
+    assert f'href="/grants/{ordinary.pk}/"' not in body
+    assert "olivia" not in body and "payroll-admin" not in body
+    assert response.context["figures"].total_grants == 1
+    assert [g.pk for g in response.context["grants"].object_list] == [glass_grant.pk]
+
+
+def test_auditors_see_every_grant_on_the_review_page(client, glass_grant, auditor):
+    ordinary = GrantFactory(user=UserFactory(username="olivia"), role=RoleFactory(slug="payroll-admin"))
+    client.force_login(auditor)
+    response = client.get("/review/")
+    assert response.context["figures"].total_grants == 2
+    assert {g.pk for g in response.context["grants"].object_list} == {glass_grant.pk, ordinary.pk}
 
 
 def test_a_user_with_only_a_pending_request_sees_no_grant(client, outsider):
