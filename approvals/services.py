@@ -249,9 +249,6 @@ def _open(req: AccessRequest, *, via: str, ip: str | None, now: datetime, detail
 def _notify_created(req: AccessRequest) -> None:
     if req.status == Status.PENDING:
         notify_on_commit(Message.DECISION_NEEDED, req.pk, req.version)
-    elif req.break_glass:
-        grant_id = req.extends_grant_id if req.kind == AccessRequest.Kind.EXTENSION else req.grant.pk
-        notify_on_commit(Message.BREAK_GLASS, grant_id)
 
 
 # --- Decisions --------------------------------------------------------------------------------
@@ -399,11 +396,15 @@ def _approve(
         data={"why": why, "approvers": approvers, "kind": req.kind, "break_glass": req.break_glass},
     )
     if req.kind == AccessRequest.Kind.EXTENSION:
-        grant_services.grant_extend(
+        grant = grant_services.grant_extend(
             grant_id=req.extends_grant_id, duration=req.duration, actor=actor, via=via, request_id=req.pk, now=now
         )
     else:
-        grant_services.grant_create(request=req, actor=actor, via=via, now=now)
+        grant = grant_services.grant_create(request=req, actor=actor, via=via, now=now)
+    if grant.break_glass:
+        # Security hears of every break-glass activation and of every extension of one. The
+        # request is the revision: each gets its own row in the outbox, none is taken for a repeat.
+        notify_on_commit(Message.BREAK_GLASS, grant.pk, req.pk)
 
 
 def request_deny(

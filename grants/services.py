@@ -255,9 +255,32 @@ def grant_extend(
         **_facts(grant),
         data={"request": request_id, "from": old, "to": grant.expires_at},
     )
+    if grant.break_glass and grant.reviewed_at is not None:
+        _reopen_review(grant, actor=actor, via=via, request_id=request_id)
     if grant.status == S.ACTIVE:
         _queue_expiry(grant, now)
     return grant
+
+
+def _reopen_review(grant: Grant, *, actor: AbstractBaseUser | None, via: str, request_id: int) -> None:
+    """More break-glass time is a new emergency decision: the review of the first one no longer covers it."""
+    previous = {
+        "at": grant.reviewed_at,
+        "by": grant.reviewed_by.get_username() if grant.reviewed_by else None,
+        "note": grant.review_note,
+    }
+    grant.reviewed_at = None
+    grant.reviewed_by = None
+    grant.review_note = ""
+    grant.save(update_fields=["reviewed_at", "reviewed_by", "review_note"])
+    audit.record(
+        "grant.review_reopened",
+        actor=actor,
+        target=grant,
+        via=via,
+        **_facts(grant),
+        data={"request": request_id, "expires_at": grant.expires_at, "previous": previous},
+    )
 
 
 # --- Ending ---------------------------------------------------------------------------------------

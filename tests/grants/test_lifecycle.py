@@ -277,6 +277,28 @@ def test_break_glass_grant_review_is_recorded_by_someone_else(make_role, request
     assert grant.reviewed_by == approver
 
 
+def test_extending_a_reviewed_break_glass_grant_reopens_its_review(make_role, request_role, approver, requester):
+    from grants.services import grant_review
+
+    role = make_role(break_glass=True, max_total_duration=timedelta(hours=8))
+    grant = request_role(role, justification="outage", mfa_at=timezone.now()).grant
+    grant_review(grant_id=grant.pk, reviewer=approver, note="justified by INC-9", via=Channel.PORTAL)
+    extension = approvals.request_create(
+        requester=requester,
+        extends_grant_id=grant.pk,
+        duration=timedelta(hours=1),
+        justification="still burning",
+        via=Channel.PORTAL,
+        mfa_at=timezone.now(),
+    )
+    grant.refresh_from_db()
+    assert (grant.reviewed_at, grant.reviewed_by, grant.review_note) == (None, None, "")
+    event = AuditEvent.objects.get(action="grant.review_reopened", target_id=str(grant.pk))
+    assert event.data["request"] == extension.pk
+    assert event.data["previous"]["by"] == approver.username
+    assert event.data["previous"]["note"] == "justified by INC-9"
+
+
 def test_the_target_group_is_created_on_demand(active_grant, role):
     Group.objects.filter(name=role.connector_config["group"]).delete()
     active_grant()

@@ -16,6 +16,7 @@ from grants import services as grants
 from grants.connectors import REGISTRY, ConnectorError
 from grants.connectors.django_group import DjangoGroupConnector
 from notifications import services, tasks
+from notifications.messages import _when
 from notifications.models import Notification
 from tests.factories import EligibilityFactory, GroupFactory, RoleFactory, UserFactory
 from tests.otp import html_of, messages_to
@@ -207,6 +208,30 @@ def test_break_glass_activation_alerts_the_security_group(make_role, request_rol
     assert "because you are in the security group" in message.body
     assert f"/grants/{req.grant.pk}/" in message.body
     assert messages_to(requester)  # and alice hears her grant is active
+
+
+def test_a_break_glass_extension_alerts_security_again_with_the_new_expiry(
+    make_role, request_role, security, requester, sent
+):
+    role = make_role(slug="glass", break_glass=True, max_total_duration=timedelta(hours=8))
+    with sent():
+        grant = request_role(role, mfa_at=timezone.now(), justification="prod is down").grant
+    with sent():
+        extension = approvals.request_create(
+            requester=requester,
+            extends_grant_id=grant.pk,
+            duration=timedelta(hours=2),
+            justification="still down",
+            via=Channel.PORTAL,
+            mfa_at=timezone.now(),
+        )
+    grant.refresh_from_db()
+    first, second = messages_to(security)
+    assert first.subject == "[Access broker] Break-glass: alice activated glass"
+    assert second.subject == f"[Access broker] Break-glass extended: alice keeps glass until {_when(grant.expires_at)}"
+    assert f"extension #{extension.pk}" in second.body
+    assert "2 h more" in second.body and "still down" in second.body
+    assert f"Until: {_when(grant.expires_at)}" in second.body
 
 
 class DeadConnector(DjangoGroupConnector):

@@ -152,6 +152,26 @@ def test_security_reviews_a_break_glass_activation(client, glass_grant, security
     assert "No break-glass activation is waiting for review." in client.get("/review/").content.decode()
 
 
+def test_an_extension_puts_a_reviewed_break_glass_grant_back_on_the_review_page(
+    client, glass_grant, security, requester
+):
+    Role = type(glass_grant.role)
+    Role.objects.filter(pk=glass_grant.role_id).update(max_total_duration=timedelta(hours=8))
+    client.force_login(security)
+    client.post(f"/grants/{glass_grant.pk}/review/", {"note": "INC-9 confirmed", "next": "review"})
+    request_create(
+        requester=requester,
+        extends_grant_id=glass_grant.pk,
+        duration=timedelta(hours=1),
+        justification="still down",
+        via=Channel.PORTAL,
+        mfa_at=timezone.now(),
+    )
+    awaiting = client.get("/review/").context["awaiting"].object_list
+    assert [g.pk for g in awaiting] == [glass_grant.pk]
+    assert "awaiting review" in client.get(f"/grants/{glass_grant.pk}/").content.decode()
+
+
 def test_auditors_and_the_holder_do_not_review(client, glass_grant, auditor, requester):
     client.force_login(auditor)
     assert client.post(f"/grants/{glass_grant.pk}/review/", {"note": "x"}).status_code == 403
