@@ -342,3 +342,13 @@ def test_lists_are_newest_first_and_paginated_with_a_bounded_page_size(world, be
         assert response.status_code == 400
         assert "page_size" in response.json()["fields"]
     assert erin.get("/api/v1/requests/?page=99").status_code == 404
+
+
+def test_the_api_answers_with_the_stored_text_verbatim(world, bearer):
+    text = "fix \u202egnp.exe\u202c now\u200b\nTicket: X"
+    created = bearer(world.bob).post(
+        "/api/v1/requests/", {"role": "db-admin", "justification": text, "ticket": "T\u200b1"}, format="json"
+    )
+    assert created.status_code == 201, created.json()
+    body = bearer(world.carol).get(f"/api/v1/requests/{created.json()['id']}/").json()
+    assert (body["justification"], body["ticket"]) == (text, "T\u200b1")

@@ -353,3 +353,14 @@ def test_a_refused_form_explains_itself_on_a_portal_page(pending, carol_link, ap
     response = client.post(carol_link, {"decision": "approve", "code": code_of(carol_device)})
     assert response.status_code == 403
     assert b"Nothing was changed" in response.content
+
+
+def test_the_link_page_shows_user_text_without_bidi_controls(client, make_role, request_role, approver,
+                                                          django_capture_on_commit_callbacks):  # fmt: skip
+    role = make_role(stages=[[approver]], slug="plain")
+    with django_capture_on_commit_callbacks(execute=True):
+        request_role(role, justification="fix \u202egnp.exe\u202c now\u200b", ticket="CHG\u200b-1")
+    (message,) = messages_to(approver)
+    body = client.get(link_in(message)).content.decode()
+    assert "fix gnp.exe now" in body and "CHG-1" in body
+    assert "\u202e" not in body and "\u200b" not in body

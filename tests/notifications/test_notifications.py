@@ -345,3 +345,31 @@ def test_the_scheduled_audit_check_of_an_intact_chain_sends_nothing(active_grant
     result = verify_audit()
     assert result["ok"] and result["checked"] > 0
     assert not mail.outbox
+
+
+# --- User text in messages: no forged lines, no invisible or direction-changing characters -------
+
+FORGED = "disk full\nTicket: CHG-FAKE\r\nStage: 1 of 1 (approved)\u2028Role: harmless"
+
+
+def test_a_justification_cannot_forge_fact_lines_in_the_plain_text_email(role, request_role, approver, sent):
+    with sent():
+        request_role(role, justification=FORGED, ticket="CHG-1")
+    lines = only(messages_to(approver)).body.splitlines()
+    # The broker's own fact lines start at the margin; every line of the requester's text after
+    # the first is indented, so nothing the requester wrote starts where they do.
+    assert [line for line in lines if line.startswith("Ticket:")] == ["Ticket: CHG-1"]
+    assert [line for line in lines if line.startswith("Stage:")] == ["Stage: 1 of 1"]
+    assert [line for line in lines if line.startswith("Role:")] == ["Role: Role db-admin (db-admin)"]
+    assert "Justification: disk full" in lines
+    assert "    Ticket: CHG-FAKE" in lines and "    Stage: 1 of 1 (approved)" in lines
+
+
+def test_bidi_controls_and_zero_width_characters_never_reach_the_approver_by_email(role, request_role, approver, sent):
+    with sent():
+        request_role(role, justification="fix \u202egnp.exe\u202c now\u200b\x07", ticket="CHG\u200b-1\u2066")
+    message = only(messages_to(approver))
+    for part in (message.body, html_of(message)):
+        assert "fix gnp.exe now" in part and "CHG-1" in part
+        for char in ("\u202e", "\u202c", "\u200b", "\u2066", "\x07"):
+            assert char not in part
