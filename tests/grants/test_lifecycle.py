@@ -60,7 +60,11 @@ def test_activation_rechecks_eligibility(role, request_role, approver, requester
     req = approvals.request_approve(request_id=request_role(role).pk, approver=approver, via=Channel.PORTAL)
     role.eligibilities.all().delete()
     grant = services.grant_activate(grant_id=req.grant.pk)
-    assert (grant.status, grant.end_reason) == ("revoked", "eligibility_lost")
+    assert (grant.status, grant.end_reason, grant.end_comment) == (
+        "revoked",
+        "eligibility_lost",
+        "no longer eligible for the role",
+    )
     assert not in_group(requester, role)
 
 
@@ -303,3 +307,12 @@ def test_the_target_group_is_created_on_demand(active_grant, role):
     Group.objects.filter(name=role.connector_config["group"]).delete()
     active_grant()
     assert Group.objects.filter(name=role.connector_config["group"]).exists()
+
+
+def test_a_deactivated_account_holds_nothing_by_the_effective_rule(active_grant, requester):
+    grant = active_grant()
+    type(requester).objects.filter(pk=requester.pk).update(is_active=False)
+    grant = Grant.objects.select_related("user").get(pk=grant.pk)
+    assert grant.status == "active"
+    assert not grant.is_effective()
+    assert not Grant.objects.effective().exists()
