@@ -10,11 +10,8 @@ from django.db import transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 
-from approvals import eligibility
 from approvals import services as approvals
 from approvals.models import AccessRequest
-from approvals.signals import ENFORCE_TASK
-from approvals.tasks import sweep_eligibility
 from broker import jobs
 from broker.errors import Conflict
 from broker.models import AuditEvent, Channel, Eligibility
@@ -257,6 +254,8 @@ def test_a_change_that_rolls_back_queues_nothing(world, member, dba, django_capt
 
 
 def test_the_periodic_check_catches_changes_that_send_no_signal(world, member):
+    from approvals.tasks import sweep_eligibility
+
     grant, pending = world
     type(member).objects.filter(pk=member.pk).update(is_active=False)  # no signal, no task
     assert sweep_eligibility.delay().get() == {"requests_cancelled": [pending.pk], "grants_ended": [grant.pk]}
@@ -264,6 +263,8 @@ def test_the_periodic_check_catches_changes_that_send_no_signal(world, member):
 
 
 def test_running_it_twice_does_nothing_the_second_time(world, member, dba):
+    from approvals import eligibility
+
     grant, pending = world
     with mock.patch("approvals.signals.enqueue_on_commit"):
         member.groups.remove(dba)
@@ -285,6 +286,9 @@ def test_an_approver_cannot_approve_for_someone_no_longer_eligible(world, member
 
 
 # --- The broker's own group changes --------------------------------------------------------------
+
+
+ENFORCE_TASK = "approvals.tasks.enforce_eligibility"
 
 
 def queued_enforcements(calls) -> list:
