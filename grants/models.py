@@ -20,9 +20,13 @@ ENDING_STATUSES = ("revoking", "revoke_failed")
 
 class GrantQuerySet(models.QuerySet):
     def effective(self, now: datetime | None = None) -> GrantQuerySet:
-        """The one rule that says whether a grant gives access right now (docs/design.md)."""
+        """The one rule that says whether a grant gives access right now (docs/design.md).
+
+        A deactivated account holds nothing, whatever its grants say: they end within seconds
+        (approvals.eligibility), and until then this rule already refuses them.
+        """
         now = now or timezone.now()
-        return self.filter(status=Grant.Status.ACTIVE, starts_at__lte=now, expires_at__gt=now)
+        return self.filter(status=Grant.Status.ACTIVE, starts_at__lte=now, expires_at__gt=now, user__is_active=True)
 
     def live(self) -> GrantQuerySet:
         return self.filter(status__in=LIVE_STATUSES)
@@ -133,7 +137,7 @@ class Grant(models.Model):
 
     def is_effective(self, now: datetime | None = None) -> bool:
         now = now or timezone.now()
-        return self.status == self.Status.ACTIVE and self.starts_at <= now < self.expires_at
+        return self.status == self.Status.ACTIVE and self.starts_at <= now < self.expires_at and self.user.is_active
 
 
 class AccessLockQuerySet(models.QuerySet):

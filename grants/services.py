@@ -22,7 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from broker import audit
-from broker.catalog import is_eligible
+from broker.catalog import why_not_eligible
 from broker.errors import Conflict, NotAllowed, NotFound
 from broker.jobs import enqueue, enqueue_on_commit
 from broker.models import Channel
@@ -198,10 +198,10 @@ def grant_activate(*, grant_id: int, now: datetime | None = None, skip_locked: b
             # The whole window passed before any worker got to it (all workers down): it never
             # gave access. Remove anyway, in case an earlier attempt got through before a crash.
             return _end_and_remove(grant, reason=R.NOT_ACTIVATED, actor=None, via=Channel.WORKER, now=now)
-        if grant.role.is_retired:
-            return _end_and_remove(grant, reason=R.ROLE_RETIRED, actor=None, via=Channel.WORKER, now=now)
-        if not is_eligible(grant.user, grant.role):
-            return _end_and_remove(grant, reason=R.ELIGIBILITY_LOST, actor=None, via=Channel.WORKER, now=now)
+        why = why_not_eligible(grant.user, grant.role)
+        if why is not None:
+            reason = R.ROLE_RETIRED if grant.role.is_retired else R.ELIGIBILITY_LOST
+            return _end_and_remove(grant, reason=reason, actor=None, via=Channel.WORKER, comment=why, now=now)
         if Grant.objects.filter(user=grant.user, role=grant.role, status=S.REVOKING).exists():
             # The previous grant of this role is still being removed; switching this one on now
             # could be undone by that removal. Try again shortly.
@@ -301,9 +301,32 @@ def grant_extend(
         **_facts(grant),
         data={"request": request_id, "from": old, "to": grant.expires_at},
     )
+    if grant.break_glass and grant.reviewed_at is not None:
+        _reopen_review(grant, actor=actor, via=via, request_id=request_id)
     if grant.status == S.ACTIVE:
         _queue_expiry(grant, now)
     return grant
+
+
+def _reopen_review(grant: Grant, *, actor: AbstractBaseUser | None, via: str, request_id: int) -> None:
+    """More break-glass time is a new emergency decision: the review of the first one no longer covers it."""
+    previous = {
+        "at": grant.reviewed_at,
+        "by": grant.reviewed_by.get_username() if grant.reviewed_by else None,
+        "note": grant.review_note,
+    }
+    grant.reviewed_at = None
+    grant.reviewed_by = None
+    grant.review_note = ""
+    grant.save(update_fields=["reviewed_at", "reviewed_by", "review_note"])
+    audit.record(
+        "grant.review_reopened",
+        actor=actor,
+        target=grant,
+        via=via,
+        **_facts(grant),
+        data={"request": request_id, "expires_at": grant.expires_at, "previous": previous},
+    )
 
 
 # --- Ending ---------------------------------------------------------------------------------------
@@ -360,18 +383,28 @@ def grant_expire(*, grant_id: int, now: datetime | None = None, skip_locked: boo
         return _end_and_remove(grant, reason=R.EXPIRY, actor=None, via=Channel.WORKER, now=now)
 
 
-def grant_end_for_disabled_account(
-    *, grant_id: int, now: datetime | None = None, skip_locked: bool = False
+def grant_end_if_not_eligible(
+    *,
+    grant_id: int,
+    actor: AbstractBaseUser | None = None,
+    via: str = Channel.WORKER,
+    now: datetime | None = None,
+    skip_locked: bool = False,
 ) -> Grant | None:
-    """End a live grant whose holder's account was deactivated. Idempotent."""
+    """End a live grant its holder may no longer hold (``broker.catalog.why_not_eligible``): the
+    account was deactivated or the eligibility removed (``eligibility_lost``), or the role was
+    retired (``role_retired``). Idempotent: None when the grant is not live or still allowed.
+    Called by approvals.eligibility, which reacts to every change that can remove eligibility."""
     now = now or timezone.now()
     with transaction.atomic():
         grant = _lock(grant_id, skip_locked=skip_locked)
-        if grant is None or not grant.is_live or grant.user.is_active:
+        if grant is None or not grant.is_live:
             return None
-        return _end_and_remove(
-            grant, reason=R.ELIGIBILITY_LOST, actor=None, via=Channel.WORKER, comment="account deactivated", now=now
-        )
+        why = why_not_eligible(grant.user, grant.role)
+        if why is None:
+            return None
+        reason = R.ROLE_RETIRED if grant.role.is_retired else R.ELIGIBILITY_LOST
+        return _end_and_remove(grant, reason=reason, actor=actor, via=via, comment=why, now=now)
 
 
 def grant_remove(
@@ -586,12 +619,6 @@ def sweep(*, now: datetime | None = None, batch: int = 500) -> dict[str, int]:
     )
     counts["activated"] = sum(
         1 for pk in due if (g := grant_activate(grant_id=pk, now=now, skip_locked=True)) and g.status == S.ACTIVE
-    )
-
-    # Assume breach: a deactivated account keeps no privilege, whatever its grants say.
-    disabled = Grant.objects.live().filter(user__is_active=False).values_list("pk", flat=True)[:batch]
-    counts["account_disabled"] = sum(
-        1 for pk in disabled if grant_end_for_disabled_account(grant_id=pk, now=now, skip_locked=True)
     )
 
     overdue = Grant.objects.filter(status=S.ACTIVE, expires_at__lte=now).values_list("pk", flat=True)[:batch]

@@ -223,13 +223,3 @@ def test_scheduled_grant_whose_window_passed_is_never_activated(role, request_ro
     grant = services.grant_activate(grant_id=req.grant.pk)
     assert (grant.status, grant.end_reason) == ("expired", "not_activated")
     assert not requester.groups.filter(name=role.connector_config["group"]).exists()
-
-
-def test_sweeper_ends_the_grants_of_a_deactivated_account(active_grant, requester, role):
-    grant = active_grant()
-    requester.is_active = False
-    requester.save()
-    assert services.sweep()["account_disabled"] == 1
-    grant.refresh_from_db()
-    assert (grant.status, grant.end_reason, grant.end_comment) == ("revoked", "eligibility_lost", "account deactivated")
-    assert not requester.groups.filter(name=role.connector_config["group"]).exists()
