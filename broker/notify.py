@@ -11,6 +11,7 @@ from django.db import models
 from broker.jobs import enqueue, enqueue_on_commit
 
 NOTIFY_TASK = "notifications.tasks.notify"
+NOTIFY_MANY_TASK = "notifications.tasks.notify_many"
 
 
 class Message(models.TextChoices):
@@ -30,6 +31,12 @@ class Message(models.TextChoices):
 def notify_on_commit(kind: str, object_id: int, revision: int = 0) -> None:
     """Have the messages of ``kind`` about the object sent after the current transaction commits."""
     enqueue_on_commit(NOTIFY_TASK, kind, object_id, revision)
+
+
+def notify_many_on_commit(kind: str, object_ids: list[int]) -> None:
+    """``notify_on_commit`` for many objects (a batch of ended grants): one task for all of them."""
+    if object_ids:
+        enqueue_on_commit(NOTIFY_MANY_TASK, kind, list(object_ids))
 
 
 def notify(kind: str, object_id: int, revision: int = 0) -> None:

@@ -251,6 +251,13 @@ else:
     # are only enqueued for grants that expire well within it (REVOKE_ETA_HORIZON).
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "broker")
+# Messages to people have a queue of their own, so that a burst of "grant ended" emails never
+# delays a removal. A worker started without -Q takes both queues (make run, small setups); in
+# production run one worker with `-Q broker` for activations and removals and one with
+# `-Q notifications` (see the README).
+CELERY_NOTIFICATIONS_QUEUE = env_str("CELERY_NOTIFICATIONS_QUEUE", "notifications")
+CELERY_TASK_QUEUES = {CELERY_TASK_DEFAULT_QUEUE: {}, CELERY_NOTIFICATIONS_QUEUE: {}}
+CELERY_TASK_ROUTES = {"notifications.tasks.*": {"queue": CELERY_NOTIFICATIONS_QUEUE}}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -148,9 +148,26 @@ class AccessLockQuerySet(models.QuerySet):
         need this access?" decision, so that two grants sharing the access (two roles on one
         group) can neither both skip its removal nor have one's removal undo the other's activation.
         """
-        key = hashlib.sha256(repr(target_key).encode()).hexdigest()
+        key = lock_key(target_key)
         self.bulk_create([AccessLock(key=key, user_id=user.pk)], ignore_conflicts=True)
         self.select_for_update().get(key=key, user_id=user.pk)
+
+    def hold_many(self, pairs) -> None:
+        """``hold`` for several (target_key, user id) pairs at once: one insert and one locking read,
+        in a fixed order (sorted), so that two batches with overlapping pairs never deadlock."""
+        rows = sorted({(lock_key(target_key), user_id) for target_key, user_id in pairs})
+        if not rows:
+            return
+        self.bulk_create([AccessLock(key=key, user_id=user_id) for key, user_id in rows], ignore_conflicts=True)
+        wanted = Q()
+        for key, user_id in rows:
+            wanted |= Q(key=key, user_id=user_id)
+        # PostgreSQL locks the rows in the order it returns them: sorted, as every batch does.
+        list(self.select_for_update().filter(wanted).order_by("key", "user_id").values_list("pk", flat=True))
+
+
+def lock_key(target_key: tuple) -> str:
+    return hashlib.sha256(repr(target_key).encode()).hexdigest()
 
 
 class AccessLock(models.Model):

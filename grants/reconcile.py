@@ -24,8 +24,8 @@ from django.utils import timezone
 from broker import audit
 from broker.models import AuditEvent, Channel, Role
 from grants.connectors import connector_for, set_access
+from grants.events import drift_event, grant_event
 from grants.models import AccessLock, Grant
-from grants.services import drift_event, grant_event
 
 log = logging.getLogger(__name__)
 User = get_user_model()

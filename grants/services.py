@@ -12,29 +12,28 @@ grants/connectors/base.py).
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from broker import audit
 from broker.catalog import why_not_eligible
 from broker.errors import Conflict, NotAllowed, NotFound
-from broker.jobs import enqueue, enqueue_on_commit
+from broker.jobs import enqueue_on_commit
 from broker.models import Channel
 from broker.notify import Message, notify_on_commit
-from grants.connectors import AccessEvent, Connector, ConnectorError, connector_for, set_access
+from grants.connectors import Connector, ConnectorError, connector_for, set_access
+from grants.events import FINAL_ACTION, FINAL_STATUS, ended_data, facts, grant_event
 from grants.models import ENDING_STATUSES, AccessLock, Grant
+from grants.push import queue_ticks_on_commit, within_horizon
 
 log = logging.getLogger(__name__)
 
 # The tasks that take a grant id and call back into this module (grants/tasks.py), by name.
 ACTIVATE_TASK = "grants.tasks.activate_grant"
-EXPIRE_TASK = "grants.tasks.expire_grant"
 REMOVE_TASK = "grants.tasks.remove_grant"
 
 # Longest reason or comment kept with an ended grant or a review.
@@ -42,24 +41,6 @@ MAX_REASON = 2000
 
 S = Grant.Status
 R = Grant.EndReason
-
-# What a confirmed removal turns a grant into, by why it ended.
-_FINAL_STATUS = {
-    R.EXPIRY: S.EXPIRED,
-    R.NOT_ACTIVATED: S.EXPIRED,
-    R.ACTIVATION_FAILED: S.FAILED,
-}
-# The audit action written when the removal is confirmed, by why the grant ended.
-_FINAL_ACTION = {
-    R.EXPIRY: "grant.expired",
-    R.NOT_ACTIVATED: "grant.expired",
-    R.RELINQUISHED: "grant.relinquished",
-    R.ACTIVATION_FAILED: "grant.failed",
-}
-
-
-def _facts(grant: Grant) -> dict:
-    return {"role": grant.role.slug, "subject": grant.user.get_username()}
 
 
 def _lock(grant_id: int, *, skip_locked: bool = False) -> Grant | None:
@@ -82,47 +63,8 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=delay)
 
 
-_EVENT_KEYS = uuid.UUID("5b0c3f44-5a35-4d8e-9d43-1d6f0a8e7c21")
-
-
-def event_key(*parts: object) -> str:
-    """An idempotency key for connectors: the same parts give the same key, on every retry."""
-    return str(uuid.uuid5(_EVENT_KEYS, ":".join(str(p) for p in parts)))
-
-
-def grant_event(grant: Grant, kind: str, *, operation: str | None = None) -> AccessEvent:
-    """What a connector is told of an operation on a grant; its key is the same on every retry of it."""
-    operation = operation or ("activate" if kind == "grant.activated" else "revoke")
-    return AccessEvent(
-        type=kind,
-        key=event_key(grant.pk, grant.created_at.isoformat(), operation),
-        username=grant.user.get_username(),
-        role=grant.role.slug,
-        grant_id=grant.pk,
-        starts_at=grant.starts_at,
-        expires_at=grant.expires_at,
-        justification=grant.request.justification if grant.request_id else "",
-        end_reason=grant.end_reason,
-    )
-
-
 def _hold_access(grant: Grant, connector: Connector) -> None:
     AccessLock.objects.hold(connector.target_key(), grant.user)
-
-
-def drift_event(role, user: AbstractBaseUser, now: datetime) -> AccessEvent:
-    """Reconciliation removing standing access that no grant explains (authoritative targets)."""
-    return AccessEvent(
-        type="grant.revoked",
-        key=event_key("drift", role.slug, user.pk, now.isoformat()),
-        username=user.get_username(),
-        role=role.slug,
-        end_reason="drift",
-    )
-
-
-def _within_horizon(when: datetime, now: datetime) -> bool:
-    return when - now <= settings.REVOKE_ETA_HORIZON
 
 
 def _queue_after_commit(task: str, grant_id: int, eta: datetime, now: datetime) -> None:
@@ -130,12 +72,12 @@ def _queue_after_commit(task: str, grant_id: int, eta: datetime, now: datetime) 
 
 
 def _queue_expiry(grant: Grant, now: datetime) -> None:
-    """Push layer: a revoke task with an ETA at expires_at, if that is within the horizon."""
-    if grant.eta_queued_for == grant.expires_at or not _within_horizon(grant.expires_at, now):
+    """Push layer: the task of the grant's expiry tick (grants/push.py), if within the horizon."""
+    if grant.eta_queued_for == grant.expires_at or not within_horizon(grant.expires_at, now):
         return
     grant.eta_queued_for = grant.expires_at
     grant.save(update_fields=["eta_queued_for"])
-    _queue_after_commit(EXPIRE_TASK, grant.pk, grant.expires_at, now)
+    queue_ticks_on_commit([grant.expires_at])
 
 
 # --- Creation -------------------------------------------------------------------------------------
@@ -169,7 +111,7 @@ def grant_create(*, request, actor: AbstractBaseUser | None, via: str, now: date
         actor=actor,
         target=grant,
         via=via,
-        **_facts(grant),
+        **facts(grant),
         data={
             "request": request.pk,
             "starts_at": grant.starts_at,
@@ -177,7 +119,7 @@ def grant_create(*, request, actor: AbstractBaseUser | None, via: str, now: date
             "break_glass": grant.break_glass,
         },
     )
-    if _within_horizon(starts_at, now):
+    if within_horizon(starts_at, now):
         _queue_after_commit(ACTIVATE_TASK, grant.pk, starts_at, now)
     return grant
 
@@ -228,7 +170,7 @@ def grant_activate(*, grant_id: int, now: datetime | None = None, skip_locked: b
             actor=None,
             target=grant,
             via=Channel.WORKER,
-            **_facts(grant),
+            **facts(grant),
             data={"starts_at": grant.starts_at, "expires_at": grant.expires_at, "connector": grant.role.connector},
         )
         _queue_expiry(grant, now)
@@ -249,7 +191,7 @@ def _activation_failed(grant: Grant, exc: BaseException, now: datetime) -> Grant
             actor=None,
             target=grant,
             via=Channel.WORKER,
-            **_facts(grant),
+            **facts(grant),
             data={"operation": "grant", "attempt": grant.attempts, "error": grant.last_error, "final": True},
         )
         return _end_and_remove(grant, reason=R.ACTIVATION_FAILED, actor=None, via=Channel.WORKER, now=now)
@@ -260,7 +202,7 @@ def _activation_failed(grant: Grant, exc: BaseException, now: datetime) -> Grant
         actor=None,
         target=grant,
         via=Channel.WORKER,
-        **_facts(grant),
+        **facts(grant),
         data={
             "operation": "grant",
             "attempt": grant.attempts,
@@ -298,7 +240,7 @@ def grant_extend(
         actor=actor,
         target=grant,
         via=via,
-        **_facts(grant),
+        **facts(grant),
         data={"request": request_id, "from": old, "to": grant.expires_at},
     )
     if grant.break_glass and grant.reviewed_at is not None:
@@ -324,7 +266,7 @@ def _reopen_review(grant: Grant, *, actor: AbstractBaseUser | None, via: str, re
         actor=actor,
         target=grant,
         via=via,
-        **_facts(grant),
+        **facts(grant),
         data={"request": request_id, "expires_at": grant.expires_at, "previous": previous},
     )
 
@@ -486,27 +428,18 @@ def _remove(
     except Exception as exc:  # noqa: BLE001 - any connector failure is retried, never fatal
         return _removal_failed(grant, exc, now=now, via=via, actor=actor, ip=ip, first=first)
 
-    grant.status = _FINAL_STATUS.get(grant.end_reason, S.REVOKED)
+    grant.status = FINAL_STATUS.get(grant.end_reason, S.REVOKED)
     grant.ended_at = timezone.now()
     grant.next_attempt_at = None
     grant.save(update_fields=["status", "ended_at", "next_attempt_at"])
-    lag = (grant.ended_at - grant.expires_at).total_seconds() if grant.end_reason == R.EXPIRY else None
     audit.record(
-        _FINAL_ACTION.get(grant.end_reason, "grant.revoked"),
+        FINAL_ACTION.get(grant.end_reason, "grant.revoked"),
         actor=actor if first else None,
         target=grant,
         via=via,
         ip=ip,
-        **_facts(grant),
-        data={
-            "end_reason": grant.end_reason,
-            "comment": grant.end_comment,
-            "by": grant.ended_by.get_username() if grant.ended_by else "system",
-            "expires_at": grant.expires_at,
-            "ended_at": grant.ended_at,
-            "lag_seconds": round(lag, 3) if lag is not None else None,
-            "attempts": grant.attempts + 1,
-        },
+        **facts(grant),
+        data=ended_data(grant),
     )
     notify_on_commit(Message.GRANT_ENDED, grant.pk)
     log.info("grant %s ended (%s): %s no longer holds %s", grant.pk, grant.end_reason, grant.user, grant.role)
@@ -534,7 +467,7 @@ def _removal_failed(
             target=grant,
             via=via,
             ip=ip,
-            **_facts(grant),
+            **facts(grant),
             data={"end_reason": grant.end_reason, "comment": grant.end_comment},
         )
     # A permanent refusal (a webhook's 400) goes to revoke_failed at once: retrying it soon cannot
@@ -551,7 +484,7 @@ def _removal_failed(
         actor=None,
         target=grant,
         via=Channel.WORKER if not first else via,
-        **_facts(grant),
+        **facts(grant),
         data={
             "operation": "revoke",
             "attempt": grant.attempts,
@@ -563,7 +496,7 @@ def _removal_failed(
         log.error("grant %s: removal failed %s times; needs attention: %s", grant.pk, grant.attempts, grant.last_error)
         # Security hears of it now and after every failed daily retry (one message per attempt).
         notify_on_commit(Message.REVOKE_FAILED, grant.pk, grant.attempts)
-    elif _within_horizon(grant.next_attempt_at, now):
+    elif within_horizon(grant.next_attempt_at, now):
         _queue_after_commit(REMOVE_TASK, grant.pk, grant.next_attempt_at, now)
     return grant
 
@@ -595,57 +528,6 @@ def grant_review(
         grant.review_note = note
         grant.save(update_fields=["reviewed_at", "reviewed_by", "review_note"])
         audit.record(
-            "grant.reviewed", actor=reviewer, target=grant, via=via, ip=ip, **_facts(grant), data={"note": note}
+            "grant.reviewed", actor=reviewer, target=grant, via=via, ip=ip, **facts(grant), data={"note": note}
         )
         return grant
-
-
-# --- The sweeper ----------------------------------------------------------------------------------
-
-
-def sweep(*, now: datetime | None = None, batch: int = 500) -> dict[str, int]:
-    """The safety net: act on everything that is due, whatever happened to the pushed tasks.
-
-    Safe to run from several workers at once: each grant is handled in its own transaction with
-    ``skip_locked``, and every transition re-checks the state after taking the lock.
-    """
-    now = now or timezone.now()
-    counts = {}
-
-    due = (
-        Grant.objects.filter(status=S.SCHEDULED, starts_at__lte=now)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .values_list("pk", flat=True)[:batch]
-    )
-    counts["activated"] = sum(
-        1 for pk in due if (g := grant_activate(grant_id=pk, now=now, skip_locked=True)) and g.status == S.ACTIVE
-    )
-
-    overdue = Grant.objects.filter(status=S.ACTIVE, expires_at__lte=now).values_list("pk", flat=True)[:batch]
-    counts["expired"] = sum(
-        1 for pk in overdue if (g := grant_expire(grant_id=pk, now=now, skip_locked=True)) and g.status == S.EXPIRED
-    )
-
-    retry = Grant.objects.ending().filter(next_attempt_at__lte=now)
-    counts["removal_retried"] = sum(
-        1 for pk in retry.values_list("pk", flat=True)[:batch] if grant_remove(grant_id=pk, now=now, skip_locked=True)
-    )
-
-    # Push layer for grants that came within the ETA horizon since they were activated or extended.
-    upcoming = Grant.objects.filter(
-        status=S.ACTIVE, expires_at__gt=now, expires_at__lte=now + settings.REVOKE_ETA_HORIZON
-    )
-    queued = 0
-    for pk, expires_at, queued_for in upcoming.values_list("pk", "expires_at", "eta_queued_for")[:batch]:
-        if queued_for == expires_at:
-            continue
-        # Conditional update: if two sweepers race here, only one queues the task.
-        if (
-            Grant.objects.filter(pk=pk, status=S.ACTIVE, expires_at=expires_at)
-            .exclude(eta_queued_for=expires_at)
-            .update(eta_queued_for=expires_at)
-        ):
-            enqueue(EXPIRE_TASK, pk, eta=expires_at)
-            queued += 1
-    counts["eta_queued"] = queued
-    return counts

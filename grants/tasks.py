@@ -3,7 +3,7 @@
 from celery import shared_task
 
 from grants import reconcile as reconciliation
-from grants import services
+from grants import services, sweeper
 
 
 @shared_task(name="grants.tasks.activate_grant")
@@ -11,10 +11,17 @@ def activate_grant(grant_id: int) -> None:
     services.grant_activate(grant_id=grant_id)
 
 
+@shared_task(name="grants.tasks.expire_due")
+def expire_due() -> int:
+    """An expiry tick (grants/push.py): end everything due now, in batches shared with idle workers."""
+    ended, _full = sweeper.expire_due(fan_out=True)
+    return ended
+
+
 @shared_task(name="grants.tasks.expire_grant")
 def expire_grant(grant_id: int) -> None:
-    # A no-op if the grant was extended or ended meanwhile; the sweeper covers anything missed.
-    services.grant_expire(grant_id=grant_id)
+    # Queued by earlier versions, one per grant: ends everything due now, that grant included.
+    sweeper.expire_due(fan_out=True)
 
 
 @shared_task(name="grants.tasks.remove_grant")
@@ -23,8 +30,8 @@ def remove_grant(grant_id: int) -> None:
 
 
 @shared_task(name="grants.tasks.sweep")
-def sweep() -> dict:
-    return services.sweep()
+def sweep(rearm: bool = False) -> dict:
+    return sweeper.sweep(rearm=rearm)
 
 
 @shared_task(name="grants.tasks.reconcile")

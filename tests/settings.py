@@ -23,7 +23,11 @@ CSRF_COOKIE_SECURE = False
 if os.environ.get("CELERY_BROKER_URL"):
     import uuid
 
-    CELERY_TASK_DEFAULT_QUEUE = f"broker-test-{uuid.uuid4().hex[:10]}"
+    _RUN = uuid.uuid4().hex[:10]
+    CELERY_TASK_DEFAULT_QUEUE = f"broker-test-{_RUN}"
+    CELERY_NOTIFICATIONS_QUEUE = f"notifications-test-{_RUN}"
+    CELERY_TASK_QUEUES = {CELERY_TASK_DEFAULT_QUEUE: {}, CELERY_NOTIFICATIONS_QUEUE: {}}
+    CELERY_TASK_ROUTES = {"notifications.tasks.*": {"queue": CELERY_NOTIFICATIONS_QUEUE}}
 
 # Rate-limit counters live in a per-process cache that each test empties (tests/conftest.py), even
 # when CELERY_BROKER_URL points at a Redis that other runs share.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any
@@ -127,6 +128,38 @@ def set_access(connector: Connector, user: AbstractBaseUser, *, present: bool, e
         raise
 
 
+def revoke_confirmed(
+    connector: Connector, items: Sequence[tuple[AbstractBaseUser, AccessEvent]]
+) -> list[Exception | None]:
+    """``set_access(present=False)`` for several users of one target at once: the connector's
+    ``revoke_many``, then one read-back (``is_granted_many``). The error of each user, or None when
+    the removal is confirmed. An error of the whole call (the target down, a statement refused)
+    is every user's error; callers fall back to one removal at a time for those.
+    """
+    if not items:
+        return []
+    try:
+        breaker.ensure_closed(connector)
+        with transaction.atomic():
+            outcomes = list(connector.revoke_many(items))
+            if len(outcomes) != len(items):
+                raise ConnectorError(f"{connector.describe()}: revoke_many answered {len(outcomes)} of {len(items)}")
+            done = [user for (user, _), error in zip(items, outcomes, strict=True) if error is None]
+            shown = connector.is_granted_many(done) if done else {}
+    except Exception as exc:  # noqa: BLE001 - any failure of the batch is every item's failure
+        if isinstance(exc, TargetUnavailable):
+            breaker.trip(connector, exc)
+        return [exc] * len(items)
+    result: list[Exception | None] = []
+    for (user, _), error in zip(items, outcomes, strict=True):
+        if error is None and shown.get(user.pk):
+            error = ConnectorError("the target still shows the access after removing it")
+        if isinstance(error, TargetUnavailable):
+            breaker.trip(connector, error)
+        result.append(error)
+    return result
+
+
 __all__ = [
     "ENTRY_POINT_GROUP",
     "REGISTRY",
@@ -138,5 +171,6 @@ __all__ = [
     "connector_class",
     "connector_for",
     "load",
+    "revoke_confirmed",
     "set_access",
 ]

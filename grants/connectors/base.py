@@ -20,9 +20,10 @@ out is cooled down (``grants.connectors.breaker``) so that it cannot stall the o
 Secrets never sit in the policy file: a config names an environment variable (``<x>_env``) or a
 file (``<x>_file``) holding them, read at the moment of use (``secret``).
 
-The operations take one user and one event each, so that a batching variant (``revoke_many``,
-``grant_many``: one round trip for many users) can be added to a connector without changing the
-callers' idea of an operation; ``revoke_many`` below is the one-by-one default.
+The operations take one user and one event each. Ending a burst of grants calls the batch variants
+``revoke_many`` and ``is_granted_many`` (one round trip for many users) once per target; their
+defaults below loop over the one-user operations, and ``django_group`` and ``postgres_role``
+implement them natively (one statement for the whole batch).
 """
 
 from __future__ import annotations
@@ -139,7 +140,11 @@ class Connector(ABC):
         return None
 
     def revoke_many(self, items: Sequence[tuple[AbstractBaseUser, AccessEvent]]) -> list[Exception | None]:
-        """Revoke for several users; the error of each, or None. One call each unless a connector batches."""
+        """Revoke for several users; the error of each, or None. One call each unless a connector batches.
+
+        A connector that batches (one statement or round trip for all) may raise instead of
+        returning: the broker then counts the error for every user of the call.
+        """
         outcomes: list[Exception | None] = []
         for user, event in items:
             try:
@@ -149,6 +154,15 @@ class Connector(ABC):
             else:
                 outcomes.append(None)
         return outcomes
+
+    def is_granted_many(self, users: Sequence[AbstractBaseUser]) -> dict[Any, bool | None]:
+        """``is_granted`` for several users, by user pk. One call each unless a connector batches."""
+        return {user.pk: self.is_granted(user) for user in users}
+
+    def overrides(self, base: type[Connector], *names: str) -> bool:
+        """True when a subclass replaced one of these methods of ``base``: a native batch operation
+        of ``base`` must then defer to the one-user operations it would otherwise bypass."""
+        return any(getattr(type(self), name) is not getattr(base, name) for name in names)
 
     def target_key(self) -> tuple:
         """Two roles with the same key share one piece of access in the target."""

@@ -10,7 +10,7 @@ an environment variable or a file (``dsn_env`` / ``dsn_file``), never from the p
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -177,14 +177,65 @@ class PostgresRoleConnector(Connector):
 
     def _end_sessions(self, cursor: psycopg.Cursor, login: str) -> None:
         """End the login's sessions, waiting for them to exit, so that no open session keeps the role."""
-        wait = max(100, int(self.timeout * 1000 / 2))
-        cursor.execute(
-            "SELECT pid, pg_terminate_backend(pid, %s) FROM pg_stat_activity WHERE usename = %s AND pid <> pg_backend_pid()",
-            [wait, login],
-        )
-        left = [pid for pid, ended in cursor.fetchall() if not ended]
+        left = self._end_sessions_of(cursor, [login]).get(login)
         if left:
             raise ConnectorError(f"{len(left)} session(s) of {login!r} could not be ended (pids {left[:10]})")
+
+    def _end_sessions_of(self, cursor: psycopg.Cursor, logins: list[str]) -> dict[str, list[int]]:
+        """End the sessions of several logins at once; the pids that did not end, by login."""
+        wait = max(100, int(self.timeout * 1000 / 2))
+        cursor.execute(
+            "SELECT usename, pid, pg_terminate_backend(pid, %s) FROM pg_stat_activity"
+            " WHERE usename = ANY(%s) AND pid <> pg_backend_pid()",
+            [wait, logins],
+        )
+        left: dict[str, list[int]] = {}
+        for login, pid, ended in cursor.fetchall():
+            if not ended:
+                left.setdefault(login, []).append(pid)
+        return left
+
+    # --- Batches: one connection and one statement each for a burst of removals ----------------------
+
+    def revoke_many(self, items: Sequence[tuple[AbstractBaseUser, AccessEvent]]) -> list[Exception | None]:
+        if self.overrides(PostgresRoleConnector, "revoke"):
+            return super().revoke_many(items)
+        outcomes: list[Exception | None] = [None] * len(items)
+        logins: dict[int, str] = {}
+        for i, (user, _) in enumerate(items):
+            try:
+                logins[i] = self.login_of(user)
+            except ConnectorError as exc:
+                outcomes[i] = exc
+        if not logins:
+            return outcomes
+        with self._cursor() as cursor:
+            existing = self._existing(cursor, self.role, *logins.values())
+            present = sorted({login for login in logins.values() if login in existing})
+            # A role or login that is gone holds nothing: the removal is done.
+            if self.role in existing and present:
+                cursor.execute(
+                    sql.SQL("REVOKE {} FROM {}").format(
+                        sql.Identifier(self.role), sql.SQL(", ").join(map(sql.Identifier, present))
+                    )
+                )
+            if present and self.config.get("terminate_sessions", True):
+                left = self._end_sessions_of(cursor, present)
+                for i, login in logins.items():
+                    if left.get(login):
+                        outcomes[i] = ConnectorError(
+                            f"{len(left[login])} session(s) of {login!r} could not be ended (pids {left[login][:10]})"
+                        )
+        return outcomes
+
+    def is_granted_many(self, users: Sequence[AbstractBaseUser]) -> dict[Any, bool | None]:
+        if self.overrides(PostgresRoleConnector, "is_granted"):
+            return super().is_granted_many(users)
+        logins = {user.pk: self.login_of(user) for user in users}
+        with self._cursor() as cursor:
+            cursor.execute(_DIRECT_MEMBERS + " AND u.rolname = ANY(%s)", [self.role, list(set(logins.values()))])
+            members = {row[0] for row in cursor.fetchall()}
+        return {pk: login in members for pk, login in logins.items()}
 
     def is_granted(self, user: AbstractBaseUser) -> bool:
         with self._cursor() as cursor:

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import Group
 
 from broker.models import AuditEvent, Channel
-from grants import services
+from grants import services, sweeper
 from grants.reconcile import reconcile
 from tests.factories import UserFactory
 
@@ -68,7 +68,7 @@ def test_overdue_grant_is_left_to_the_sweeper_so_its_end_is_audited_as_an_expiry
     active_grant(target_role=role, duration=timedelta(minutes=5))
     clock.shift(timedelta(minutes=6))
     assert reconcile().removed == []
-    services.sweep()
+    sweeper.sweep()
     assert AuditEvent.objects.filter(action="grant.expired").count() == 1
 
 

@@ -7,10 +7,11 @@ from django.test import override_settings
 
 from approvals import services as approvals
 from broker.models import AuditEvent, Channel
-from grants import services, tasks
+from grants import services, sweeper, tasks
 from grants.connectors import REGISTRY, ConnectorError
 from grants.connectors.django_group import DjangoGroupConnector
 from grants.models import Grant
+from grants.push import tick_of
 from tests.conftest import T0
 
 pytestmark = pytest.mark.django_db
@@ -50,16 +51,16 @@ def flaky_role(make_role, approver, flaky):
 def test_sweeper_activates_due_scheduled_grants(role, request_role, approver, clock):
     req = request_role(role, starts_at=T0 + timedelta(hours=2))
     req = approvals.request_approve(request_id=req.pk, approver=approver, via=Channel.PORTAL)
-    assert services.sweep(now=T0 + timedelta(hours=1))["activated"] == 0
+    assert sweeper.sweep(now=T0 + timedelta(hours=1))["activated"] == 0
     clock.shift(timedelta(hours=2))
-    assert services.sweep()["activated"] == 1
+    assert sweeper.sweep()["activated"] == 1
     assert Grant.objects.get().status == "active"
 
 
 def test_sweeper_expires_overdue_active_grants(active_grant, clock, requester):
     grant = active_grant(duration=timedelta(minutes=10))
     clock.shift(timedelta(minutes=10, seconds=3))
-    counts = services.sweep()
+    counts = sweeper.sweep()
     assert counts["expired"] == 1
     grant.refresh_from_db()
     assert grant.status == "expired"
@@ -69,34 +70,34 @@ def test_sweeper_expires_overdue_active_grants(active_grant, clock, requester):
 def test_sweeper_twice_expires_once(active_grant, clock):
     active_grant(duration=timedelta(minutes=10))
     clock.shift(timedelta(minutes=11))
-    services.sweep()
-    services.sweep()
+    sweeper.sweep()
+    sweeper.sweep()
     assert AuditEvent.objects.filter(action="grant.expired").count() == 1
 
 
 def test_sweeper_queues_an_eta_task_for_grants_coming_within_the_horizon(active_grant, clock, monkeypatch):
     queued = []
-    monkeypatch.setattr(tasks.expire_grant, "apply_async", lambda args, eta: queued.append((args, eta)))
+    monkeypatch.setattr(tasks.expire_due, "apply_async", lambda args, eta: queued.append((args, eta)))
     grant = active_grant(duration=timedelta(hours=1))  # beyond the 10 min horizon: nothing queued at activation
     assert grant.eta_queued_for is None
     clock.shift(timedelta(minutes=51))
-    services.sweep()
-    services.sweep()
-    assert queued == [((grant.pk,), grant.expires_at)]
+    sweeper.sweep()
+    sweeper.sweep()
+    assert queued == [((), tick_of(grant.expires_at))]
 
 
 def test_activation_queues_an_eta_task_when_expiry_is_within_the_horizon(
     role, request_role, approver, django_capture_on_commit_callbacks, monkeypatch
 ):
     queued = []
-    monkeypatch.setattr(tasks.expire_grant, "apply_async", lambda args, eta: queued.append((args, eta)))
+    monkeypatch.setattr(tasks.expire_due, "apply_async", lambda args, eta: queued.append((args, eta)))
     monkeypatch.setattr(tasks.activate_grant, "delay", lambda pk: services.grant_activate(grant_id=pk))
     with django_capture_on_commit_callbacks(execute=True):
         req = request_role(role, duration=timedelta(minutes=5))
         req = approvals.request_approve(request_id=req.pk, approver=approver, via=Channel.PORTAL)
     grant = Grant.objects.get()
     assert grant.status == "active"
-    assert queued == [((grant.pk,), grant.expires_at)]
+    assert queued == [((), tick_of(grant.expires_at))]
 
 
 def test_connector_failure_on_revoke_keeps_the_grant_revoking_with_the_error(
@@ -157,11 +158,11 @@ def test_revoke_failed_is_retried_daily_by_the_sweeper_and_then_ends(flaky_role,
     grant = services.grant_relinquish(grant_id=grant.pk, user=requester, via=Channel.API)
     assert grant.status == "revoke_failed"
     clock.shift(timedelta(hours=23))
-    services.sweep()
+    sweeper.sweep()
     grant.refresh_from_db()
     assert grant.status == "revoke_failed"
     clock.shift(timedelta(hours=1))
-    services.sweep()
+    sweeper.sweep()
     grant.refresh_from_db()
     assert grant.status == "revoked"
 
@@ -181,7 +182,7 @@ def test_expiry_with_the_target_down_is_never_marked_expired(flaky_role, active_
     grant = services.grant_expire(grant_id=grant.pk)
     assert (grant.status, grant.ended_at) == ("revoking", None)
     clock.move_to(grant.next_attempt_at)
-    services.sweep()
+    sweeper.sweep()
     grant.refresh_from_db()
     assert grant.status == "expired"
 
@@ -200,7 +201,7 @@ def test_activation_failure_is_retried_then_succeeds(flaky_role, request_role, a
     grant = services.grant_activate(grant_id=req.grant.pk)
     assert (grant.status, grant.attempts) == ("scheduled", 1)
     clock.move_to(grant.next_attempt_at)
-    services.sweep()
+    sweeper.sweep()
     grant.refresh_from_db()
     assert grant.status == "active"
 

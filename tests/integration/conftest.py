@@ -63,6 +63,7 @@ class Worker:
             "DJANGO_SETTINGS_MODULE": "broker.settings",
             "DATABASE_URL": database_url(),
             "CELERY_TASK_DEFAULT_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
+            "CELERY_NOTIFICATIONS_QUEUE": settings.CELERY_NOTIFICATIONS_QUEUE,
             "SWEEP_INTERVAL": sweep_interval,
             "SECRET_KEY": settings.SECRET_KEY,
             "ALLOWED_HOSTS": "localhost",
@@ -147,7 +148,7 @@ def _drop_test_queue():
         import redis
 
         client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-        client.delete(settings.CELERY_TASK_DEFAULT_QUEUE)
+        client.delete(settings.CELERY_TASK_DEFAULT_QUEUE, settings.CELERY_NOTIFICATIONS_QUEUE)
 
 
 def wait_for(predicate, *, timeout: float, interval: float = 0.05, what: str = "condition"):

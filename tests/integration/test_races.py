@@ -17,6 +17,7 @@ from broker import audit
 from broker.errors import Conflict
 from broker.models import AuditEvent, Channel
 from grants import services as grant_services
+from grants import sweeper as grant_sweeper
 from grants.connectors import REGISTRY
 from grants.connectors.django_group import DjangoGroupConnector
 from grants.models import Grant
@@ -102,7 +103,7 @@ def test_three_concurrent_sweeps_revoke_once_and_audit_once(cast, monkeypatch):
     assert grant_services.grant_activate(grant_id=grant.pk).status == "active"
 
     later = timezone.now() + timedelta(minutes=6)
-    run_together(*[lambda: grant_services.sweep(now=later)] * 3)
+    run_together(*[lambda: grant_sweeper.sweep(now=later)] * 3)
 
     grant.refresh_from_db()
     assert grant.status == "expired"

@@ -13,6 +13,7 @@ from broker.catalog import SECURITY_GROUP
 from broker.models import AuditEvent, Channel
 from broker.tasks import verify_audit
 from grants import services as grants
+from grants import sweeper as grant_sweeper
 from grants.connectors import REGISTRY, ConnectorError
 from grants.connectors.django_group import DjangoGroupConnector
 from notifications import services, tasks
@@ -142,7 +143,7 @@ def test_grant_active_and_ended_tell_the_holder_with_a_link_to_the_grant(active_
 
     clock.shift(timedelta(hours=1))
     with sent():
-        grants.sweep()
+        grant_sweeper.sweep()
     ended = only([m for m in messages_to(requester) if "Ended" in m.subject])
     assert "has ended (its time was up)" in ended.body
     assert f"/grants/{grant.pk}/" in html_of(ended)
@@ -252,7 +253,7 @@ def test_a_revocation_that_keeps_failing_alerts_security_every_time(make_role, a
     assert "target unreachable" in message.body
     clock.shift(timedelta(days=1))
     with sent():
-        grants.sweep()
+        grant_sweeper.sweep()
     assert len(messages_to(security)) == 2
 
 
