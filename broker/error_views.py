@@ -6,9 +6,16 @@ CSRF_FAILURE_VIEW), before anything else needs DRF.
 
 from __future__ import annotations
 
-from django.http import JsonResponse
+import sys
+
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse, JsonResponse
+from django.template.loader import render_to_string
 from django.views import csrf, defaults
 from django.views.decorators.csrf import csrf_exempt
+
+# Seconds a client is asked to wait when a service the broker needs is unreachable (503).
+RETRY_AFTER = 5
 
 
 def _is_api(request) -> bool:
@@ -21,7 +28,38 @@ def api_not_found(request, *args, **kwargs):
     return JsonResponse({"error": "not_found", "detail": f"no such endpoint: {request.path}"}, status=404)
 
 
+def _unavailable(exc: BaseException | None) -> bool:
+    """The database, or Redis (cache, Celery broker), cannot be reached or refuses connections
+    (down, restarting, "too many clients"): a passing outage, not a bug."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    try:
+        from kombu.exceptions import OperationalError as BrokerUnavailable
+        from redis.exceptions import ConnectionError as RedisDown
+        from redis.exceptions import TimeoutError as RedisSlow
+    except ImportError:  # pragma: no cover - both come with Celery's Redis extra
+        return False
+    return isinstance(exc, BrokerUnavailable | RedisDown | RedisSlow)
+
+
+def service_unavailable(request):
+    """503 with Retry-After: JSON under /api/, a plain page elsewhere. Renders without the
+    database (no context processors, no session), since the database may be what is down."""
+    headers = {"Retry-After": str(RETRY_AFTER)}
+    if _is_api(request):
+        return JsonResponse(
+            {"error": "unavailable", "detail": f"the service is unavailable for a moment; try again in {RETRY_AFTER} s"},
+            status=503,
+            headers=headers,
+        )
+    return HttpResponse(render_to_string("503.html", {"retry_after": RETRY_AFTER}), status=503, headers=headers)
+
+
 def server_error(request, *args, **kwargs):
+    # Django calls this while handling the exception: an outage of the database or of Redis is a
+    # 503 the client may retry (check/ included: it never answers "allowed" without the database).
+    if _unavailable(sys.exc_info()[1]):
+        return service_unavailable(request)
     if _is_api(request):
         return JsonResponse({"error": "server_error", "detail": "an unexpected error; it was logged"}, status=500)
     return defaults.server_error(request, *args, **kwargs)
