@@ -62,14 +62,19 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
 
     @staticmethod
     def _touch(token: ApiToken) -> None:
-        now = timezone.now()
-        if token.last_used_at is not None and token.last_used_at > now - LAST_USED_GRANULARITY:
-            return
-        # Conditional: of several concurrent requests only one writes, and never backwards.
-        ApiToken.objects.filter(pk=token.pk).filter(
-            Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_GRANULARITY)
-        ).update(last_used_at=now)
-        token.last_used_at = now
+        token.last_used_at = touch(token.pk, token.last_used_at)
+
+
+def touch(token_id: int, last_used_at, now=None):
+    """Record a token's use, at most once a minute; return its last_used_at after that."""
+    now = now or timezone.now()
+    if last_used_at is not None and last_used_at > now - LAST_USED_GRANULARITY:
+        return last_used_at
+    # Conditional: of several concurrent requests only one writes, and never backwards.
+    ApiToken.objects.filter(pk=token_id).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_GRANULARITY)
+    ).update(last_used_at=now)
+    return now
 
 
 def token_of(request) -> ApiToken | None:

@@ -32,7 +32,8 @@ def why_not_eligible(user: AbstractBaseUser, role: Role) -> str | None:
         return "the role was retired"
     if not user.is_active:
         return "account deactivated"
-    if not Eligibility.objects.filter(Q(user=user) | Q(group__user=user), role=role).exists():
+    mine = Eligibility.objects.filter(role=role)
+    if not (mine.filter(user=user).exists() or mine.filter(group__in=user.groups.values("pk")).exists()):
         return "no longer eligible for the role"
     return None
 
@@ -40,10 +41,16 @@ def why_not_eligible(user: AbstractBaseUser, role: Role) -> str | None:
 def not_eligible(person: str) -> Q:
     """The rule of ``why_not_eligible`` as a filter on rows with a ``role`` and a user field named
     ``person`` (grants: "user"; requests: "requester"): the rows whose person may not hold the role."""
-    eligible = Eligibility.objects.filter(role=OuterRef("role")).filter(
-        Q(user=OuterRef(person)) | Q(group__user=OuterRef(person))
+    # Two EXISTS rather than one with an OR across the join: each is then an index lookup
+    # (eligibility by role and user; group membership by user), not a scan of the role's
+    # eligibility rows per row checked (10,000 grants of one role took 24 s, now milliseconds).
+    directly = Eligibility.objects.filter(role=OuterRef("role"), user=OuterRef(person))
+    through_group = Eligibility.objects.filter(role=OuterRef("role"), group__user=OuterRef(person))
+    return (
+        Q(role__retired_at__isnull=False)
+        | Q(**{f"{person}__is_active": False})
+        | (~Exists(directly) & ~Exists(through_group))
     )
-    return Q(role__retired_at__isnull=False) | Q(**{f"{person}__is_active": False}) | ~Exists(eligible)
 
 
 def stage_approvers(stage: ApprovalStage) -> QuerySet:

@@ -48,7 +48,10 @@ def service_unavailable(request):
     headers = {"Retry-After": str(RETRY_AFTER)}
     if _is_api(request):
         return JsonResponse(
-            {"error": "unavailable", "detail": f"the service is unavailable for a moment; try again in {RETRY_AFTER} s"},
+            {
+                "error": "unavailable",
+                "detail": f"the service is unavailable for a moment; try again in {RETRY_AFTER} s",
+            },
             status=503,
             headers=headers,
         )

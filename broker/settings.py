@@ -279,6 +279,9 @@ SWEEP_INTERVAL = env_duration("SWEEP_INTERVAL", "10s")
 REVOKE_ETA_HORIZON = env_duration("REVOKE_ETA_HORIZON", "10m")
 # Removal attempts (with exponential backoff from REVOKE_RETRY_BASE, capped at REVOKE_RETRY_MAX)
 # before a grant becomes revoke_failed; revoke_failed grants are retried every REVOKE_FAILED_RETRY.
+# Grants ended in one transaction when many are due at once (a burst): one call per target and
+# one audit append for the whole batch. 1 ends every grant in a transaction of its own.
+REVOKE_BATCH_SIZE = env_int("REVOKE_BATCH_SIZE", 200, minimum=1, maximum=5000)
 REVOKE_MAX_ATTEMPTS = env_int("REVOKE_MAX_ATTEMPTS", 8, minimum=1, maximum=100)
 REVOKE_RETRY_BASE = env_duration("REVOKE_RETRY_BASE", "2s")
 REVOKE_RETRY_MAX = env_duration("REVOKE_RETRY_MAX", "10m")

@@ -27,6 +27,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -43,12 +44,15 @@ log = logging.getLogger(__name__)
 S = Grant.Status
 R = Grant.EndReason
 
-# Grants ended in one transaction. Large enough that a burst costs a few transactions, small
-# enough that several workers share a burst and that one transaction holds few locks.
-BATCH_SIZE = 200
+
+def batch_size() -> int:
+    """Grants ended in one transaction (REVOKE_BATCH_SIZE, 200): large enough that a burst costs a
+    few transactions, small enough that several workers share a burst and one transaction holds
+    few locks."""
+    return settings.REVOKE_BATCH_SIZE
 
 
-def due_for_expiry(now: datetime, limit: int = BATCH_SIZE) -> list[Grant]:
+def due_for_expiry(now: datetime, limit: int) -> list[Grant]:
     """Lock the active grants past their expiry, oldest first, skipping those another worker holds."""
     return list(
         Grant.objects.select_for_update(skip_locked=True, of=("self",))

@@ -30,17 +30,17 @@ R = Grant.EndReason
 MAX_BATCHES = 50
 
 
-def expire_due(
-    *, now: datetime | None = None, limit: int = batches.BATCH_SIZE, fan_out: bool = False
-) -> tuple[int, bool]:
+def expire_due(*, now: datetime | None = None, limit: int | None = None, fan_out: bool = False) -> tuple[int, bool]:
     """End one batch of the active grants past their expiry, oldest first.
 
     Returns how many ended and whether the batch was full (more may be due). With ``fan_out``, a
-    full batch first sends another ``expire_due`` task, so that an idle worker process takes the
-    next batch while this one works: a burst is shared by every worker, not queued behind one.
-    The grants whose removal failed in the batch are then ended one by one, with retries.
+    full batch first sends an ``expire_due`` task, so that an idle worker process (on this machine
+    or another) takes the next batch while this one works: a burst is shared by every worker, not
+    queued behind one. The grants whose removal failed in the batch are then ended one by one,
+    with their retries.
     """
     now = now or timezone.now()
+    limit = limit or batches.batch_size()
     with transaction.atomic():
         grants = batches.due_for_expiry(now, limit)
         full = len(grants) >= limit
@@ -52,6 +52,23 @@ def expire_due(
     for grant in failed:
         grant_expire(grant_id=grant.pk, now=now, skip_locked=True)
     return len(grants) - len(failed), full
+
+
+def expire_all_due(*, now: datetime | None = None, max_batches: int = MAX_BATCHES) -> int:
+    """End everything due, batch after batch, asking for one helper when the first batch is full.
+
+    One helper per task, not one per batch: each helper that finds a full batch asks for one more,
+    so every idle worker process joins a burst, and the queue never fills with helpers that would
+    find nothing. The loop does not wait for helpers: a message takes a moment to be delivered, and
+    a batch takes a fraction of a second.
+    """
+    total = 0
+    for i in range(max_batches):
+        ended, full = expire_due(now=now, fan_out=i == 0)
+        total += ended
+        if not full:
+            break
+    return total
 
 
 def sweep(*, now: datetime | None = None, batch: int = 500, rearm: bool = False) -> dict[str, int]:
@@ -72,13 +89,7 @@ def sweep(*, now: datetime | None = None, batch: int = 500, rearm: bool = False)
         1 for pk in due if (g := grant_activate(grant_id=pk, now=now, skip_locked=True)) and g.status == S.ACTIVE
     )
 
-    expired = 0
-    for _ in range(MAX_BATCHES):
-        ended, full = expire_due(now=now, fan_out=True)
-        expired += ended
-        if not full:
-            break
-    counts["expired"] = expired
+    counts["expired"] = expire_all_due(now=now)
 
     retry = Grant.objects.ending().filter(next_attempt_at__lte=now)
     counts["removal_retried"] = sum(

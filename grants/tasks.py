@@ -14,14 +14,13 @@ def activate_grant(grant_id: int) -> None:
 @shared_task(name="grants.tasks.expire_due")
 def expire_due() -> int:
     """An expiry tick (grants/push.py): end everything due now, in batches shared with idle workers."""
-    ended, _full = sweeper.expire_due(fan_out=True)
-    return ended
+    return sweeper.expire_all_due()
 
 
 @shared_task(name="grants.tasks.expire_grant")
 def expire_grant(grant_id: int) -> None:
     # Queued by earlier versions, one per grant: ends everything due now, that grant included.
-    sweeper.expire_due(fan_out=True)
+    sweeper.expire_all_due()
 
 
 @shared_task(name="grants.tasks.remove_grant")

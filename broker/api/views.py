@@ -7,11 +7,14 @@ through services (``broker.risk``). Each app's own endpoints are in its ``api.py
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 from datetime import timedelta
 
 import django_filters
 from django.contrib.auth import get_user_model
 from django.db.models import DurationField
+from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -26,7 +29,9 @@ from rest_framework import exceptions, generics, permissions, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.authentication import acts_as_admin
+from accounts.authentication import acts_as_admin, touch
+from accounts.tokens import TOKEN_PREFIX
+from accounts.tokens import digest as token_digest
 from broker import risk
 from broker.api.context import audit_context
 from broker.api.filters import AwareDateTimeFilter, FilterSet
@@ -35,7 +40,7 @@ from broker.api.pagination import AuditPagination
 from broker.audit import export as audit_export
 from broker.catalog import eligible_roles, is_auditor
 from broker.models import AuditEvent, Channel, Role
-from grants.selectors import grant_check
+from grants.selectors import grant_check, token_check
 
 User = get_user_model()
 
@@ -138,6 +143,21 @@ class CheckOut(serializers.Serializer):
 class CheckView(APIView):
     required_scopes = {"GET": "read"}
 
+    @classmethod
+    def as_view(cls, **initkwargs):
+        """DRF's view, behind a lean path that answers the common case (a valid bearer token with
+        the read scope, well-formed `role` and `user`, a caller who may ask) with one query and no
+        DRF machinery. Anything else, every error included, goes to DRF's view, so the contract,
+        the error answers and the schema are DRF's (tests/api/test_check_api.py, the authorisation
+        matrix, the OpenAPI drift test)."""
+        view = super().as_view(**initkwargs)
+
+        def check(request, *args, **kwargs):
+            return lean_check(request) or view(request, *args, **kwargs)
+
+        functools.update_wrapper(check, view)
+        return check
+
     def get(self, request):
         query = CheckQuery(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
@@ -159,6 +179,58 @@ class CheckView(APIView):
                 }
             ).data
         )
+
+
+_CHECK_PARAMS = {"role": 64, "user": 150}
+_CHECK_HEADERS = {"Allow": "GET, HEAD, OPTIONS", "Vary": "Accept"}
+
+
+def lean_check(request) -> HttpResponse | None:
+    """The answer of CheckView for the common case, or None for DRF's view to answer."""
+    if request.method != "GET":
+        return None
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    keyword, _, text = header.partition(" ")
+    if keyword.lower() != "bearer" or not text.isascii() or not text.startswith(TOKEN_PREFIX) or len(text) > 200:
+        return None
+    params = request.GET
+    if not params.keys() <= _CHECK_PARAMS.keys() or "role" not in params:
+        return None
+    values = {}
+    for name in params:
+        given = params.getlist(name)
+        # One value, as DRF's strict serializer would take it unchanged (no trimming, not blank).
+        if len(given) != 1 or not given[0] or given[0] != given[0].strip() or len(given[0]) > _CHECK_PARAMS[name]:
+            return None
+        values[name] = given[0]
+    now = timezone.now()
+    found = token_check(digest=token_digest(text), username=values.get("user"), role_slug=values["role"], now=now)
+    if found is None or "read" not in found.scopes:
+        return None  # DRF answers: 401 (and counts the failure), or 403 insufficient_scope
+    username = values.get("user", found.viewer_username)
+    if username != found.viewer_username and not (
+        found.check.viewer_is_auditor or (found.viewer_is_staff and "admin" in found.scopes)
+    ):
+        return None  # DRF answers 403
+    touch(found.token_id, found.last_used_at, now)
+    body = {
+        "allowed": found.check.allowed,
+        "grant": found.check.grant_id,
+        "expires_at": _time(found.check.expires_at),
+        "user": username,
+        "role": values["role"],
+        "checked_at": _time(now),
+    }
+    text = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return HttpResponse(text.encode(), content_type="application/json", headers=_CHECK_HEADERS)
+
+
+def _time(value):
+    """As DRF's DateTimeField writes it: ISO 8601 in the current time zone, UTC as Z."""
+    if value is None:
+        return None
+    text = timezone.localtime(value).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 # --- Audit ----------------------------------------------------------------------------------------------

@@ -55,18 +55,18 @@ def test_check_needs_a_role(world, bearer):
     assert "role" in response.json()["fields"]
 
 
-def test_check_with_a_token_takes_two_queries(world, bearer):
+def test_check_with_a_token_takes_one_query(world, bearer):
     alice = bearer(world.alice)
     alice.get("/api/v1/check/?role=sandbox")  # the token's last_used_at is fresh now
     for path in ("/api/v1/check/?role=sandbox", "/api/v1/check/?user=alice&role=sandbox"):
         with CaptureQueriesContext(connection) as queries:
             assert alice.get(path).status_code == 200
-        assert len(queries) == 2, [q["sql"] for q in queries]
+        assert len(queries) == 1, [q["sql"] for q in queries]
     erin = bearer(world.erin)
     erin.get("/api/v1/check/?role=sandbox")
     with CaptureQueriesContext(connection) as queries:
         assert erin.get("/api/v1/check/?user=alice&role=sandbox").json()["allowed"] is True
-    assert len(queries) == 2, [q["sql"] for q in queries]
+    assert len(queries) == 1, [q["sql"] for q in queries]
 
 
 def test_last_used_at_is_written_at_most_once_a_minute(clock, world, bearer):

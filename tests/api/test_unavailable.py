@@ -18,7 +18,7 @@ TOO_MANY = OperationalError("connection failed: FATAL:  sorry, too many clients 
 def test_the_api_answers_503_json_with_retry_after_when_the_database_refuses(world, bearer):
     alice = bearer(world.alice)
     alice.raise_request_exception = False
-    with mock.patch("broker.api.views.grant_check", side_effect=TOO_MANY):
+    with mock.patch("broker.api.views.token_check", side_effect=TOO_MANY):
         response = alice.get("/api/v1/check/?role=sandbox")
     assert response.status_code == 503
     assert response["Retry-After"] == "5"
@@ -49,6 +49,6 @@ def test_the_portal_shows_an_error_page_without_a_traceback(client, requester):
 def test_other_errors_stay_500(world, bearer):
     alice = bearer(world.alice)
     alice.raise_request_exception = False
-    with mock.patch("broker.api.views.grant_check", side_effect=ZeroDivisionError):
+    with mock.patch("broker.api.views.token_check", side_effect=ZeroDivisionError):
         response = alice.get("/api/v1/check/?role=sandbox")
     assert (response.status_code, response.json()["error"]) == (500, "server_error")
