@@ -9,15 +9,17 @@ break-glass grant, which it reviews. Anything else is a 404.
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo
 
+import psycopg
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -158,9 +160,7 @@ def token_check(*, digest: str, username: str | None, role_slug: str, now: datet
         "now": Grant._meta.get_field("expires_at").get_db_prep_value(now, connection),
     }
     params = [inputs[slot] if slot else value for slot, value in zip(slots, fixed, strict=True)]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
+    row = _prepared_row(sql, params) if connection.vendor == "postgresql" else _row(sql, params)
     if row is None:
         return None
     token_id, scopes, last_used, viewer_id, viewer_name, is_staff, auditor, grant_id, grant_expires = row
@@ -178,6 +178,37 @@ def token_check(*, digest: str, username: str | None, role_slug: str, now: datet
             viewer_is_auditor=bool(auditor),
         ),
     )
+
+
+def _row(sql: str, params: list) -> tuple | None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def _prepared_row(sql: str, params: list) -> tuple | None:
+    """The row, from a statement PostgreSQL keeps prepared on this connection (no planning per call).
+
+    On psycopg's own cursor with server-side binding, since Django's cursors bind on the client and
+    never prepare. Without Django's per-request health check of the connection (a round trip):
+    a connection found broken is replaced and the statement run once more, which is safe for a read.
+    """
+    for attempt in (1, 2):
+        try:
+            with connection.wrap_database_errors:
+                connection.ensure_connection()
+                started = time.monotonic()
+                with psycopg.Cursor(connection.connection) as cursor:
+                    cursor.execute(sql, params, prepare=True)
+                    row = cursor.fetchone()
+                if connection.queries_logged:  # as Django's own cursors do (DEBUG, tests)
+                    connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+                return row
+        except (OperationalError, InterfaceError):
+            if attempt == 2 or connection.in_atomic_block:
+                raise
+            connection.close()
+    return None
 
 
 def _aware(value) -> datetime | None:
