@@ -146,6 +146,12 @@ class Stack:
             )
             conn.execute(f'DROP DATABASE IF EXISTS "{self.dbname}"')
 
+    def purge(self) -> None:
+        """Empty Redis (queues, the tasks a stopped worker gave back, cache): scenarios start clean."""
+        import redis
+
+        redis.Redis.from_url(REDIS_URL).flushdb()
+
     # --- Processes ------------------------------------------------------------------------------------
 
     def start(
@@ -172,10 +178,17 @@ class Stack:
         return proc
 
     def worker(
-        self, *, concurrency: int = 2, beat: bool = True, pool: str = "prefork", env: dict | None = None
-    ) -> subprocess.Popen:
+        self, *, concurrency: int = 2, beat: bool = True, pool: str = "prefork", env: dict | None = None,
+        queues: str = "both",
+    ) -> subprocess.Popen:  # fmt: skip
+        """A Celery worker; ``queues``: "both" (as `make run`), "broker" (activations and removals
+        only, as production runs it beside a notifications worker) or "notifications"."""
         command = [PYTHON, "-m", "celery", "-A", "broker", "worker", "--loglevel", "INFO", "--pool", pool,
                    "--concurrency", str(concurrency), "--hostname", f"bench-{len(self.procs)}@%h"]  # fmt: skip
+        if queues == "broker":
+            command += ["-Q", self.queue]
+        elif queues == "notifications":
+            command += ["-Q", self.queue + "-notifications"]
         if beat:
             command += ["--beat", "--schedule", str(self.scratch / f"beat-{len(self.procs)}")]
         return self.start(command, name="worker", ready=" ready.", env=env)
@@ -191,14 +204,21 @@ class Stack:
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """SIGTERM to the main process (a warm shutdown: it stops its children); SIGKILL to the group
+    (a crash: the children die with it), and after 20 s whatever is left."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
+            if sig == signal.SIGKILL:
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # any child left behind
 
 
 def wait_http(url: str, timeout: float = 60) -> None:

@@ -7,7 +7,9 @@ Scenarios (issue 11, benchmark 1), each on fresh grants in one scratch database:
   c  as (a), the worker SIGKILLed half-way and started again              target: max <= SWEEP_INTERVAL + 2 s, none missed
   d  (b) with worker concurrency 1, then 2: removals per second            target: ratio >= 1.6
 
-The baseline, measured in the same run: (b) with REVOKE_BATCH_SIZE=1, every grant ended in a
+The worker takes the `broker` queue (activations and removals), as production runs it beside a
+worker for the `notifications` queue (README, Production); one row shows (b) with a single worker
+taking both queues, as `make run` does. The baseline, measured in the same run: (b) with REVOKE_BATCH_SIZE=1, every grant ended in a
 transaction of its own as before batching (``--no-baseline`` skips it).
 
 Grants are written straight into the database as an activation leaves them (active, the person in
@@ -100,8 +102,10 @@ def measure(role, group) -> dict:
 
 
 def scenario(stack: Stack, tag: str, *, n: int, spread: float, concurrency: int = 2, kill_at: float | None = None,
-             env: dict | None = None) -> dict:  # fmt: skip
-    worker = stack.worker(concurrency=concurrency, env={"SWEEP_INTERVAL": f"{SWEEP:g}s", **(env or {})})
+             env: dict | None = None, queues: str = "broker") -> dict:  # fmt: skip
+    stack.purge()
+    options = {"concurrency": concurrency, "queues": queues, "env": {"SWEEP_INTERVAL": f"{SWEEP:g}s", **(env or {})}}
+    worker = stack.worker(**options)
     lead = 5.0 + n / 2000  # creating the grants must end before the first expires
     role, group, _last = make_grants(n, first=lead, spread=spread, tag=tag)
     start = time.monotonic()
@@ -110,7 +114,7 @@ def scenario(stack: Stack, tag: str, *, n: int, spread: float, concurrency: int 
         from bench.common import stop
 
         stop(worker, signal.SIGKILL)
-        worker = stack.worker(concurrency=concurrency, env={"SWEEP_INTERVAL": f"{SWEEP:g}s", **(env or {})})
+        worker = stack.worker(**options)
     wait_all_ended(role, time.monotonic() + lead + spread + 90)
     from bench.common import stop
 
@@ -138,6 +142,8 @@ def main(argv: list[str] | None = None) -> None:
             results["a"] = scenario(stack, "a", n=n_a, spread=60)
         if "b" in args.only or "d" in args.only:
             results["b"] = scenario(stack, "b", n=n_b, spread=1)
+        if "b" in args.only:
+            results["b-both"] = scenario(stack, "bboth", n=n_b, spread=1, queues="both")
         if not args.no_baseline and ("b" in args.only or "d" in args.only):
             results["b-baseline"] = scenario(stack, "bbase", n=n_b, spread=1, env={"REVOKE_BATCH_SIZE": "1"})
         if "c" in args.only:

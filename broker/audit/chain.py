@@ -151,26 +151,31 @@ def record_many(entries: Sequence[Entry]) -> list[AuditEvent]:
         # (or the change could survive a failed event): refuse, it is a programming error.
         raise RuntimeError("audit.record() must be called inside transaction.atomic()")
     # Everything but the link to the chain is prepared before the head is locked.
-    events = [_unlinked(entry) for entry in entries]
+    events = [unlinked(entry) for entry in entries]
     if not events:
         return []
     head = AuditHead.objects.select_for_update().filter(pk=1).first()
     if head is None:
         AuditHead.objects.get_or_create(pk=1, defaults={"seq": 0, "hash": GENESIS})
         head = AuditHead.objects.select_for_update().get(pk=1)
-    at = timezone.now()
-    seq, prev = head.seq, head.hash
-    for event in events:
-        seq += 1
-        event.seq, event.at, event.prev_hash = seq, at, prev
-        event.hash = prev = _hash_of(event)
+    head.seq, head.hash = link(events, after=(head.seq, head.hash), at=timezone.now())
     AuditEvent.objects.bulk_create(events)
-    head.seq, head.hash = seq, prev
     head.save(update_fields=["seq", "hash"])
     return events
 
 
-def _unlinked(entry: Entry) -> AuditEvent:
+def link(events: Sequence[AuditEvent], *, after: tuple[int, str], at) -> tuple[int, str]:
+    """Chain unsaved events after the event (seq, hash) ``after``: number, time, link and hash
+    each, exactly as ``record`` does. Returns the new (seq, hash) of the head."""
+    seq, prev = after
+    for event in events:
+        seq += 1
+        event.seq, event.at, event.prev_hash = seq, at, prev
+        event.hash = prev = _hash_of(event)
+    return seq, prev
+
+
+def unlinked(entry: Entry) -> AuditEvent:
     if entry.via not in Channel.values:
         raise ValueError(f"unknown audit channel {entry.via!r}")
     target_type, target_id = _target_of(entry.target)
