@@ -56,8 +56,9 @@ def database_url() -> str:
 class Worker:
     """`celery -A broker worker --beat` in its own process group, with its log in a file."""
 
-    def __init__(self, tmp_path: Path, sweep_interval: str):
+    def __init__(self, tmp_path: Path, sweep_interval: str, env: dict | None = None, pool: str = "threads"):
         self.tmp_path = tmp_path
+        self.pool = pool
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "broker.settings",
@@ -68,6 +69,7 @@ class Worker:
             "SECRET_KEY": settings.SECRET_KEY,
             "ALLOWED_HOSTS": "localhost",
             "BROKER_VAR_DIR": str(tmp_path / "var"),
+            **(env or {}),
         }
         self.proc: subprocess.Popen | None = None
         self.starts = 0
@@ -77,7 +79,7 @@ class Worker:
         self.log = self.tmp_path / f"worker-{self.starts}.log"
         command = [
             sys.executable, "-m", "celery", "-A", "broker", "worker", "--beat",
-            "--loglevel", "INFO", "--pool", "threads", "--concurrency", "4",
+            "--loglevel", "INFO", "--pool", self.pool, "--concurrency", "4" if self.pool == "threads" else "2",
             "--hostname", f"test-{self.starts}@%h",
             "--schedule", str(self.tmp_path / f"beat-{self.starts}"),
         ]  # fmt: skip
