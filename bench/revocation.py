@@ -122,6 +122,14 @@ def scenario(stack: Stack, tag: str, *, n: int, spread: float, concurrency: int 
     return measure(role, group)
 
 
+def progress(key: str, result: dict) -> dict:
+    """Print each scenario's figures as soon as it ends (a long run is never lost to a late error)."""
+    lag = result["lag"]
+    print(f"  {key}: {result['removed']}/{result['n']} removed, {result['left_in_group']} left in the group; lag p50 "
+          f"{lag['p50']:.3f} p99 {lag['p99']:.3f} max {lag['max']:.3f} s; {result['rate']:.0f} removals/s", flush=True)  # fmt: skip
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench/run.py revocation", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -139,24 +147,27 @@ def main(argv: list[str] | None = None) -> None:
         n_a, n_b, n_burst = int(2000 * args.scale), int(1000 * args.scale), int(args.burst * args.scale)
         results = {}
         if "a" in args.only:
-            results["a"] = scenario(stack, "a", n=n_a, spread=60)
+            results["a"] = progress("a", scenario(stack, "a", n=n_a, spread=60))
         if "b" in args.only or "d" in args.only:
-            results["b"] = scenario(stack, "b", n=n_b, spread=1)
+            results["b"] = progress("b", scenario(stack, "b", n=n_b, spread=1))
         if "b" in args.only:
-            results["b-both"] = scenario(stack, "bboth", n=n_b, spread=1, queues="both")
+            results["b-both"] = progress("b-both", scenario(stack, "bboth", n=n_b, spread=1, queues="both"))
         if not args.no_baseline and ("b" in args.only or "d" in args.only):
-            results["b-baseline"] = scenario(stack, "bbase", n=n_b, spread=1, env={"REVOKE_BATCH_SIZE": "1"})
+            results["b-baseline"] = progress(
+                "b-baseline", scenario(stack, "bbase", n=n_b, spread=1, env={"REVOKE_BATCH_SIZE": "1"})
+            )
         if "c" in args.only:
-            results["c"] = scenario(stack, "c", n=n_a, spread=60, kill_at=30)
+            results["c"] = progress("c", scenario(stack, "c", n=n_a, spread=60, kill_at=30))
         if "d" in args.only:
-            results["d-1"] = scenario(stack, "d1", n=n_b, spread=1, concurrency=1)
-            results["d-2"] = scenario(stack, "d2", n=n_b, spread=1, concurrency=2)
-            results["d-1-instant"] = scenario(stack, "d1i", n=n_burst, spread=0, concurrency=1)
-            results["d-2-instant"] = scenario(stack, "d2i", n=n_burst, spread=0, concurrency=2)
+            results["d-1"] = progress("d-1", scenario(stack, "d1", n=n_b, spread=1, concurrency=1))
+            results["d-2"] = progress("d-2", scenario(stack, "d2", n=n_b, spread=1, concurrency=2))
+            results["d-1-instant"] = progress("d-1-instant", scenario(stack, "d1i", n=n_burst, spread=0, concurrency=1))
+            results["d-2-instant"] = progress("d-2-instant", scenario(stack, "d2i", n=n_burst, spread=0, concurrency=2))
 
     labels = {
         "a": f"(a) {n_a} spread over 60 s, prefork x2",
         "b": f"(b) {n_b} within one second, prefork x2",
+        "b-both": "(b) the worker also sending the messages (make run)",
         "b-baseline": "baseline: (b) one grant per transaction (REVOKE_BATCH_SIZE=1)",
         "c": "(c) (a) + SIGKILL at 30 s, restart",
         "d-1": "(d) (b) with concurrency 1",

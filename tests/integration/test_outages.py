@@ -31,7 +31,6 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group
-from django.utils import timezone
 
 from accounts.tokens import token_create
 from approvals import services as approvals
@@ -59,7 +58,7 @@ def call(base: str, method: str, path: str, *, token: str | None = None, body: d
     if cookie:
         headers["Cookie"] = cookie
     data = json.dumps(body).encode() if body is not None else (b"{}" if method == "POST" else None)
-    request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+    request = urllib.request.Request(base + path, data=data, method=method, headers=headers)  # noqa: S310
     started = time.monotonic()
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - loopback only
@@ -277,7 +276,6 @@ SEED = """
 from datetime import timedelta
 from django.contrib.auth.models import User
 from django.contrib.sessions.backends.db import SessionStore
-from django.utils import timezone
 from accounts.tokens import token_create
 from approvals import services as approvals
 from broker.models import Channel, Eligibility, Role
