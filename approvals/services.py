@@ -181,7 +181,7 @@ def request_create(
     ticket = _clean_text(ticket, field="ticket", required=role.requires_ticket, limit=MAX_TICKET, what="a ticket")
     _ensure_routable(role)
 
-    with transaction.atomic():
+    with transaction.atomic(), audit.batched():
         _ensure_nothing_open(requester, role)
         if grant is None:
             live = Grant.objects.live().filter(user=requester, role=role).first()
@@ -348,7 +348,7 @@ def request_approve(
     """
     now = now or timezone.now()
     comment = _clean_text(comment, field="comment", required=False, limit=MAX_COMMENT, what="a comment")
-    with transaction.atomic():
+    with transaction.atomic(), audit.batched():
         req, stage = _record_decision(
             request_id, approver, Decision.Verdict.APPROVE, comment=comment, via=via, mfa_at=mfa_at, now=now
         )

@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -121,6 +123,32 @@ class Entry:
     data: dict | None = None
 
 
+_pending = threading.local()
+
+
+@contextmanager
+def batched() -> Iterator[None]:
+    """Append the events recorded inside the block together, when it ends, under one lock of the head.
+
+    The head serialises every writer from the moment it is locked until the commit. A state change
+    that records several events (a request created, approved and its grant scheduled) would hold
+    it across all of its work; batched, it holds it only from its last statement to the commit.
+    Use it inside the transaction of the change (``with transaction.atomic(), audit.batched():``).
+    The events are appended in the order they were recorded; ``record`` returns them unsaved (no
+    ``seq`` yet) until the block ends. Nested blocks join the outermost one.
+    """
+    if getattr(_pending, "events", None) is not None:
+        yield
+        return
+    _pending.events = []
+    try:
+        yield
+        events, _pending.events = _pending.events, None
+        _append(events)
+    finally:
+        _pending.events = None
+
+
 def record(
     action: str,
     *,
@@ -152,8 +180,17 @@ def record_many(entries: Sequence[Entry]) -> list[AuditEvent]:
         raise RuntimeError("audit.record() must be called inside transaction.atomic()")
     # Everything but the link to the chain is prepared before the head is locked.
     events = [unlinked(entry) for entry in entries]
+    pending = getattr(_pending, "events", None)
+    if pending is not None:
+        pending.extend(events)  # appended when the batched() block ends
+        return events
+    _append(events)
+    return events
+
+
+def _append(events: list[AuditEvent]) -> None:
     if not events:
-        return []
+        return
     head = AuditHead.objects.select_for_update().filter(pk=1).first()
     if head is None:
         AuditHead.objects.get_or_create(pk=1, defaults={"seq": 0, "hash": GENESIS})
@@ -161,7 +198,6 @@ def record_many(entries: Sequence[Entry]) -> list[AuditEvent]:
     head.seq, head.hash = link(events, after=(head.seq, head.hash), at=timezone.now())
     AuditEvent.objects.bulk_create(events)
     head.save(update_fields=["seq", "hash"])
-    return events
 
 
 def link(events: Sequence[AuditEvent], *, after: tuple[int, str], at) -> tuple[int, str]:

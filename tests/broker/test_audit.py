@@ -1,7 +1,10 @@
 """The audit hash chain: every change recorded in its transaction, and any tampering detected."""
 
+import itertools
+
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from broker import audit
 from broker.models import AuditEvent, Channel
@@ -106,4 +109,35 @@ def test_ip_addresses_are_normalised_and_garbage_dropped():
         good = audit.record("x", actor=None, target=None, via=Channel.API, ip="2001:DB8::0:1")
         bad = audit.record("x", actor=None, target=None, via=Channel.API, ip="not-an-ip")
     assert (good.ip, bad.ip) == ("2001:db8::1", "")
+    assert audit.verify().ok
+
+
+def test_record_many_appends_in_order_under_one_lock_of_the_head():
+    entries = [
+        audit.Entry("x.step", actor=None, target=("thing", i), via=Channel.WORKER, data={"i": i}) for i in range(5)
+    ]
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        events = audit.record_many(entries)
+    assert [e.seq for e in events] == list(range(events[0].seq, events[0].seq + 5))
+    assert all(later.prev_hash == earlier.hash for earlier, later in itertools.pairwise(events))
+    assert sum("broker_audithead" in q["sql"] and "FOR UPDATE" in q["sql"] for q in queries) <= 1
+    assert audit.verify().ok
+
+
+def test_events_recorded_in_a_batched_block_are_chained_when_it_ends():
+    with transaction.atomic(), audit.batched():
+        first = audit.record("x.first", actor=None, target=None, via=Channel.WORKER)
+        second = audit.record("x.second", actor=None, target=None, via=Channel.WORKER)
+        assert first.seq is None and not AuditEvent.objects.filter(action__startswith="x.").exists()
+    assert (second.seq, second.prev_hash) == (first.seq + 1, first.hash)
+    assert audit.verify().ok
+
+
+def test_a_batched_block_that_fails_appends_nothing():
+    with pytest.raises(RuntimeError), transaction.atomic(), audit.batched():
+        audit.record("x.lost", actor=None, target=None, via=Channel.WORKER)
+        raise RuntimeError("the change failed")
+    assert not AuditEvent.objects.filter(action="x.lost").exists()
+    with transaction.atomic():
+        audit.record("x.after", actor=None, target=None, via=Channel.WORKER)
     assert audit.verify().ok
