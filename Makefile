@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-unit e2e fuzz screenshots lint format clean openapi
+.PHONY: help run test test-unit e2e fuzz screenshots lint format clean openapi bench
 
 help: ## list the commands
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,13 @@ screenshots: e2e ## refresh the README's portal screenshots (docs/screenshots/) 
 	cp test-artifacts/screenshots/05-approver-decision.png docs/screenshots/approver-decision.png
 	cp test-artifacts/screenshots/07-requester-grant-active.png docs/screenshots/requester-home.png
 	cp test-artifacts/screenshots/11-auditor-audit-log.png docs/screenshots/auditor-audit-log.png
+
+# Each benchmark makes and drops its own scratch database (BENCH_DATABASE_URL) and empties a Redis
+# database of its own (BENCH_REDIS_URL, default db 7); `bench/run.py NAME --help` for one alone.
+BENCHES := revocation check autoapprove audit memory scale
+bench: $(STAMP) ## run every benchmark and print their tables (PostgreSQL, Redis and wrk needed; about 40 minutes)
+	@command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk"; exit 2; }
+	@for name in $(BENCHES); do echo "== $$name"; $(PY) bench/run.py $$name || exit 1; done
 
 lint: $(STAMP) ## ruff, formatting, one-way dependencies (import-linter) and missing migrations
 	$(VENV)/bin/ruff check .
