@@ -50,12 +50,13 @@ class Keyring:
 
 
 def canonical_time(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat(timespec="microseconds")
+    # A naive time is UTC (how Django keeps times on SQLite), never the machine's local time.
+    return (at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)).isoformat(timespec="microseconds")
 
 
 def canonical(
     seq: int,
-    at: datetime,
+    at: datetime | str,
     actor: str,
     action: str,
     target_type: str,
@@ -75,8 +76,9 @@ def canonical(
     a test holds them equal).
     """
     key = f'"key_id":{_quote(key_id)},' if key_id else ""
+    when = at if at.__class__ is str else canonical_time(at)  # a str is canonical already (from the database)
     return (
-        f'{{"action":{_quote(action)},"actor":{_quote(actor)},"at":{_quote(canonical_time(at))},'
+        f'{{"action":{_quote(action)},"actor":{_quote(actor)},"at":{_quote(when)},'
         f'"channel":{_quote(channel)},"data":{_encode(data)},"ip":{_quote(ip)},{key}"prev":{_quote(prev)},'
         f'"role":{_quote(role)},"seq":{int(seq)},"subject":{_quote(subject)},"target_id":{_quote(target_id)},'
         f'"target_type":{_quote(target_type)}}}'

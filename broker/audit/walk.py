@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from broker.audit.keys import GENESIS, canonical
 
@@ -70,6 +72,7 @@ def walk(
     anchors: Mapping[int, list[Anchor]] | None = None,
     gaps: bool = False,
     seal_required: bool = True,
+    raw: bool = False,
 ) -> Walked:
     """Check each row's sequence, link to the previous one and MAC; stop at the first that does not fit.
 
@@ -78,90 +81,79 @@ def walk(
     are accepted only before the first keyed one (``unkeyed_allowed``), and a trail that has unkeyed
     events must have a keyed one after them: it seals them. ``gaps`` (a filtered export) lets the
     sequence jump, checking links only between neighbours. ``seal_required=False`` accepts a trail of
-    unkeyed events only: the upgrade checks the old trail that way before sealing it.
+    unkeyed events only: the upgrade checks the old trail that way before sealing it. ``raw``: the
+    rows come straight from the database driver, ``data`` as JSON text (decoded here, at a fraction
+    of the cost of the ORM's converters). ``at`` is a datetime, or a str already canonical.
     """
     result = Walked()
-    expected_seq, expected_prev, checked, last_hash = seq, prev, 0, GENESIS
-    unkeyed = 0
+    expected_seq, expected_prev, checked, last_hash, unkeyed = seq, prev, 0, GENESIS, 0
     seen_keys: set[str] = set()
     anchors = anchors or {}
-    sha256, digest = hashlib.sha256, hmac.digest
-    for (
-        row_id,
-        row_seq,
-        at,
-        actor,
-        action,
-        ttype,
-        tid,
-        role,
-        subject,
-        channel,
-        ip,
-        data,
-        prev_hash,
-        row_hash,
-        kid,
-    ) in rows:
+    sha256, loads, compare = hashlib.sha256, json.loads, hmac.compare_digest
+    # One HMAC state per key, keyed once and copied for each event.
+    macs: dict[str, Any] = {}
+
+    for row in rows:
+        _id, row_seq, at, actor, action, ttype, tid, role, subject, channel, ip, data, prev_hash, row_hash, kid = row
+        reason = ""
         if row_seq != expected_seq and not (gaps and row_seq > expected_seq):
-            result.checked, result.last_seq, result.last_hash = checked, expected_seq - 1, last_hash
-            return result.fail(
-                row_seq,
-                row_id,
+            reason = (
                 f"expected event #{expected_seq} next but found #{row_seq}: "
-                "the event(s) in between were deleted or renumbered",
+                "the event(s) in between were deleted or renumbered"
             )
-        if expected_prev is not None and prev_hash != expected_prev and row_seq == expected_seq:
-            result.checked, result.last_seq, result.last_hash = checked, expected_seq - 1, last_hash
-            return result.fail(
-                row_seq,
-                row_id,
-                "its link to the previous event does not match: an earlier event was edited, deleted or reordered",
+        elif expected_prev is not None and prev_hash != expected_prev and row_seq == expected_seq:
+            reason = "its link to the previous event does not match: an earlier event was edited, deleted or reordered"
+        elif raw:
+            try:
+                data = loads(data)
+            except (TypeError, ValueError):
+                reason = "its stored data is not JSON: the event was edited"
+        if not reason:
+            payload = canonical(
+                row_seq, at, actor, action, ttype, tid, role, subject, channel, ip, data, prev_hash, kid
             )
-        payload = canonical(row_seq, at, actor, action, ttype, tid, role, subject, channel, ip, data, prev_hash, kid)
-        if kid:
-            key = keys.get(kid)
-            if key is None:
-                result.checked, result.last_seq, result.last_hash = checked, row_seq - 1, last_hash
-                return result.fail(
-                    row_seq,
-                    row_id,
-                    f"it names the key id {kid!r}, which is neither AUDIT_KEY_ID nor in AUDIT_OLD_KEYS: "
-                    "the key is missing from the configuration, or the key id was forged",
-                )
-            unkeyed_allowed = False
-            seen_keys.add(kid)
-            ok = hmac.compare_digest(digest(key, payload, "sha256").hex(), row_hash)
-        else:
-            if not unkeyed_allowed:
-                result.checked, result.last_seq, result.last_hash = checked, row_seq - 1, last_hash
-                return result.fail(
-                    row_seq,
-                    row_id,
+            if kid:
+                state = macs.get(kid)
+                if state is None and kid in keys:
+                    state = macs[kid] = hmac.new(keys[kid], digestmod="sha256")
+                    seen_keys.add(kid)
+                if state is None:
+                    reason = (
+                        f"it names the key id {kid!r}, which is neither AUDIT_KEY_ID nor in AUDIT_OLD_KEYS: "
+                        "the key is missing from the configuration, or the key id was forged"
+                    )
+                else:
+                    unkeyed_allowed = False
+                    state = state.copy()
+                    state.update(payload)
+                    if not compare(state.hexdigest(), row_hash):
+                        reason = (
+                            f"its content does not match its MAC under key id {kid!r}: the event was edited, "
+                            "or the configured key is not the one it was written with"
+                        )
+            elif not unkeyed_allowed:
+                reason = (
                     "it has no key id, but unkeyed events can only come before the first keyed one: "
-                    "it was written or rewritten without the key",
+                    "it was written or rewritten without the key"
                 )
-            unkeyed += 1
-            ok = sha256(payload).hexdigest() == row_hash
-        if not ok:
-            result.checked, result.last_seq, result.last_hash = checked, row_seq - 1, last_hash
-            named = f"under key id {kid!r}" if kid else "(unkeyed, from before the trail was keyed)"
-            return result.fail(
-                row_seq,
-                row_id,
-                f"its content does not match its MAC {named}: the event was edited, "
-                "or the configured key is not the one it was written with",
-            )
-        if row_seq in anchors:
+            else:
+                unkeyed += 1
+                if sha256(payload).hexdigest() != row_hash:
+                    reason = (
+                        "its content does not match its hash (unkeyed, from before the trail was keyed): "
+                        "the event was edited"
+                    )
+        if not reason and row_seq in anchors:
             for anchor in anchors[row_seq]:
                 if anchor.hash != row_hash:
-                    result.checked, result.last_seq, result.last_hash = checked, row_seq - 1, last_hash
-                    return result.fail(
-                        row_seq,
-                        row_id,
+                    reason = (
                         f"its hash differs from the one {anchor.source} recorded: "
-                        "the trail was rewritten from here on after that",
+                        "the trail was rewritten from here on after that"
                     )
+                    break
+        if reason:
+            result.checked, result.last_seq, result.last_hash = checked, expected_seq - 1, last_hash
+            return result.fail(row_seq, _id, reason)
         expected_seq, expected_prev, last_hash, checked = row_seq + 1, row_hash, row_hash, checked + 1
 
     result.checked, result.last_seq, result.last_hash = checked, expected_seq - 1, last_hash
