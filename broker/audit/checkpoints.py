@@ -28,6 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core import checks
 from django.utils import timezone
 
 from broker.audit.keys import GENESIS, Keyring, canonical_time, record_mac_ok, sign_record
@@ -40,6 +41,22 @@ TYPE = "audit-checkpoint"
 _HASH = re.compile(r"[0-9a-f]{64}")
 # syslog priority: facility authpriv (10), severity info (6).
 _SYSLOG_PRIORITY = 10 * 8 + 6
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_checkpoint_destination(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """``manage.py check --deploy``: a production trail whose head is anchored nowhere is flagged."""
+    if settings.AUDIT_CHECKPOINT_FILE or settings.AUDIT_CHECKPOINT_SYSLOG or settings.AUDIT_CHECKPOINT_WEBHOOK_URL:
+        return []
+    return [
+        checks.Warning(
+            "No destination for audit checkpoints: deleting the newest audit events and moving the chain's head "
+            "back would go unnoticed.",
+            hint="Set AUDIT_CHECKPOINT_FILE (on storage the database's administrators cannot rewrite), "
+            "AUDIT_CHECKPOINT_SYSLOG or AUDIT_CHECKPOINT_WEBHOOK_URL.",
+            id="broker.W001",
+        )
+    ]
 
 
 class CheckpointError(Exception):

@@ -175,3 +175,12 @@ def test_syslog_gets_the_checkpoint_line():
     assert result["delivered"] == ["syslog"]
     assert message.startswith("<86>broker-audit: {")
     assert json.loads(message.partition(": ")[2])["seq"] == 1
+
+
+def test_check_deploy_warns_when_checkpoints_go_nowhere():
+    from broker.audit.checkpoints import check_checkpoint_destination
+
+    with override_settings(AUDIT_CHECKPOINT_FILE="", AUDIT_CHECKPOINT_SYSLOG="", AUDIT_CHECKPOINT_WEBHOOK_URL=""):
+        assert [w.id for w in check_checkpoint_destination(None)] == ["broker.W001"]
+    with override_settings(AUDIT_CHECKPOINT_FILE="/var/log/broker/checkpoints.jsonl"):
+        assert check_checkpoint_destination(None) == []
