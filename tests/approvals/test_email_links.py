@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.core import signing
+from django.utils import timezone
 
 from accounts import stepup
 from approvals import services
@@ -233,7 +234,9 @@ def test_a_link_for_an_older_version_is_refused_without_leaking_the_request(
 
 
 def test_a_link_to_a_request_decided_in_the_portal_is_refused(client, pending, carol_link, approver, approver2):
-    services.request_deny(request_id=pending.pk, approver=approver2, comment="no", via=Channel.PORTAL)
+    services.request_deny(
+        request_id=pending.pk, approver=approver2, comment="no", via=Channel.PORTAL, mfa_at=timezone.now()
+    )
     client.force_login(approver)
     response = client.get(carol_link)
     assert response.status_code == 410
