@@ -30,3 +30,23 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+
+class CredentialState(models.Model):
+    """Per person, what risk signals changed about their credentials (a row only once one did).
+
+    ``session_epoch``: every session remembers the epoch it was signed in at; raising it ends all of
+    the person's sessions at their next request, whatever the session backend (accounts/sessions.py).
+    ``password_revoked_at``: a ``credential_compromised`` signal made the password unusable; the
+    person may still set a new one through the password reset (accounts/recovery.py).
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="credential_state"
+    )
+    session_epoch = models.PositiveIntegerField(default=0)
+    sessions_ended_at = models.DateTimeField(null=True, blank=True)
+    password_revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"credentials of {self.user} (epoch {self.session_epoch})"
