@@ -10,6 +10,7 @@ someone else would be a second factor its owner never proved (people enrol in th
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.contrib.auth import get_user_model
@@ -17,9 +18,11 @@ from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group
 from django.db import transaction
+from django.template.response import TemplateResponse
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts.enrolment import enrolment_code_issue
 from accounts.events import record_auth_event
 from accounts.models import ApiToken
 from accounts.tokens import token_revoke
@@ -44,6 +47,26 @@ class PersonAudit:
 
 
 class UserAdmin(PersonAudit, AuditedAdmin, DjangoUserAdmin):
+    actions = ("issue_enrolment_code",)
+
+    @admin.action(description="Issue an MFA enrolment code (shown once)")
+    def issue_enrolment_code(self, request, queryset):
+        """A single-use code per person for their first second factor (MFA_ENROLMENT_CODE_REQUIRED)."""
+        issued = [
+            (person, enrolment_code_issue(user=person, actor=request.user, via=Channel.PORTAL, ip=client_ip(request)))
+            for person in queryset.filter(is_active=True).order_by("username")
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "MFA enrolment codes",
+            "issued": issued,
+            "lifetime": settings.MFA_ENROLMENT_CODE_LIFETIME,
+            "opts": self.model._meta,
+        }
+        response = TemplateResponse(request, "admin/accounts/enrolment_codes.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
     def audit_change(self, request, obj, *, operation, changes=None):
         self.audit_person(request, obj, self.audit_data(obj, operation=operation, changes=changes))
 

@@ -50,3 +50,28 @@ class CredentialState(models.Model):
 
     def __str__(self) -> str:
         return f"credentials of {self.user} (epoch {self.session_epoch})"
+
+
+class EnrolmentCode(models.Model):
+    """A single-use code an administrator gives a person to set up their first second factor.
+
+    Stored only as a keyed hash (like API tokens); expires; issuing a new one withdraws the older
+    ones (accounts/enrolment.py).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="enrolment_codes")
+    digest = models.CharField(max_length=64, unique=True)
+    issued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "used_at"], name="enrolment_code_open")]
+
+    def __str__(self) -> str:
+        return f"enrolment code for {self.user} ({self.created_at:%Y-%m-%d %H:%M})"

@@ -282,6 +282,15 @@ REVOKE_FAILED_RETRY = env_duration("REVOKE_FAILED_RETRY", "1d")
 ACTIVATE_MAX_ATTEMPTS = env_int("ACTIVATE_MAX_ATTEMPTS", 5, minimum=1, maximum=100)
 # How long a second-factor verification counts for sensitive steps (step-up).
 MFA_STEP_UP_WINDOW = env_duration("MFA_STEP_UP_WINDOW", "5m")
+# Who needs an enrolment code, issued by an administrator, to set up their first second factor:
+# "approvers" (people named in any approval stage, and staff), "all", or "off" (the password alone,
+# re-entered, lets a signed-in person enrol).
+MFA_ENROLMENT_CODE_REQUIRED = env_str("MFA_ENROLMENT_CODE_REQUIRED", "off").strip().lower()
+if MFA_ENROLMENT_CODE_REQUIRED not in {"approvers", "all", "off"}:
+    raise ImproperlyConfigured(
+        f"MFA_ENROLMENT_CODE_REQUIRED: expected approvers, all or off, got {MFA_ENROLMENT_CODE_REQUIRED!r}"
+    )
+MFA_ENROLMENT_CODE_LIFETIME = env_duration("MFA_ENROLMENT_CODE_LIFETIME", "3d")
 # Notifications: requesters are warned this long before a grant expires (only for grants longer
 # than twice this lead); the scan for due reminders and warnings runs every NOTIFY_SCAN_INTERVAL.
 NOTIFY_EXPIRY_LEAD = env_duration("NOTIFY_EXPIRY_LEAD", "15m")

@@ -23,6 +23,7 @@ from approvals.models import AccessRequest, Decision
 from broker import audit, links
 from broker.catalog import SECURITY_GROUP, stage_approvers
 from broker.durations import humanize_duration
+from broker.models import AuditEvent
 from broker.notify import Message
 from grants.models import Grant
 
@@ -368,6 +369,35 @@ def _audit_broken(object_id: int, revision: int, now: datetime) -> list[Draft]:
     ]
 
 
+_DEVICE_KINDS = {"totp": "an authenticator app", "passkey": "a passkey"}
+
+
+def _mfa_device_added(object_id: int, revision: int, now: datetime) -> list[Draft]:
+    """``object_id`` is the audit event ``mfa.device_added``: tell the person, who may not have done it."""
+    event = AuditEvent.objects.filter(pk=object_id, action="mfa.device_added", target_type="user").first()
+    person = User.objects.filter(pk=event.target_id).first() if event is not None else None
+    if person is None:
+        return []
+    kind = _DEVICE_KINDS.get(event.data.get("type"), "a second factor")
+    intro = [
+        f"{kind[0].upper()}{kind[1:]} was added to your account as a second factor"
+        + (" (your first one)." if event.data.get("first") else "."),
+        "If that was you, there is nothing to do. If it was not, someone has your password and your "
+        "session: tell your security team at once, so that they can end your sessions and reset your password.",
+    ]
+    return [
+        Draft(
+            recipient=person,
+            subject="A second factor was added to your account",
+            intro=intro,
+            why="You get this whenever a second factor is added to your account.",
+            action_label="Review your second factors",
+            action_url=links.absolute(links.mfa_devices_path()),
+            facts=[("What", kind), ("When", _when(event.at)), ("From address", event.ip or "—")],
+        )
+    ]
+
+
 BUILDERS: dict[str, Callable[[int, int, datetime], list[Draft]]] = {
     Kind.DECISION_NEEDED: _decision_needed,
     Kind.REMINDER: _reminder,
@@ -380,6 +410,7 @@ BUILDERS: dict[str, Callable[[int, int, datetime], list[Draft]]] = {
     Kind.BREAK_GLASS: _break_glass,
     Kind.REVOKE_FAILED: _revoke_failed,
     Kind.AUDIT_BROKEN: _audit_broken,
+    Kind.MFA_DEVICE_ADDED: _mfa_device_added,
 }
 
 
