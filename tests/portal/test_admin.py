@@ -324,3 +324,23 @@ def test_deciding_an_mfa_role_in_the_admin_with_a_stale_step_up_sends_the_admin_
     assert response["Location"].startswith("/account/mfa/verify/")
     req.refresh_from_db()
     assert req.status == "pending" and not req.decisions.exists()
+
+
+# --- Revoking in the admin asks why (finding 12) -----------------------------------------------------
+
+
+def test_revoking_grants_in_the_admin_asks_for_a_reason_and_records_it(client, root, active_grant):
+    grant = active_grant()
+    sign_in_verified(client, root)
+    selected = {"action": "revoke", "_selected_action": [str(grant.pk)], "index": "0"}
+    form = client.post("/admin/grants/grant/", selected)
+    assert form.status_code == 200 and b'name="reason"' in form.content
+    blank = client.post("/admin/grants/grant/", {**selected, "apply": "Revoke now", "reason": "  "})
+    assert b"Say why" in blank.content
+    grant.refresh_from_db()
+    assert grant.status == "active"
+    done = client.post("/admin/grants/grant/", {**selected, "apply": "Revoke now", "reason": "left the team"})
+    assert done.status_code == 302
+    grant.refresh_from_db()
+    assert grant.status in ("revoking", "revoked")
+    assert AuditEvent.objects.filter(action__startswith="grant.", data__comment="left the team").exists()
