@@ -3,7 +3,9 @@
 Mail scanners (Safe Links, Proofpoint) open every link and may run its scripts, so GET and HEAD
 only render the facts. The decision needs CSRF, the approver's own session and a fresh step-up
 (the code can be typed on this page). Refusals say why without telling a stranger anything about
-the request, and each one is audited.
+the request. Each refusal of a link we signed is audited; links whose signature does not verify
+(anyone can make those up) are counted per client address instead, with one audit event per
+address and window once they pass EMAIL_LINK_FAILURE_LIMIT, and answered 429 from then on.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ from broker.http import client_ip
 from broker.models import Channel
 
 REFUSAL_STATUS = {Outcome.INVALID: 400, Outcome.WRONG_USER: 403}
+THROTTLED_TEXT = (
+    "Too many links that are not valid were opened from your address. Wait a while, then open the link "
+    "again from the email."
+)
 
 
 class DecisionForm(forms.Form):
@@ -56,20 +62,36 @@ def _headers(response):
     return response
 
 
-def _refuse(request, reason: str, link=None):
-    email_links.record_refusal(reason, link=link, user=request.user, ip=client_ip(request), method=request.method)
-    is_approver = link is not None and request.user.is_authenticated and request.user.pk == link.approver_id
+def _refuse_unsigned(request):
+    """A link whose signature does not verify: counted per address, not audited one by one."""
+    wait = email_links.record_unsigned(ip=client_ip(request), method=request.method)
+    if wait is None:
+        return _refusal_page(request, Outcome.INVALID, REFUSAL_TEXT[Outcome.INVALID], status=400)
+    response = _refusal_page(request, Outcome.INVALID, THROTTLED_TEXT, status=429)
+    response["Retry-After"] = str(wait)
+    return response
+
+
+def _refusal_page(request, reason: str, message: str, *, status: int, request_url: str | None = None):
     context = {
-        "message": REFUSAL_TEXT[reason],
+        "message": message,
         "reason": reason,
-        # Only the approver the link was sent to learns which request it was about.
-        "request_url": links.request_path(link.request_id) if is_approver else None,
+        "request_url": request_url,
         "inbox_url": links.inbox_path(),
         # Signing out of the wrong account leads to the sign-in page, and back to this link.
         "login_url": redirect_to_login(request.path)["Location"],
     }
-    response = render(request, "approvals/email_link_refused.html", context, status=REFUSAL_STATUS.get(reason, 410))
-    return _headers(response)
+    return _headers(render(request, "approvals/email_link_refused.html", context, status=status))
+
+
+def _refuse(request, reason: str, link=None):
+    email_links.record_refusal(reason, link=link, user=request.user, ip=client_ip(request), method=request.method)
+    is_approver = link is not None and request.user.is_authenticated and request.user.pk == link.approver_id
+    # Only the approver the link was sent to learns which request it was about.
+    request_url = links.request_path(link.request_id) if is_approver else None
+    return _refusal_page(
+        request, reason, REFUSAL_TEXT[reason], status=REFUSAL_STATUS.get(reason, 410), request_url=request_url
+    )
 
 
 def _facts(req: AccessRequest) -> dict:
@@ -89,6 +111,8 @@ def _facts(req: AccessRequest) -> dict:
 @require_http_methods(["GET", "HEAD", "POST"])
 def approval_link(request, token: str):
     check = email_links.link_check(token)
+    if not check.signed:
+        return _refuse_unsigned(request)
     if not check.ok:
         return _refuse(request, check.outcome, check.link)
     link = check.link

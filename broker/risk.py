@@ -33,6 +33,7 @@ from accounts.sessions import sessions_end
 from accounts.tokens import token_revoke
 from approvals.models import AccessRequest
 from approvals.services import request_close_for_user
+from approvals.signals import handled_by_caller
 from broker.errors import Conflict, Invalid, NotAllowed, NotFound
 from grants.models import Grant
 from grants.services import MAX_REASON as grants_max_reason
@@ -79,7 +80,8 @@ def user_signal_apply(
 
     username = user.get_username()
     outcome = SignalOutcome(user=username, event=event)
-    with transaction.atomic():
+    # The grants and requests are ended below, as a risk signal: not by the reaction to the deactivation.
+    with transaction.atomic(), handled_by_caller():
         record_auth_event(
             "risk.signal", user=user, actor=actor, via=via, ip=ip, data={"event": event, "reason": reason}
         )

@@ -282,6 +282,12 @@ REVOKE_RETRY_BASE = env_duration("REVOKE_RETRY_BASE", "2s")
 REVOKE_RETRY_MAX = env_duration("REVOKE_RETRY_MAX", "10m")
 REVOKE_FAILED_RETRY = env_duration("REVOKE_FAILED_RETRY", "1d")
 ACTIVATE_MAX_ATTEMPTS = env_int("ACTIVATE_MAX_ATTEMPTS", 5, minimum=1, maximum=100)
+# Connectors a deployment adds (dotted paths of Connector subclasses), besides the built-in ones
+# and those of installed packages' `access_broker.connectors` entry points.
+BROKER_CONNECTORS = env_list("BROKER_CONNECTORS")
+# After a call to a target times out or its connection is refused, further calls to that target
+# fail at once for this long (counted as failed attempts), so that it cannot stall the others.
+CONNECTOR_COOLDOWN = env_duration("CONNECTOR_COOLDOWN", "30s")
 # How long a second-factor verification counts for sensitive steps (step-up).
 MFA_STEP_UP_WINDOW = env_duration("MFA_STEP_UP_WINDOW", "5m")
 # Who needs an enrolment code, issued by an administrator, to set up their first second factor:
@@ -300,6 +306,11 @@ NOTIFY_SCAN_INTERVAL = env_duration("NOTIFY_SCAN_INTERVAL", "30s")
 NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 5, minimum=1, maximum=50)
 # How often the worker walks the whole audit chain (the security group hears of a break, once).
 AUDIT_VERIFY_INTERVAL = env_duration("AUDIT_VERIFY_INTERVAL", "1h")
+# Approver email links whose signature does not verify (made up, cut short, altered), per client
+# address within the window: refused without an audit event each; past the limit 429 with
+# Retry-After and one summary event per address and window.
+EMAIL_LINK_FAILURE_LIMIT = env_int("EMAIL_LINK_FAILURE_LIMIT", 20, minimum=1)
+EMAIL_LINK_FAILURE_WINDOW = env_duration("EMAIL_LINK_FAILURE_WINDOW", "15m")
 # How far ahead a request may schedule its start.
 REQUEST_MAX_SCHEDULE_AHEAD = env_duration("REQUEST_MAX_SCHEDULE_AHEAD", "30d")
 
@@ -314,6 +325,7 @@ RECONCILE_INTERVAL = env_duration("RECONCILE_INTERVAL", "5m")
 CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "grants.tasks.sweep", "schedule": SWEEP_INTERVAL.total_seconds()},
     "expire-requests": {"task": "approvals.tasks.expire_requests", "schedule": SWEEP_INTERVAL.total_seconds()},
+    "sweep-eligibility": {"task": "approvals.tasks.sweep_eligibility", "schedule": SWEEP_INTERVAL.total_seconds()},
     "reconcile": {"task": "grants.tasks.reconcile", "schedule": RECONCILE_INTERVAL.total_seconds()},
     "notify-scan": {"task": "notifications.tasks.scan", "schedule": NOTIFY_SCAN_INTERVAL.total_seconds()},
     "audit-verify": {"task": "broker.tasks.verify_audit", "schedule": AUDIT_VERIFY_INTERVAL.total_seconds()},

@@ -316,15 +316,41 @@ def _security_drafts(grant: Grant, *, subject: str, intro: list[str], revision: 
 
 
 def _break_glass(object_id: int, revision: int, now: datetime) -> list[Draft]:
+    """``revision`` is the request that was approved: the activation's own, or an extension's."""
     grant = _grant(object_id)
     if grant is None or not grant.break_glass:
         return []
     who = grant.user.get_username()
+    if revision in (0, grant.request_id):
+        intro = [
+            f"{who} activated the break-glass role {grant.role.name} without approval.",
+            "Check that it is justified; the grant waits for its post-hoc review.",
+        ]
+        return _security_drafts(
+            grant, subject=f"Break-glass: {who} activated {grant.role.slug}", intro=intro, revision=revision
+        )
+    extension = AccessRequest.objects.filter(
+        pk=revision, extends_grant=grant, kind=AccessRequest.Kind.EXTENSION, status=AccessRequest.Status.APPROVED
+    ).first()
+    if extension is None:
+        return []
     intro = [
-        f"{who} activated the break-glass role {grant.role.name} without approval.",
-        "Check that it is justified; the grant waits for its post-hoc review.",
+        f"{who} extended the break-glass role {grant.role.name} by {humanize_duration(extension.duration)} "
+        f"(extension #{extension.pk}); the access now lasts until {_when(grant.expires_at)}.",
+        "The extension reopened the grant's post-hoc review: check that the extra time is justified.",
     ]
-    return _security_drafts(grant, subject=f"Break-glass: {who} activated {grant.role.slug}", intro=intro)
+    drafts = _security_drafts(
+        grant,
+        subject=f"Break-glass extended: {who} keeps {grant.role.slug} until {_when(grant.expires_at)}",
+        intro=intro,
+        revision=revision,
+    )
+    for draft in drafts:
+        draft.facts += [
+            ("Extension", f"#{extension.pk}, {humanize_duration(extension.duration)} more"),
+            ("Why more time", extension.justification or "—"),
+        ]
+    return drafts
 
 
 def _revoke_failed(object_id: int, revision: int, now: datetime) -> list[Draft]:

@@ -60,7 +60,11 @@ def test_activation_rechecks_eligibility(role, request_role, approver, requester
     req = approvals.request_approve(request_id=request_role(role).pk, approver=approver, via=Channel.PORTAL)
     role.eligibilities.all().delete()
     grant = services.grant_activate(grant_id=req.grant.pk)
-    assert (grant.status, grant.end_reason) == ("revoked", "eligibility_lost")
+    assert (grant.status, grant.end_reason, grant.end_comment) == (
+        "revoked",
+        "eligibility_lost",
+        "no longer eligible for the role",
+    )
     assert not in_group(requester, role)
 
 
@@ -289,7 +293,38 @@ def test_break_glass_grant_review_is_recorded_by_someone_else(make_role, request
     assert grant.reviewed_by == approver
 
 
+def test_extending_a_reviewed_break_glass_grant_reopens_its_review(make_role, request_role, approver, requester):
+    from grants.services import grant_review
+
+    role = make_role(break_glass=True, max_total_duration=timedelta(hours=8))
+    grant = request_role(role, justification="outage", mfa_at=timezone.now()).grant
+    grant_review(grant_id=grant.pk, reviewer=approver, note="justified by INC-9", via=Channel.PORTAL)
+    extension = approvals.request_create(
+        requester=requester,
+        extends_grant_id=grant.pk,
+        duration=timedelta(hours=1),
+        justification="still burning",
+        via=Channel.PORTAL,
+        mfa_at=timezone.now(),
+    )
+    grant.refresh_from_db()
+    assert (grant.reviewed_at, grant.reviewed_by, grant.review_note) == (None, None, "")
+    event = AuditEvent.objects.get(action="grant.review_reopened", target_id=str(grant.pk))
+    assert event.data["request"] == extension.pk
+    assert event.data["previous"]["by"] == approver.username
+    assert event.data["previous"]["note"] == "justified by INC-9"
+
+
 def test_the_target_group_is_created_on_demand(active_grant, role):
     Group.objects.filter(name=role.connector_config["group"]).delete()
     active_grant()
     assert Group.objects.filter(name=role.connector_config["group"]).exists()
+
+
+def test_a_deactivated_account_holds_nothing_by_the_effective_rule(active_grant, requester):
+    grant = active_grant()
+    type(requester).objects.filter(pk=requester.pk).update(is_active=False)
+    grant = Grant.objects.select_related("user").get(pk=grant.pk)
+    assert grant.status == "active"
+    assert not grant.is_effective()
+    assert not Grant.objects.effective().exists()
