@@ -72,13 +72,10 @@ class PasswordResetView(auth_views.PasswordResetView):
     subject_template_name = "registration/password_reset_subject.txt"
     success_url = reverse_lazy("password_reset_done")
 
-    def get_extra_email_context(self) -> dict:
+    @property
+    def extra_email_context(self) -> dict:
         # Links point at SITE_URL, like every link the broker mails, never at a Host header.
         return {"site_url": settings.SITE_URL}
-
-    @property
-    def extra_email_context(self):
-        return self.get_extra_email_context()
 
     def form_valid(self, form):
         window = settings.LOGIN_LOCKOUT.total_seconds()

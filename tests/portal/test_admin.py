@@ -344,3 +344,12 @@ def test_revoking_grants_in_the_admin_asks_for_a_reason_and_records_it(client, r
     grant.refresh_from_db()
     assert grant.status in ("revoking", "revoked")
     assert AuditEvent.objects.filter(action__startswith="grant.", data__comment="left the team").exists()
+
+
+def test_removing_someones_device_in_the_admin_is_audited_about_them(client, root, requester):
+    device = authenticator(requester)
+    sign_in_verified(client, root)
+    path = f"/admin/otp_totp/totpdevice/{device.pk}/delete/"
+    assert client.post(path, {"post": "yes"}).status_code == 302
+    (event,) = changes()
+    assert (event.subject, event.data["operation"], event.data["device"]) == ("alice", "deleted", device.persistent_id)
