@@ -1,7 +1,7 @@
 """The one counter of failures, in the shared cache, that slows down guessing everywhere.
 
-Used for sign-in (per username and per client address), bearer tokens (per client address) and
-one-time codes (per user). Only failures are counted, so a caller with valid credentials never
+Used for sign-in (per username and per client address), bearer tokens (per client address),
+one-time codes (per user) and approver email links that fail their signature (per client address). Only failures are counted, so a caller with valid credentials never
 pays a cache round trip. A window opens at the first failure; once ``limit`` failures were counted
 in it, the caller waits for the rest of the window (429 with Retry-After). With Redis (CACHE_URL)
 every web process sees the same counters; without it each process counts alone.
@@ -38,18 +38,22 @@ def retry_after(scope: str, ident: str, *, limit: int, window: float) -> int | N
 
 def fail(scope: str, ident: str, *, limit: int, window: float) -> int | None:
     """Count one failure; return the seconds to wait once more than ``limit`` failures were counted."""
+    if count_failure(scope, ident, window=window) > limit:
+        return retry_after(scope, ident, limit=limit, window=window)
+    return None
+
+
+def count_failure(scope: str, ident: str, *, window: float) -> int:
+    """Count one failure; return how many were counted in the current window, this one included."""
     count_key, start_key = _keys(scope, ident)
     timeout = max(1, math.ceil(window))
     if cache.add(start_key, time.time(), timeout=timeout):
         cache.set(count_key, 0, timeout=timeout)
     try:
-        count = cache.incr(count_key)
+        return cache.incr(count_key)
     except ValueError:  # the counter expired between the two calls
         cache.set(count_key, 1, timeout=timeout)
-        count = 1
-    if count > limit:
-        return retry_after(scope, ident, limit=limit, window=window)
-    return None
+        return 1
 
 
 def reset(scope: str, ident: str) -> None:

@@ -10,16 +10,18 @@ row locked, so that a link decides at most once and only on the version its emai
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core import signing
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import mfa
+from accounts import mfa, ratelimit
 from approvals import services
 from approvals.models import AccessRequest, ApprovalLink
 from broker import audit
@@ -27,6 +29,9 @@ from broker.errors import Conflict
 from broker.models import Channel
 
 SALT = "approvals.email-link"
+UNSIGNED_SCOPE = "email-link"
+
+log = logging.getLogger(__name__)
 
 
 class Outcome:
@@ -48,6 +53,8 @@ class LinkRefused(Conflict):
 class LinkCheck:
     outcome: str
     link: ApprovalLink | None = None
+    # False when the token's signature does not verify: anyone can make those up, by the thousand.
+    signed: bool = True
 
     @property
     def ok(self) -> bool:
@@ -97,7 +104,7 @@ def link_check(token: str, *, now: datetime | None = None) -> LinkCheck:
     now = now or timezone.now()
     payload = _payload(token)
     if payload is None:
-        return LinkCheck(Outcome.INVALID)
+        return LinkCheck(Outcome.INVALID, signed=False)
     link = (
         ApprovalLink.objects.select_related("request", "request__role", "request__requester", "approver")
         .filter(token_hash=token_hash(token))
@@ -146,6 +153,41 @@ def record_refusal(
         )
 
 
+def record_unsigned(*, ip: str | None, method: str) -> int | None:
+    """Count a link whose signature does not verify, per client address; audit one summary per window.
+
+    Such links are made up, cut short or altered: anyone can send them without limit, so each one
+    is only logged and counted (accounts.ratelimit). Past ``EMAIL_LINK_FAILURE_LIMIT`` in the
+    window, the first one over writes one ``approval_link.refused`` event with the count, and the
+    answer is the seconds to wait (429); before that, None.
+    """
+    limit = settings.EMAIL_LINK_FAILURE_LIMIT
+    window = settings.EMAIL_LINK_FAILURE_WINDOW.total_seconds()
+    ident = ip or "unknown"
+    count = ratelimit.count_failure(UNSIGNED_SCOPE, ident, window=window)
+    log.warning("approver email link with a bad signature from %s (%s in this window)", ident, count)
+    if count <= limit:
+        return None
+    if count == limit + 1:
+        with transaction.atomic():
+            audit.record(
+                "approval_link.refused",
+                actor=None,
+                target=None,
+                via=Channel.EMAIL,
+                ip=ip,
+                data={
+                    "reason": Outcome.INVALID,
+                    "method": method,
+                    "count": count,
+                    "limit": limit,
+                    "window_seconds": int(window),
+                    "summary": True,
+                },
+            )
+    return ratelimit.retry_after(UNSIGNED_SCOPE, ident, limit=limit, window=window) or 1
+
+
 def link_decide(
     *,
     token: str,
@@ -182,7 +224,7 @@ def link_decide(
             )
         else:
             req = services.request_deny(
-                request_id=req.pk, approver=user, comment=comment, via=Channel.EMAIL, ip=ip, now=now
+                request_id=req.pk, approver=user, comment=comment, via=Channel.EMAIL, ip=ip, mfa_at=mfa_at, now=now
             )
         link.used_at = now
         link.used_for = "approve" if approve else "deny"

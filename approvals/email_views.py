@@ -3,17 +3,16 @@
 Mail scanners (Safe Links, Proofpoint) open every link and may run its scripts, so GET and HEAD
 only render the facts. The decision needs CSRF, the approver's own session and a fresh step-up
 (the code can be typed on this page). Refusals say why without telling a stranger anything about
-the request, and each one is audited.
+the request. Each refusal of a link we signed is audited; links whose signature does not verify
+(anyone can make those up) are counted per client address instead, with one audit event per
+address and window once they pass EMAIL_LINK_FAILURE_LIMIT, and answered 429 from then on.
 """
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib.auth.views import redirect_to_login
-from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import render
-from django.utils.decorators import decorator_from_middleware
-from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 from django_otp import user_has_device
 
@@ -28,6 +27,10 @@ from broker.http import client_ip
 from broker.models import Channel
 
 REFUSAL_STATUS = {Outcome.INVALID: 400, Outcome.WRONG_USER: 403}
+THROTTLED_TEXT = (
+    "Too many links that are not valid were opened from your address. Wait a while, then open the link "
+    "again from the email."
+)
 
 
 class DecisionForm(forms.Form):
@@ -44,28 +47,51 @@ class DecisionForm(forms.Form):
     decision = forms.ChoiceField(choices=[("approve", "Approve"), ("deny", "Deny")])
 
 
+# The token is in the page's URL, so no Referer may carry the path anywhere; but the form's POST
+# must carry a real Origin, or Django's CSRF check refuses it (browsers send "Origin: null" under
+# no-referrer). strict-origin does both: a Referer is at most the origin (https://host/), never the
+# path, and same-origin requests carry the real Origin, which Django's ordinary check accepts.
+REFERRER_POLICY = "strict-origin"
+
+
 def _headers(response):
-    # The token is in the URL: never cache the page, never send it on in a Referer.
+    # Never cache the page, never send the token on in a Referer.
     response["Cache-Control"] = "no-store"
-    response["Referrer-Policy"] = "no-referrer"
+    response["Referrer-Policy"] = REFERRER_POLICY
     response["X-Robots-Tag"] = "noindex, nofollow"
     return response
+
+
+def _refuse_unsigned(request):
+    """A link whose signature does not verify: counted per address, not audited one by one."""
+    wait = email_links.record_unsigned(ip=client_ip(request), method=request.method)
+    if wait is None:
+        return _refusal_page(request, Outcome.INVALID, REFUSAL_TEXT[Outcome.INVALID], status=400)
+    response = _refusal_page(request, Outcome.INVALID, THROTTLED_TEXT, status=429)
+    response["Retry-After"] = str(wait)
+    return response
+
+
+def _refusal_page(request, reason: str, message: str, *, status: int, request_url: str | None = None):
+    context = {
+        "message": message,
+        "reason": reason,
+        "request_url": request_url,
+        "inbox_url": links.inbox_path(),
+        # Signing out of the wrong account leads to the sign-in page, and back to this link.
+        "login_url": redirect_to_login(request.path)["Location"],
+    }
+    return _headers(render(request, "approvals/email_link_refused.html", context, status=status))
 
 
 def _refuse(request, reason: str, link=None):
     email_links.record_refusal(reason, link=link, user=request.user, ip=client_ip(request), method=request.method)
     is_approver = link is not None and request.user.is_authenticated and request.user.pk == link.approver_id
-    context = {
-        "message": REFUSAL_TEXT[reason],
-        "reason": reason,
-        # Only the approver the link was sent to learns which request it was about.
-        "request_url": links.request_path(link.request_id) if is_approver else None,
-        "inbox_url": links.inbox_path(),
-        # Signing out of the wrong account leads to the sign-in page, and back to this link.
-        "login_url": redirect_to_login(request.path)["Location"],
-    }
-    response = render(request, "approvals/email_link_refused.html", context, status=REFUSAL_STATUS.get(reason, 410))
-    return _headers(response)
+    # Only the approver the link was sent to learns which request it was about.
+    request_url = links.request_path(link.request_id) if is_approver else None
+    return _refusal_page(
+        request, reason, REFUSAL_TEXT[reason], status=REFUSAL_STATUS.get(reason, 410), request_url=request_url
+    )
 
 
 def _facts(req: AccessRequest) -> dict:
@@ -82,28 +108,11 @@ def _facts(req: AccessRequest) -> dict:
     }
 
 
-class _NoReferrerPageCsrf(CsrfViewMiddleware):
-    """Django's CSRF check, accepting ``Origin: null`` from this page's own form.
-
-    The page is served with ``Referrer-Policy: no-referrer`` (the token is in its URL), and
-    browsers then send ``Origin: null`` with the form's POST, which Django's origin check
-    refuses. Here "null" passes the origin step; the CSRF token is still checked, the session
-    cookie is SameSite=Lax (a cross-site POST arrives signed out), and deciding needs a fresh
-    one-time code, so a forged POST cannot decide.
-    """
-
-    def _origin_verified(self, request):
-        return request.META.get("HTTP_ORIGIN") == "null" or super()._origin_verified(request)
-
-
-_csrf_protect_no_referrer_page = decorator_from_middleware(_NoReferrerPageCsrf)
-
-
-@csrf_exempt  # replaced by the check above, never skipped
-@_csrf_protect_no_referrer_page
 @require_http_methods(["GET", "HEAD", "POST"])
 def approval_link(request, token: str):
     check = email_links.link_check(token)
+    if not check.signed:
+        return _refuse_unsigned(request)
     if not check.ok:
         return _refuse(request, check.outcome, check.link)
     link = check.link

@@ -18,7 +18,7 @@ from accounts import mfa
 from approvals.models import AccessRequest, Decision
 from approvals.policy import StageSpec, Vote, evaluate
 from broker import audit
-from broker.catalog import is_eligible, is_stage_approver
+from broker.catalog import is_eligible, is_stage_approver, why_not_eligible
 from broker.durations import humanize_duration
 from broker.errors import Conflict, Invalid, NotAllowed, NotFound
 from broker.models import ApprovalStage, Channel, Role
@@ -249,9 +249,6 @@ def _open(req: AccessRequest, *, via: str, ip: str | None, now: datetime, detail
 def _notify_created(req: AccessRequest) -> None:
     if req.status == Status.PENDING:
         notify_on_commit(Message.DECISION_NEEDED, req.pk, req.version)
-    elif req.break_glass:
-        grant_id = req.extends_grant_id if req.kind == AccessRequest.Kind.EXTENSION else req.grant.pk
-        notify_on_commit(Message.BREAK_GLASS, grant_id)
 
 
 # --- Decisions --------------------------------------------------------------------------------
@@ -309,11 +306,25 @@ def _record_decision(
 ) -> tuple[AccessRequest, ApprovalStage]:
     """Inside the caller's transaction: lock the request, check that ``approver`` may decide its
     current stage now (and, approving a role that requires MFA, with a fresh second factor), and
-    record the decision. Returns the locked request and the stage decided."""
+    record the decision. Returns the locked request and the stage decided.
+
+    A role that requires MFA needs a fresh second factor for every decision, approve or deny, on
+    every channel: denying is a decision too (a stolen session must not be able to block access).
+    """
     req = _ensure_open(_lock(request_id), request_id, now)
     stage = _ensure_may_decide(req, approver)
-    if verdict == Decision.Verdict.APPROVE and req.role.requires_mfa:
-        mfa.ensure_fresh(mfa_at, action=f"approving {req.role.slug}", now=now)
+    if verdict == Decision.Verdict.APPROVE:
+        why = why_not_eligible(req.requester, req.role)
+        if why is not None:
+            # The change that removed it has queued the cancellation (approvals.eligibility).
+            raise Conflict(
+                f"{req.requester.get_username()} may no longer get {req.role.slug} ({why}); "
+                "the request is being cancelled",
+                code="requester_not_eligible",
+            )
+    if req.role.requires_mfa:
+        what = "approving" if verdict == Decision.Verdict.APPROVE else "denying"
+        mfa.ensure_fresh(mfa_at, action=f"{what} {req.role.slug}", now=now)
     Decision.objects.create(
         request=req,
         approver=approver,
@@ -399,11 +410,15 @@ def _approve(
         data={"why": why, "approvers": approvers, "kind": req.kind, "break_glass": req.break_glass},
     )
     if req.kind == AccessRequest.Kind.EXTENSION:
-        grant_services.grant_extend(
+        grant = grant_services.grant_extend(
             grant_id=req.extends_grant_id, duration=req.duration, actor=actor, via=via, request_id=req.pk, now=now
         )
     else:
-        grant_services.grant_create(request=req, actor=actor, via=via, now=now)
+        grant = grant_services.grant_create(request=req, actor=actor, via=via, now=now)
+    if grant.break_glass:
+        # Security hears of every break-glass activation and of every extension of one. The
+        # request is the revision: each gets its own row in the outbox, none is taken for a repeat.
+        notify_on_commit(Message.BREAK_GLASS, grant.pk, req.pk)
 
 
 def request_deny(
@@ -413,14 +428,18 @@ def request_deny(
     comment: str,
     via: str,
     ip: str | None = None,
+    mfa_at: datetime | None = None,
     now: datetime | None = None,
 ) -> AccessRequest:
-    """One deny from an approver of the current stage ends the request."""
+    """One deny from an approver of the current stage ends the request.
+
+    For roles that require MFA, ``mfa_at`` must be a fresh second-factor verification, as for approving.
+    """
     now = now or timezone.now()
     comment = _clean_text(comment, field="comment", required=True, limit=MAX_COMMENT, what="a comment")
     with transaction.atomic():
         req, stage = _record_decision(
-            request_id, approver, Decision.Verdict.DENY, comment=comment, via=via, mfa_at=None, now=now
+            request_id, approver, Decision.Verdict.DENY, comment=comment, via=via, mfa_at=mfa_at, now=now
         )
         req.status = Status.DENIED
         req.decided_at = now
@@ -471,6 +490,39 @@ def request_close_for_user(
             return req
         _close(req, Status.CANCELLED, reason=reason, now=now)
         audit.record("request.cancelled", actor=actor, target=req, via=via, **_facts(req), data={"reason": reason})
+    return req
+
+
+def request_cancel_if_not_eligible(
+    *,
+    request_id: int,
+    cause: str,
+    actor: AbstractBaseUser | None = None,
+    via: str = Channel.WORKER,
+    now: datetime | None = None,
+    skip_locked: bool = False,
+) -> AccessRequest | None:
+    """Cancel a pending request whose requester may no longer get its role (deactivated, eligibility
+    removed, role retired). Idempotent: None when it is not pending or still allowed. ``cause``
+    says what changed; see approvals.eligibility."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        req = _lock(request_id, skip_locked=skip_locked)
+        if req is None or req.status != Status.PENDING:
+            return None
+        why = why_not_eligible(req.requester, req.role)
+        if why is None:
+            return None
+        _close(req, Status.CANCELLED, reason=why, now=now)
+        end_reason = Grant.EndReason.ROLE_RETIRED if req.role.is_retired else Grant.EndReason.ELIGIBILITY_LOST
+        audit.record(
+            "request.cancelled",
+            actor=actor,
+            target=req,
+            via=via,
+            **_facts(req),
+            data={"reason": why, "end_reason": end_reason, "cause": cause},
+        )
     return req
 
 

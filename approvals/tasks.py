@@ -2,10 +2,24 @@
 
 from celery import shared_task
 
-from approvals import services
+from approvals import eligibility, services
 
 
 @shared_task(name="approvals.tasks.expire_requests")
 def expire_requests() -> int:
     """Periodic: close requests nobody decided within the role's TTL, and extensions of ended grants."""
     return services.requests_sweep()
+
+
+@shared_task(name="approvals.tasks.enforce_eligibility")
+def enforce_eligibility(user_ids: list[int], role_ids: list[int], cause: str) -> dict:
+    """Queued on commit by a change that may have removed eligibility (approvals.signals)."""
+    done = eligibility.eligibility_enforce(user_ids=user_ids, role_ids=role_ids, cause=cause)
+    return {"requests_cancelled": done.requests_cancelled, "grants_ended": done.grants_ended}
+
+
+@shared_task(name="approvals.tasks.sweep_eligibility")
+def sweep_eligibility() -> dict:
+    """Periodic safety net: everyone against the catalog, for changes that sent no signal."""
+    done = eligibility.eligibility_sweep()
+    return {"requests_cancelled": done.requests_cancelled, "grants_ended": done.grants_ended}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from broker.models import ApprovalStage, Eligibility, Role
 
@@ -23,9 +23,27 @@ def eligible_roles(user: AbstractBaseUser) -> QuerySet[Role]:
 
 
 def is_eligible(user: AbstractBaseUser, role: Role) -> bool:
-    if role.is_retired or not user.is_active:
-        return False
-    return Eligibility.objects.filter(Q(user=user) | Q(group__user=user), role=role).exists()
+    return why_not_eligible(user, role) is None
+
+
+def why_not_eligible(user: AbstractBaseUser, role: Role) -> str | None:
+    """None when ``user`` may request and hold ``role``; otherwise why not, in a few words."""
+    if role.is_retired:
+        return "the role was retired"
+    if not user.is_active:
+        return "account deactivated"
+    if not Eligibility.objects.filter(Q(user=user) | Q(group__user=user), role=role).exists():
+        return "no longer eligible for the role"
+    return None
+
+
+def not_eligible(person: str) -> Q:
+    """The rule of ``why_not_eligible`` as a filter on rows with a ``role`` and a user field named
+    ``person`` (grants: "user"; requests: "requester"): the rows whose person may not hold the role."""
+    eligible = Eligibility.objects.filter(role=OuterRef("role")).filter(
+        Q(user=OuterRef(person)) | Q(group__user=OuterRef(person))
+    )
+    return Q(role__retired_at__isnull=False) | Q(**{f"{person}__is_active": False}) | ~Exists(eligible)
 
 
 def stage_approvers(stage: ApprovalStage) -> QuerySet:

@@ -61,7 +61,8 @@ CSRF_FAILURE_VIEW = "broker.error_views.csrf_failure"  # JSON under /api/, Djang
 SITE_URL = env_url("SITE_URL", "http://127.0.0.1:8000", schemes={"http", "https"}).rstrip("/")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin, with a site that requires a verified second factor (accounts/admin_site.py).
+    "accounts.apps.BrokerAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -92,6 +93,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Sessions ended by a risk signal (a per-person epoch) are signed out at their next request.
+    "accounts.sessions.SessionEpochMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -203,6 +206,8 @@ CONTENT_SECURITY_POLICY = (
     "form-action 'self'; frame-ancestors 'none'"
 )
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 # Usually the reverse proxy redirects to HTTPS; set this when the broker faces clients itself.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 if env_bool("TRUST_X_FORWARDED_PROTO", False):
@@ -280,13 +285,33 @@ REVOKE_RETRY_BASE = env_duration("REVOKE_RETRY_BASE", "2s")
 REVOKE_RETRY_MAX = env_duration("REVOKE_RETRY_MAX", "10m")
 REVOKE_FAILED_RETRY = env_duration("REVOKE_FAILED_RETRY", "1d")
 ACTIVATE_MAX_ATTEMPTS = env_int("ACTIVATE_MAX_ATTEMPTS", 5, minimum=1, maximum=100)
+# Connectors a deployment adds (dotted paths of Connector subclasses), besides the built-in ones
+# and those of installed packages' `access_broker.connectors` entry points.
+BROKER_CONNECTORS = env_list("BROKER_CONNECTORS")
+# After a call to a target times out or its connection is refused, further calls to that target
+# fail at once for this long (counted as failed attempts), so that it cannot stall the others.
+CONNECTOR_COOLDOWN = env_duration("CONNECTOR_COOLDOWN", "30s")
 # How long a second-factor verification counts for sensitive steps (step-up).
 MFA_STEP_UP_WINDOW = env_duration("MFA_STEP_UP_WINDOW", "5m")
+# Who needs an enrolment code, issued by an administrator, to set up their first second factor:
+# "approvers" (people named in any approval stage, and staff), "all", or "off" (the password alone,
+# re-entered, lets a signed-in person enrol).
+MFA_ENROLMENT_CODE_REQUIRED = env_str("MFA_ENROLMENT_CODE_REQUIRED", "off").strip().lower()
+if MFA_ENROLMENT_CODE_REQUIRED not in {"approvers", "all", "off"}:
+    raise ImproperlyConfigured(
+        f"MFA_ENROLMENT_CODE_REQUIRED: expected approvers, all or off, got {MFA_ENROLMENT_CODE_REQUIRED!r}"
+    )
+MFA_ENROLMENT_CODE_LIFETIME = env_duration("MFA_ENROLMENT_CODE_LIFETIME", "3d")
 # Notifications: requesters are warned this long before a grant expires (only for grants longer
 # than twice this lead); the scan for due reminders and warnings runs every NOTIFY_SCAN_INTERVAL.
 NOTIFY_EXPIRY_LEAD = env_duration("NOTIFY_EXPIRY_LEAD", "15m")
 NOTIFY_SCAN_INTERVAL = env_duration("NOTIFY_SCAN_INTERVAL", "30s")
 NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 5, minimum=1, maximum=50)
+# Approver email links whose signature does not verify (made up, cut short, altered), per client
+# address within the window: refused without an audit event each; past the limit 429 with
+# Retry-After and one summary event per address and window.
+EMAIL_LINK_FAILURE_LIMIT = env_int("EMAIL_LINK_FAILURE_LIMIT", 20, minimum=1)
+EMAIL_LINK_FAILURE_WINDOW = env_duration("EMAIL_LINK_FAILURE_WINDOW", "15m")
 # How far ahead a request may schedule its start.
 REQUEST_MAX_SCHEDULE_AHEAD = env_duration("REQUEST_MAX_SCHEDULE_AHEAD", "30d")
 
@@ -358,6 +383,7 @@ if not 0 < AUDIT_CHECKPOINT_WEBHOOK_TIMEOUT.total_seconds() <= 60:
 CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "grants.tasks.sweep", "schedule": SWEEP_INTERVAL.total_seconds()},
     "expire-requests": {"task": "approvals.tasks.expire_requests", "schedule": SWEEP_INTERVAL.total_seconds()},
+    "sweep-eligibility": {"task": "approvals.tasks.sweep_eligibility", "schedule": SWEEP_INTERVAL.total_seconds()},
     "reconcile": {"task": "grants.tasks.reconcile", "schedule": RECONCILE_INTERVAL.total_seconds()},
     "notify-scan": {"task": "notifications.tasks.scan", "schedule": NOTIFY_SCAN_INTERVAL.total_seconds()},
     "audit-verify": {"task": "broker.tasks.verify_audit", "schedule": AUDIT_VERIFY_INTERVAL.total_seconds()},

@@ -36,6 +36,16 @@ class GrantOut(serializers.ModelSerializer):
     effective = serializers.SerializerMethodField(
         help_text="Gives access right now: status active and starts_at <= now < expires_at."
     )
+    reviewed_by = serializers.SlugRelatedField(
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="Break-glass only: who reviewed it afterwards; null while awaiting review (an extension "
+        "reopens the review).",
+    )
+    review_note = serializers.CharField(
+        read_only=True, allow_null=True, help_text="The reviewer's note; null while awaiting review."
+    )
 
     class Meta:
         model = Grant
@@ -55,12 +65,19 @@ class GrantOut(serializers.ModelSerializer):
             "end_requested_at",
             "ended_by",
             "break_glass",
+            "reviewed_at",
+            "reviewed_by",
+            "review_note",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "reviewed_at": {"help_text": "Break-glass only: when it was reviewed; null while awaiting review."}
+        }
 
     def to_representation(self, instance):
         data = super().to_representation(instance)
         data["end_reason"] = data["end_reason"] or None
+        data["review_note"] = data["review_note"] if data["reviewed_at"] else None
         return data
 
     def get_effective(self, obj: Grant) -> bool:
@@ -108,7 +125,7 @@ class GrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     def get_queryset(self):
         return (
             grants_visible_to(self.request.user, admin=acts_as_admin(self.request))
-            .select_related("role", "user", "ended_by")
+            .select_related("role", "user", "ended_by", "reviewed_by")
             .order_by("-starts_at", "-pk")
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
 from django.conf import settings
@@ -19,9 +20,13 @@ ENDING_STATUSES = ("revoking", "revoke_failed")
 
 class GrantQuerySet(models.QuerySet):
     def effective(self, now: datetime | None = None) -> GrantQuerySet:
-        """The one rule that says whether a grant gives access right now (docs/design.md)."""
+        """The one rule that says whether a grant gives access right now (docs/design.md).
+
+        A deactivated account holds nothing, whatever its grants say: they end within seconds
+        (approvals.eligibility), and until then this rule already refuses them.
+        """
         now = now or timezone.now()
-        return self.filter(status=Grant.Status.ACTIVE, starts_at__lte=now, expires_at__gt=now)
+        return self.filter(status=Grant.Status.ACTIVE, starts_at__lte=now, expires_at__gt=now, user__is_active=True)
 
     def live(self) -> GrantQuerySet:
         return self.filter(status__in=LIVE_STATUSES)
@@ -132,4 +137,32 @@ class Grant(models.Model):
 
     def is_effective(self, now: datetime | None = None) -> bool:
         now = now or timezone.now()
-        return self.status == self.Status.ACTIVE and self.starts_at <= now < self.expires_at
+        return self.status == self.Status.ACTIVE and self.starts_at <= now < self.expires_at and self.user.is_active
+
+
+class AccessLockQuerySet(models.QuerySet):
+    def hold(self, target_key: tuple, user) -> None:
+        """Lock one piece of access in a target for one user until the transaction ends.
+
+        Taken after the grant's row, around every connector call and the "does another grant still
+        need this access?" decision, so that two grants sharing the access (two roles on one
+        group) can neither both skip its removal nor have one's removal undo the other's activation.
+        """
+        key = hashlib.sha256(repr(target_key).encode()).hexdigest()
+        self.bulk_create([AccessLock(key=key, user_id=user.pk)], ignore_conflicts=True)
+        self.select_for_update().get(key=key, user_id=user.pk)
+
+
+class AccessLock(models.Model):
+    """A row per (piece of access in a target, user) to lock; it holds no state of its own."""
+
+    key = models.CharField(max_length=64, help_text="SHA-256 of the connector's target_key()")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+
+    objects = AccessLockQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key", "user"], name="access_lock_one_per_target_user")]
+
+    def __str__(self) -> str:
+        return f"access lock {self.key[:12]} for user {self.user_id}"

@@ -24,7 +24,8 @@ from django.utils import timezone
 from broker import audit
 from broker.models import AuditEvent, Channel, Role
 from grants.connectors import connector_for, set_access
-from grants.models import Grant
+from grants.models import AccessLock, Grant
+from grants.services import drift_event, grant_event
 
 log = logging.getLogger(__name__)
 User = get_user_model()
@@ -91,7 +92,11 @@ def _extra(username: str, roles: list[Role], *, authoritative: bool, now: dateti
         facts = {"role": role.slug, "subject": username}
         if authoritative:
             try:
-                set_access(connector_for(role), user, present=False)
+                connector = connector_for(role)
+                AccessLock.objects.hold(connector.target_key(), user)
+                if Grant.objects.live().filter(user=user, role__in=roles).exists():
+                    return  # activated meanwhile (its activation held the access lock)
+                set_access(connector, user, present=False, event=drift_event(role, user, now))
             except Exception as exc:  # noqa: BLE001 - reported and retried at the next run
                 report.errors.append(f"{role.slug}/{username}: {exc}")
                 return
@@ -143,7 +148,10 @@ def _missing(username: str, roles: list[Role], *, now: datetime, report: Report)
         if grant is None:
             return
         try:
-            set_access(connector_for(grant.role), grant.user, present=True)
+            connector = connector_for(grant.role)
+            AccessLock.objects.hold(connector.target_key(), grant.user)
+            event = grant_event(grant, "grant.activated", operation=f"restore:{now.isoformat()}")
+            set_access(connector, grant.user, present=True, event=event)
         except Exception as exc:  # noqa: BLE001 - reported and retried at the next run
             report.errors.append(f"{grant.role.slug}/{username}: {exc}")
             return

@@ -49,8 +49,11 @@ def grants_live_for(user: AbstractBaseUser) -> QuerySet[Grant]:
     return Grant.objects.unfinished().filter(user=user).order_by("expires_at", "pk")
 
 
-def break_glass_awaiting_review() -> QuerySet[Grant]:
-    return Grant.objects.filter(break_glass=True, reviewed_at__isnull=True).exclude(status=Grant.Status.FAILED)
+def break_glass_awaiting_review(viewer: AbstractBaseUser) -> QuerySet[Grant]:
+    """Break-glass grants ``viewer`` may see that nobody reviewed yet (or whose review an extension reopened)."""
+    return (
+        grants_visible_to(viewer).filter(break_glass=True, reviewed_at__isnull=True).exclude(status=Grant.Status.FAILED)
+    )
 
 
 # --- The decision point ----------------------------------------------------------------------------
@@ -96,10 +99,13 @@ def grant_check(*, viewer: AbstractBaseUser, username: str, role_slug: str, now:
 # --- Elevation review ------------------------------------------------------------------------------
 
 
-def grants_in_period(start: datetime, end: datetime) -> QuerySet[Grant]:
-    """Grants whose holding overlapped [start, end): started before the end, not ended before the start."""
+def grants_in_period(viewer: AbstractBaseUser, start: datetime, end: datetime) -> QuerySet[Grant]:
+    """Grants ``viewer`` may see whose holding overlapped [start, end): started before the end, not
+    ended before the start. Auditors and administrators get every grant; security, the break-glass
+    ones (and any other it may see, as everywhere: ``grants_visible_to``)."""
     return (
-        Grant.objects.filter(starts_at__lt=end)
+        grants_visible_to(viewer)
+        .filter(starts_at__lt=end)
         .filter(Q(ended_at__isnull=True) | Q(ended_at__gt=start))
         .exclude(status=Grant.Status.FAILED)
     )
@@ -123,8 +129,11 @@ class Review:
     total_hours: float
 
 
-def elevation_review(start: datetime, end: datetime, tz: ZoneInfo, *, now: datetime | None = None) -> Review:
-    """Grants started per day by role, and hours held per user, within [start, end) (one query)."""
+def elevation_review(
+    viewer: AbstractBaseUser, start: datetime, end: datetime, tz: ZoneInfo, *, now: datetime | None = None
+) -> Review:
+    """Grants started per day by role, and hours held per user, within [start, end) (one query), counting
+    only the grants ``viewer`` may see."""
     now = now or timezone.now()
     first = start.astimezone(tz).date()
     last = (end - timedelta(microseconds=1)).astimezone(tz).date()
@@ -133,7 +142,7 @@ def elevation_review(start: datetime, end: datetime, tz: ZoneInfo, *, now: datet
     per_day: dict[str, list[int]] = defaultdict(lambda: [0] * len(days))
     seconds: dict[str, float] = defaultdict(float)
     total = 0
-    rows = grants_in_period(start, end).values_list(
+    rows = grants_in_period(viewer, start, end).values_list(
         "role__slug", "user__username", "starts_at", "activated_at", "ended_at"
     )
     for role, username, starts_at, activated_at, ended_at in rows:

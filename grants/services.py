@@ -1,14 +1,18 @@
 """Every change of a grant's state. One function per transition, row locked, audited.
 
-Lock order, everywhere: AccessRequest rows, then Grant rows, then the audit head (taken last by
-``audit.record``). Connector calls happen while the grant's row is locked, before the audit head
-is taken, so that activation and removal of one grant never interleave and the audit chain is
-never held up by a slow target.
+Lock order, everywhere: AccessRequest rows, then Grant rows, then the access lock of the grant's
+piece of access for its holder (``AccessLock``), then the audit head (taken last by
+``audit.record``). Connector calls happen while the grant's row and its access lock are held,
+before the audit head is taken, so that activation and removal of one grant never interleave,
+two grants sharing one piece of access never both skip its removal, and the audit chain is never
+held up by a slow target (connector calls are bounded by their timeouts; see
+grants/connectors/base.py).
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -18,13 +22,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from broker import audit
-from broker.catalog import is_eligible
-from broker.errors import Conflict, NotAllowed, NotFound
+from broker.catalog import why_not_eligible
+from broker.errors import Conflict, Invalid, NotAllowed, NotFound
 from broker.jobs import enqueue, enqueue_on_commit
 from broker.models import Channel
 from broker.notify import Message, notify_on_commit
-from grants.connectors import ConnectorError, connector_for, set_access
-from grants.models import ENDING_STATUSES, Grant
+from grants.connectors import AccessEvent, Connector, ConnectorError, connector_for, set_access
+from grants.models import ENDING_STATUSES, AccessLock, Grant
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,45 @@ def _backoff(attempts: int) -> timedelta:
     base = settings.REVOKE_RETRY_BASE.total_seconds()
     delay = min(base * (2 ** max(0, attempts - 1)), settings.REVOKE_RETRY_MAX.total_seconds())
     return timedelta(seconds=delay)
+
+
+_EVENT_KEYS = uuid.UUID("5b0c3f44-5a35-4d8e-9d43-1d6f0a8e7c21")
+
+
+def event_key(*parts: object) -> str:
+    """An idempotency key for connectors: the same parts give the same key, on every retry."""
+    return str(uuid.uuid5(_EVENT_KEYS, ":".join(str(p) for p in parts)))
+
+
+def grant_event(grant: Grant, kind: str, *, operation: str | None = None) -> AccessEvent:
+    """What a connector is told of an operation on a grant; its key is the same on every retry of it."""
+    operation = operation or ("activate" if kind == "grant.activated" else "revoke")
+    return AccessEvent(
+        type=kind,
+        key=event_key(grant.pk, grant.created_at.isoformat(), operation),
+        username=grant.user.get_username(),
+        role=grant.role.slug,
+        grant_id=grant.pk,
+        starts_at=grant.starts_at,
+        expires_at=grant.expires_at,
+        justification=grant.request.justification if grant.request_id else "",
+        end_reason=grant.end_reason,
+    )
+
+
+def _hold_access(grant: Grant, connector: Connector) -> None:
+    AccessLock.objects.hold(connector.target_key(), grant.user)
+
+
+def drift_event(role, user: AbstractBaseUser, now: datetime) -> AccessEvent:
+    """Reconciliation removing standing access that no grant explains (authoritative targets)."""
+    return AccessEvent(
+        type="grant.revoked",
+        key=event_key("drift", role.slug, user.pk, now.isoformat()),
+        username=user.get_username(),
+        role=role.slug,
+        end_reason="drift",
+    )
 
 
 def _within_horizon(when: datetime, now: datetime) -> bool:
@@ -155,10 +198,10 @@ def grant_activate(*, grant_id: int, now: datetime | None = None, skip_locked: b
             # The whole window passed before any worker got to it (all workers down): it never
             # gave access. Remove anyway, in case an earlier attempt got through before a crash.
             return _end_and_remove(grant, reason=R.NOT_ACTIVATED, actor=None, via=Channel.WORKER, now=now)
-        if grant.role.is_retired:
-            return _end_and_remove(grant, reason=R.ROLE_RETIRED, actor=None, via=Channel.WORKER, now=now)
-        if not is_eligible(grant.user, grant.role):
-            return _end_and_remove(grant, reason=R.ELIGIBILITY_LOST, actor=None, via=Channel.WORKER, now=now)
+        why = why_not_eligible(grant.user, grant.role)
+        if why is not None:
+            reason = R.ROLE_RETIRED if grant.role.is_retired else R.ELIGIBILITY_LOST
+            return _end_and_remove(grant, reason=reason, actor=None, via=Channel.WORKER, comment=why, now=now)
         if Grant.objects.filter(user=grant.user, role=grant.role, status=S.REVOKING).exists():
             # The previous grant of this role is still being removed; switching this one on now
             # could be undone by that removal. Try again shortly.
@@ -168,7 +211,9 @@ def grant_activate(*, grant_id: int, now: datetime | None = None, skip_locked: b
             return grant
 
         try:
-            set_access(connector_for(grant.role), grant.user, present=True)
+            connector = connector_for(grant.role)
+            _hold_access(grant, connector)
+            set_access(connector, grant.user, present=True, event=grant_event(grant, "grant.activated"))
         except Exception as exc:  # noqa: BLE001 - any connector failure is retried, never fatal
             return _activation_failed(grant, exc, now)
 
@@ -196,7 +241,8 @@ def _activation_failed(grant: Grant, exc: BaseException, now: datetime) -> Grant
     grant.attempts += 1
     grant.last_error = _error_text(exc)
     log.warning("grant %s: activation attempt %s failed: %s", grant.pk, grant.attempts, grant.last_error)
-    if grant.attempts >= settings.ACTIVATE_MAX_ATTEMPTS:
+    # A permanent refusal (a webhook's 400, a login missing on the target) is not worth retrying.
+    if grant.attempts >= settings.ACTIVATE_MAX_ATTEMPTS or getattr(exc, "permanent", False):
         grant.save(update_fields=["attempts", "last_error"])
         audit.record(
             "grant.connector_failed",
@@ -255,9 +301,32 @@ def grant_extend(
         **_facts(grant),
         data={"request": request_id, "from": old, "to": grant.expires_at},
     )
+    if grant.break_glass and grant.reviewed_at is not None:
+        _reopen_review(grant, actor=actor, via=via, request_id=request_id)
     if grant.status == S.ACTIVE:
         _queue_expiry(grant, now)
     return grant
+
+
+def _reopen_review(grant: Grant, *, actor: AbstractBaseUser | None, via: str, request_id: int) -> None:
+    """More break-glass time is a new emergency decision: the review of the first one no longer covers it."""
+    previous = {
+        "at": grant.reviewed_at,
+        "by": grant.reviewed_by.get_username() if grant.reviewed_by else None,
+        "note": grant.review_note,
+    }
+    grant.reviewed_at = None
+    grant.reviewed_by = None
+    grant.review_note = ""
+    grant.save(update_fields=["reviewed_at", "reviewed_by", "review_note"])
+    audit.record(
+        "grant.review_reopened",
+        actor=actor,
+        target=grant,
+        via=via,
+        **_facts(grant),
+        data={"request": request_id, "expires_at": grant.expires_at, "previous": previous},
+    )
 
 
 # --- Ending ---------------------------------------------------------------------------------------
@@ -292,10 +361,19 @@ def grant_revoke(
     ip: str | None = None,
     now: datetime | None = None,
 ) -> Grant:
-    """End a grant early on someone else's decision (an admin, a risk signal, lost eligibility)."""
+    """End a grant early on someone else's decision (an admin, a risk signal, lost eligibility).
+
+    Someone else's decision always says why (the holder and the auditors read it): every channel
+    (API, portal, admin, policy apply, risk signals) comes through here, so the rule lives here.
+    """
     now = now or timezone.now()
     if actor is not None and not actor.is_staff:
         raise NotAllowed("only administrators may revoke another person's grant")
+    reason = (reason or "").strip()
+    if not reason:
+        raise Invalid("say why you revoke the grant", fields={"reason": ["Required to revoke another's grant."]})
+    if len(reason) > MAX_REASON:
+        raise Invalid("the reason is too long", fields={"reason": [f"At most {MAX_REASON} characters."]})
     with transaction.atomic():
         grant = _lock(grant_id)
         if grant is None:
@@ -314,18 +392,28 @@ def grant_expire(*, grant_id: int, now: datetime | None = None, skip_locked: boo
         return _end_and_remove(grant, reason=R.EXPIRY, actor=None, via=Channel.WORKER, now=now)
 
 
-def grant_end_for_disabled_account(
-    *, grant_id: int, now: datetime | None = None, skip_locked: bool = False
+def grant_end_if_not_eligible(
+    *,
+    grant_id: int,
+    actor: AbstractBaseUser | None = None,
+    via: str = Channel.WORKER,
+    now: datetime | None = None,
+    skip_locked: bool = False,
 ) -> Grant | None:
-    """End a live grant whose holder's account was deactivated. Idempotent."""
+    """End a live grant its holder may no longer hold (``broker.catalog.why_not_eligible``): the
+    account was deactivated or the eligibility removed (``eligibility_lost``), or the role was
+    retired (``role_retired``). Idempotent: None when the grant is not live or still allowed.
+    Called by approvals.eligibility, which reacts to every change that can remove eligibility."""
     now = now or timezone.now()
     with transaction.atomic():
         grant = _lock(grant_id, skip_locked=skip_locked)
-        if grant is None or not grant.is_live or grant.user.is_active:
+        if grant is None or not grant.is_live:
             return None
-        return _end_and_remove(
-            grant, reason=R.ELIGIBILITY_LOST, actor=None, via=Channel.WORKER, comment="account deactivated", now=now
-        )
+        why = why_not_eligible(grant.user, grant.role)
+        if why is None:
+            return None
+        reason = R.ROLE_RETIRED if grant.role.is_retired else R.ELIGIBILITY_LOST
+        return _end_and_remove(grant, reason=reason, actor=actor, via=via, comment=why, now=now)
 
 
 def grant_remove(
@@ -379,8 +467,12 @@ def _end_and_remove(
     return _remove(grant, now=now, via=via, actor=actor, ip=ip, first=True)
 
 
-def _still_needed_elsewhere(grant: Grant, connector) -> bool:
-    """Another live grant of this user gives the very same access (two roles, one target group)."""
+def _still_needed_elsewhere(grant: Grant, connector: Connector) -> bool:
+    """Another active grant of this user gives the very same access (two roles, one target group).
+
+    Asked while holding the access lock (``_hold_access``): a sibling's activation or removal
+    that started earlier has committed by then, and one that starts later waits for this one.
+    """
     others = Grant.objects.filter(user=grant.user, status=S.ACTIVE).exclude(pk=grant.pk).select_related("role")
     return any(connector_for(other.role).target_key() == connector.target_key() for other in others)
 
@@ -397,8 +489,9 @@ def _remove(
     """Remove the access in the target; only a confirmed removal ends the grant."""
     try:
         connector = connector_for(grant.role)
+        _hold_access(grant, connector)
         if not _still_needed_elsewhere(grant, connector):
-            set_access(connector, grant.user, present=False)
+            set_access(connector, grant.user, present=False, event=grant_event(grant, "grant.revoked"))
     except Exception as exc:  # noqa: BLE001 - any connector failure is retried, never fatal
         return _removal_failed(grant, exc, now=now, via=via, actor=actor, ip=ip, first=first)
 
@@ -453,7 +546,9 @@ def _removal_failed(
             **_facts(grant),
             data={"end_reason": grant.end_reason, "comment": grant.end_comment},
         )
-    exhausted = grant.attempts >= settings.REVOKE_MAX_ATTEMPTS
+    # A permanent refusal (a webhook's 400) goes to revoke_failed at once: retrying it soon cannot
+    # help, and security must hear of it now. The daily retry and the admin's retry still apply.
+    exhausted = grant.attempts >= settings.REVOKE_MAX_ATTEMPTS or getattr(exc, "permanent", False)
     if exhausted:
         grant.status = S.REVOKE_FAILED
         grant.next_attempt_at = now + settings.REVOKE_FAILED_RETRY
@@ -533,12 +628,6 @@ def sweep(*, now: datetime | None = None, batch: int = 500) -> dict[str, int]:
     )
     counts["activated"] = sum(
         1 for pk in due if (g := grant_activate(grant_id=pk, now=now, skip_locked=True)) and g.status == S.ACTIVE
-    )
-
-    # Assume breach: a deactivated account keeps no privilege, whatever its grants say.
-    disabled = Grant.objects.live().filter(user__is_active=False).values_list("pk", flat=True)[:batch]
-    counts["account_disabled"] = sum(
-        1 for pk in disabled if grant_end_for_disabled_account(grant_id=pk, now=now, skip_locked=True)
     )
 
     overdue = Grant.objects.filter(status=S.ACTIVE, expires_at__lte=now).values_list("pk", flat=True)[:batch]

@@ -182,9 +182,14 @@ def elevation_review(request):
     tz = timezone.get_current_timezone()
     start = timezone.make_aware(datetime.combine(since, time.min), tz)
     end = timezone.make_aware(datetime.combine(until + timedelta(days=1), time.min), tz)
-    figures = selectors.elevation_review(start, end, tz)
+    # Every figure, chart and row comes through the selectors' permission filter: security members
+    # who are not auditors see the break-glass grants they review, not everyone's.
+    figures = selectors.elevation_review(request.user, start, end, tz)
     grants = paginate(
-        request, selectors.grants_in_period(start, end).select_related("role", "user").order_by("-starts_at", "-pk")
+        request,
+        selectors.grants_in_period(request.user, start, end)
+        .select_related("role", "user")
+        .order_by("-starts_at", "-pk"),
     )
     now = timezone.now()
     for grant in grants:
@@ -192,7 +197,9 @@ def elevation_review(request):
         grant.held = (min(interval[1], now) - interval[0]) if interval else None
     awaiting = paginate(
         request,
-        selectors.break_glass_awaiting_review().select_related("role", "user", "request").order_by("starts_at", "pk"),
+        selectors.break_glass_awaiting_review(request.user)
+        .select_related("role", "user", "request")
+        .order_by("starts_at", "pk"),
         param="bgpage",
     )
     return render(

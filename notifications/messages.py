@@ -24,6 +24,7 @@ from broker import links
 from broker.audit.status import stored_verification
 from broker.catalog import SECURITY_GROUP, stage_approvers
 from broker.durations import humanize_duration
+from broker.models import AuditEvent
 from broker.notify import Message
 from grants.models import Grant
 
@@ -316,15 +317,41 @@ def _security_drafts(grant: Grant, *, subject: str, intro: list[str], revision: 
 
 
 def _break_glass(object_id: int, revision: int, now: datetime) -> list[Draft]:
+    """``revision`` is the request that was approved: the activation's own, or an extension's."""
     grant = _grant(object_id)
     if grant is None or not grant.break_glass:
         return []
     who = grant.user.get_username()
+    if revision in (0, grant.request_id):
+        intro = [
+            f"{who} activated the break-glass role {grant.role.name} without approval.",
+            "Check that it is justified; the grant waits for its post-hoc review.",
+        ]
+        return _security_drafts(
+            grant, subject=f"Break-glass: {who} activated {grant.role.slug}", intro=intro, revision=revision
+        )
+    extension = AccessRequest.objects.filter(
+        pk=revision, extends_grant=grant, kind=AccessRequest.Kind.EXTENSION, status=AccessRequest.Status.APPROVED
+    ).first()
+    if extension is None:
+        return []
     intro = [
-        f"{who} activated the break-glass role {grant.role.name} without approval.",
-        "Check that it is justified; the grant waits for its post-hoc review.",
+        f"{who} extended the break-glass role {grant.role.name} by {humanize_duration(extension.duration)} "
+        f"(extension #{extension.pk}); the access now lasts until {_when(grant.expires_at)}.",
+        "The extension reopened the grant's post-hoc review: check that the extra time is justified.",
     ]
-    return _security_drafts(grant, subject=f"Break-glass: {who} activated {grant.role.slug}", intro=intro)
+    drafts = _security_drafts(
+        grant,
+        subject=f"Break-glass extended: {who} keeps {grant.role.slug} until {_when(grant.expires_at)}",
+        intro=intro,
+        revision=revision,
+    )
+    for draft in drafts:
+        draft.facts += [
+            ("Extension", f"#{extension.pk}, {humanize_duration(extension.duration)} more"),
+            ("Why more time", extension.justification or "—"),
+        ]
+    return drafts
 
 
 def _revoke_failed(object_id: int, revision: int, now: datetime) -> list[Draft]:
@@ -370,6 +397,35 @@ def _audit_broken(object_id: int, revision: int, now: datetime) -> list[Draft]:
     ]
 
 
+_DEVICE_KINDS = {"totp": "an authenticator app", "passkey": "a passkey"}
+
+
+def _mfa_device_added(object_id: int, revision: int, now: datetime) -> list[Draft]:
+    """``object_id`` is the audit event ``mfa.device_added``: tell the person, who may not have done it."""
+    event = AuditEvent.objects.filter(pk=object_id, action="mfa.device_added", target_type="user").first()
+    person = User.objects.filter(pk=event.target_id).first() if event is not None else None
+    if person is None:
+        return []
+    kind = _DEVICE_KINDS.get(event.data.get("type"), "a second factor")
+    intro = [
+        f"{kind[0].upper()}{kind[1:]} was added to your account as a second factor"
+        + (" (your first one)." if event.data.get("first") else "."),
+        "If that was you, there is nothing to do. If it was not, someone has your password and your "
+        "session: tell your security team at once, so that they can end your sessions and reset your password.",
+    ]
+    return [
+        Draft(
+            recipient=person,
+            subject="A second factor was added to your account",
+            intro=intro,
+            why="You get this whenever a second factor is added to your account.",
+            action_label="Review your second factors",
+            action_url=links.absolute(links.mfa_devices_path()),
+            facts=[("What", kind), ("When", _when(event.at)), ("From address", event.ip or "—")],
+        )
+    ]
+
+
 BUILDERS: dict[str, Callable[[int, int, datetime], list[Draft]]] = {
     Kind.DECISION_NEEDED: _decision_needed,
     Kind.REMINDER: _reminder,
@@ -382,6 +438,7 @@ BUILDERS: dict[str, Callable[[int, int, datetime], list[Draft]]] = {
     Kind.BREAK_GLASS: _break_glass,
     Kind.REVOKE_FAILED: _revoke_failed,
     Kind.AUDIT_BROKEN: _audit_broken,
+    Kind.MFA_DEVICE_ADDED: _mfa_device_added,
 }
 
 

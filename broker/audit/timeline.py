@@ -115,6 +115,14 @@ def describe(event: AuditEvent) -> Entry:
         return Entry(event, "Activation failed for good; the grant never gave access", "", "bad")
     if action == "grant.reviewed":
         return Entry(event, f"{who} reviewed the break-glass activation", d.get("note", ""), "good")
+    if action == "grant.review_reopened":
+        previous = d.get("previous") or {}
+        return Entry(
+            event,
+            f"Review reopened: extended until {_when(d.get('expires_at'))} (request #{d.get('request')})",
+            f"The earlier review by {previous.get('by') or '?'} covered the activation only",
+            "warn",
+        )
     return Entry(event, f"{action} by {who}")
 
 

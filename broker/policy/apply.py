@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from broker import audit
+from broker.catalog import why_not_eligible
 from broker.durations import format_duration
 from broker.models import ApprovalStage, Eligibility, Role
 from broker.policy import schema
@@ -21,7 +22,7 @@ User = get_user_model()
 
 @dataclass
 class Change:
-    kind: str  # created, updated, retired, restored, kept, grants_ended, warning
+    kind: str  # created, updated, retired, restored, kept, closing, ending, warning
     role: str
     detail: str = ""
 
@@ -141,6 +142,28 @@ def _sync_role(spec: schema.Role, eligible_users: set[str], eligible_groups: set
     return changes
 
 
+def _check_targets(policy: schema.Policy, *, prepare: bool) -> list[Change]:
+    """Prepare each role's target (create a Django group, say) and report what is wrong in it.
+
+    A target that cannot be reached, or that lacks what the role names (a database role, an LDAP
+    group), is a warning: the catalog is applied all the same, and grants of that role fail, with
+    the reason, until the target is fixed.
+    """
+    from grants.connectors import ConnectorError, connector_class
+
+    warnings = []
+    for spec in policy.roles:
+        connector = connector_class(spec.target.connector)(spec.target.config, role_slug=spec.slug)
+        try:
+            if prepare:
+                connector.prepare()
+            problems = connector.check()
+        except ConnectorError as exc:
+            problems = [str(exc)]
+        warnings += [Change("warning", spec.slug, f"target {connector.describe()}: {p}") for p in problems]
+    return warnings
+
+
 def apply(
     policy: schema.Policy,
     *,
@@ -151,18 +174,19 @@ def apply(
     source: str = "",
     now=None,
 ) -> list[Change]:
-    """Make the catalog match the policy. With dry_run, report the same changes and write nothing."""
-    from approvals.services import request_close_for_user
-    from broker.catalog import is_eligible
-    from grants.connectors import connector_class
-    from grants.models import Grant
-    from grants.services import grant_revoke
+    """Make the catalog match the policy. With dry_run, report the same changes and write nothing.
+
+    Whoever the new catalog no longer allows loses it at once, as after any other change
+    (approvals.eligibility): their pending requests are cancelled and their live grants end
+    (``eligibility_lost``, or ``role_retired`` for the roles ``prune`` retires).
+    """
+    from approvals.eligibility import eligibility_enforce, lost_grants, lost_requests
+    from approvals.signals import handled_by_caller
 
     now = now or timezone.now()
     changes: list[Change] = []
-    to_end: list[tuple[int, str]] = []
-    to_cancel: list[int] = []
-    with transaction.atomic():
+    # This function ends what the change removes itself, right after the commit (below).
+    with transaction.atomic(), handled_by_caller():
         in_file = {spec.slug for spec in policy.roles}
         for spec in policy.roles:
             changes += _sync_role(spec, *policy.eligible(spec.slug))
@@ -173,30 +197,18 @@ def apply(
             role.retired_at = now
             role.save(update_fields=["retired_at"])
             changes.append(Change("retired", role.slug, "removed from the file"))
-            to_end += [(pk, Grant.EndReason.ROLE_RETIRED) for pk in role.grants.live().values_list("pk", flat=True)]
-            to_cancel += list(role.requests.filter(status="pending").values_list("pk", flat=True))
 
-        # Grants of people who are no longer eligible.
-        for spec in policy.roles:
-            live = Grant.objects.live().filter(role__slug=spec.slug).select_related("user", "role")
-            lost = [g for g in live if not is_eligible(g.user, g.role)]
-            if lost and prune:
-                to_end += [(g.pk, Grant.EndReason.ELIGIBILITY_LOST) for g in lost]
-            elif lost:
-                who = ", ".join(sorted(g.user.get_username() for g in lost))
-                changes.append(
-                    Change(
-                        "warning",
-                        spec.slug,
-                        f"{who} no longer eligible but hold(s) a live grant until it expires; --prune ends it",
-                    )
-                )
-
-        verb = "to be " if dry_run else ""
-        if to_end:
-            changes.append(Change("ending", "-", f"{len(to_end)} live grant(s) {verb}ended"))
-        if to_cancel:
-            changes.append(Change("closing", "-", f"{len(to_cancel)} pending request(s) {verb}cancelled"))
+        # What the catalog as it now stands no longer allows, in the roles this file manages.
+        role_ids = list(Role.objects.filter(managed_by_policy=True).values_list("pk", flat=True))
+        verb = "would " if dry_run else ""
+        for req in lost_requests(role_ids=role_ids).select_related("role", "requester").order_by("pk"):
+            why = why_not_eligible(req.requester, req.role)
+            changes.append(
+                Change("closing", req.role.slug, f"{verb}cancel request #{req.pk} of {req.requester}: {why}")
+            )
+        for grant in lost_grants(role_ids=role_ids).select_related("role", "user").order_by("pk"):
+            why = why_not_eligible(grant.user, grant.role)
+            changes.append(Change("ending", grant.role.slug, f"{verb}end grant #{grant.pk} of {grant.user}: {why}"))
 
         real_changes = [c for c in changes if c.kind not in ("kept", "warning")]
         if real_changes:
@@ -214,13 +226,10 @@ def apply(
             )
         if dry_run:
             transaction.set_rollback(True)
-            return changes
+    if dry_run:
+        return changes + _check_targets(policy, prepare=False)
 
-    # Side effects after the catalog is committed: targets, then ended grants and requests.
-    for spec in policy.roles:
-        connector_class(spec.target.connector)(spec.target.config).prepare()
-    for pk, reason in to_end:
-        grant_revoke(grant_id=pk, actor=None, reason=f"policy: {reason}", end_reason=reason, via=via, now=now)
-    for pk in to_cancel:
-        request_close_for_user(request_id=pk, actor=actor, reason="the role was retired", via=via, now=now)
+    # Side effects after the catalog is committed: targets, then what it no longer allows.
+    changes += _check_targets(policy, prepare=True)
+    eligibility_enforce(role_ids=role_ids, cause="policy applied", actor=actor, via=via, now=now)
     return changes

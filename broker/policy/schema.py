@@ -40,7 +40,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from broker.durations import parse_duration
 from broker.models import slug_validator
 from broker.policy.reader import Path, PolicyInvalid, Reader
-from grants.connectors import REGISTRY
+from grants.connectors import load as connectors
 
 User = get_user_model()
 
@@ -48,6 +48,15 @@ User = get_user_model()
 def _problems(*messages: str, at: Path = ()) -> PydanticCustomError:
     """An error in our own words (one or more sentences), placed `at` a key below the one that raises it."""
     return PydanticCustomError("policy", "{summary}", {"summary": "; ".join(messages), "messages": messages, "at": at})
+
+
+def _placed_problems(problems: list[tuple[Path, str]]) -> PydanticCustomError:
+    """Several errors, each at its own key below the one that raises them."""
+    return PydanticCustomError(
+        "policy",
+        "{summary}",
+        {"summary": "; ".join(m for _, m in problems), "placed": [(tuple(at), m) for at, m in problems]},
+    )
 
 
 # --- Values ------------------------------------------------------------------------------------------
@@ -146,17 +155,18 @@ class Target(_Model):
     @field_validator("connector")
     @classmethod
     def _known(cls, connector: str) -> str:
-        if connector not in REGISTRY:
-            raise _problems(f"unknown connector {connector!r} (known: {', '.join(sorted(REGISTRY))})")
+        if connector not in connectors():
+            raise _problems(f"unknown connector {connector!r} (known: {', '.join(sorted(connectors()))})")
         return connector
 
     @field_validator("config")
     @classmethod
     def _fits_the_connector(cls, config: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        connector = REGISTRY.get(info.data.get("connector", ""))  # absent when the connector is not valid
+        connector = connectors().get(info.data.get("connector", ""))  # absent when the connector is not valid
         problems = connector.validate_config(config) if connector else []
         if problems:
-            raise _problems(*problems)
+            # Each problem at its own key of the config (and so on its own line), where it names one.
+            raise _placed_problems([p if isinstance(p, tuple) else ((), p) for p in problems])
         return config
 
 
@@ -357,6 +367,8 @@ def _worded(error: ErrorDetails) -> list[tuple[Path, str]]:
     path: Path = tuple(error["loc"])
     ctx = error.get("ctx") or {}
     if error["type"] == "policy":
+        if "placed" in ctx:
+            return [(path + tuple(at), message) for at, message in ctx["placed"]]
         return [(path + tuple(ctx["at"]), message) for message in ctx["messages"]]
     return [(path, _translated(error, path, ctx))]
 

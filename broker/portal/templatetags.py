@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.utils.dateformat import format as date_format
 from django.utils.html import format_html
 
+from broker import text
 from broker.durations import humanize_duration
 
 register = template.Library()
@@ -31,6 +32,18 @@ def when(value, style: str = "long"):
         return "—"
     local = timezone.localtime(value)
     return format_html('<time datetime="{}">{}</time>', _iso(value), date_format(local, FORMATS.get(style, style)))
+
+
+@register.filter
+def visible(value):
+    """People's free text without control and invisible format characters (bidi overrides, zero-width)."""
+    return text.visible(value)
+
+
+@register.filter
+def indented(value):
+    """For plain-text email: visible text, every line after the first indented from the margin."""
+    return text.indented(value)
 
 
 @register.filter

@@ -6,26 +6,27 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, Group
 
-from grants.connectors.base import Connector, ConnectorError
+from grants.connectors.base import AccessEvent, Connector, ConnectorError, Problem, check_keys
 
 
 class DjangoGroupConnector(Connector):
     name = "django_group"
 
     @classmethod
-    def validate_config(cls, config: Any) -> list[str]:
+    def validate_config(cls, config: Any) -> list[str | Problem]:
         if not isinstance(config, dict):
-            return ["config must be a mapping with a `group` key"]
-        errors = []
+            return ["must be a mapping with a `group` key"]
+        errors: list[str | Problem] = []
         group = config.get("group")
         if not isinstance(group, str) or not group.strip():
-            errors.append("config.group: the name of the Django group to manage is required")
+            errors.append((("group",), "the name of the Django group to manage is required"))
         elif len(group) > 150:
-            errors.append("config.group: at most 150 characters")
-        unknown = set(config) - {"group"}
-        if unknown:
-            errors.append(f"config: unknown key(s) {', '.join(sorted(unknown))}")
+            errors.append((("group",), "at most 150 characters"))
+        errors += [p for p in check_keys(config, required=set(), optional={"group"}) if p[0]]
         return errors
+
+    def describe(self) -> str:
+        return f"Django group {self.group_name!r}"
 
     @property
     def group_name(self) -> str:
@@ -38,12 +39,12 @@ class DjangoGroupConnector(Connector):
     def prepare(self) -> None:
         self._group()
 
-    def grant(self, user: AbstractBaseUser) -> None:
+    def grant(self, user: AbstractBaseUser, event: AccessEvent | None = None) -> None:
         if not user.is_active:
             raise ConnectorError(f"user {user.get_username()} is inactive")
         user.groups.add(self._group())
 
-    def revoke(self, user: AbstractBaseUser) -> None:
+    def revoke(self, user: AbstractBaseUser, event: AccessEvent | None = None) -> None:
         group = Group.objects.filter(name=self.group_name).first()
         if group is not None:
             user.groups.remove(group)

@@ -31,6 +31,16 @@ def test_check_follows_the_clock_not_the_worker(clock, world, bearer):
     assert bearer(world.alice).get("/api/v1/check/?role=sandbox").json()["allowed"] is False
 
 
+def test_check_denies_a_deactivated_account_at_once_whatever_its_grants_say(world, bearer):
+    erin = bearer(world.erin)
+    world.alice.is_active = False
+    world.alice.save()  # no worker has ended the grant yet: the row still says active
+    world.grant.refresh_from_db()
+    assert world.grant.status == "active"
+    assert erin.get("/api/v1/check/?user=alice&role=sandbox").json()["allowed"] is False
+    assert erin.get(f"/api/v1/grants/{world.grant.pk}/").json()["effective"] is False
+
+
 def test_auditor_and_admin_may_check_others_and_others_may_not(world, bearer):
     path = "/api/v1/check/?user=alice&role=sandbox"
     assert bearer(world.erin).get(path).json()["allowed"] is True

@@ -124,3 +124,31 @@ def test_approvers_see_the_grants_of_requests_they_may_approve_and_no_others(wor
     assert (response.json()["id"], response.json()["role"]) == (grant.pk, "db-admin")
     assert carol.get(f"/api/v1/grants/{world.grant.pk}/").status_code == 404  # sandbox: auto-approved
     assert [g["id"] for g in carol.get("/api/v1/grants/").json()["results"]] == [grant.pk]
+
+
+def test_an_extension_empties_the_review_fields_of_a_break_glass_grant(world, bearer, make_role):
+    from django.utils import timezone
+
+    from approvals.services import request_create
+    from broker.models import Channel
+    from grants.services import grant_review
+
+    role = make_role(slug="glass", break_glass=True, max_total_duration=timedelta(hours=8), eligible=[world.alice])
+    grant = request_create(
+        requester=world.alice, role=role, justification="fire", via=Channel.API, mfa_at=timezone.now()
+    ).grant
+    grant_review(grant_id=grant.pk, reviewer=world.root, note="fine", via=Channel.PORTAL)
+    erin = bearer(world.erin)
+    reviewed = erin.get(f"/api/v1/grants/{grant.pk}/").json()
+    assert (reviewed["reviewed_by"], reviewed["review_note"]) == ("root", "fine")
+    assert reviewed["reviewed_at"] is not None
+    request_create(
+        requester=world.alice,
+        extends_grant_id=grant.pk,
+        duration=timedelta(hours=1),
+        justification="more fire",
+        via=Channel.API,
+        mfa_at=timezone.now(),
+    )
+    reopened = erin.get(f"/api/v1/grants/{grant.pk}/").json()
+    assert (reopened["reviewed_at"], reopened["reviewed_by"], reopened["review_note"]) == (None, None, None)

@@ -154,6 +154,36 @@ def test_approving_with_a_current_code_approves(world, mfa_role, bearer):
     assert response.json()["approvals"][0]["approver"] == "carol"
 
 
+def test_denying_a_role_that_requires_mfa_without_the_otp_is_refused_and_changes_nothing(world, mfa_role, bearer):
+    authenticator(world.carol)
+    response = bearer(world.carol).post(
+        f"/api/v1/requests/{world.pending.pk}/deny/", {"comment": "not now"}, format="json"
+    )
+    assert response.status_code == 403
+    assert response.json()["error"] == "mfa_required"
+    world.pending.refresh_from_db()
+    assert world.pending.status == "pending"
+    assert not world.pending.decisions.exists()
+
+
+def test_denying_with_a_current_code_denies(world, mfa_role, bearer):
+    authenticator(world.carol)
+    response = bearer(world.carol).post(
+        f"/api/v1/requests/{world.pending.pk}/deny/", {"comment": "not now", "otp": code_of(world.carol)}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "denied"
+    assert response.json()["approvals"][0]["verdict"] == "deny"
+
+
+def test_denying_without_a_device_says_how_to_enrol(world, mfa_role, bearer):
+    response = bearer(world.carol).post(
+        f"/api/v1/requests/{world.pending.pk}/deny/", {"comment": "not now"}, format="json"
+    )
+    assert response.status_code == 403
+    assert response.json()["error"] == "mfa_not_enrolled"
+
+
 def test_a_code_is_refused_the_second_time(clock, world, mfa_role, bearer, make_role):
     other = make_role(stages=[[world.carol]], slug="other", eligible=[world.bob])
     second = approvals.request_create(requester=world.bob, role=other, justification="x", via=Channel.PORTAL)
@@ -342,3 +372,23 @@ def test_lists_are_newest_first_and_paginated_with_a_bounded_page_size(world, be
         assert response.status_code == 400
         assert "page_size" in response.json()["fields"]
     assert erin.get("/api/v1/requests/?page=99").status_code == 404
+
+
+def test_the_api_answers_with_the_stored_text_verbatim(world, bearer):
+    text = "fix \u202egnp.exe\u202c now\u200b\nTicket: X"
+    created = bearer(world.bob).post(
+        "/api/v1/requests/", {"role": "db-admin", "justification": text, "ticket": "T\u200b1"}, format="json"
+    )
+    assert created.status_code == 201, created.json()
+    body = bearer(world.carol).get(f"/api/v1/requests/{created.json()['id']}/").json()
+    assert (body["justification"], body["ticket"]) == (text, "T\u200b1")
+
+
+def test_approving_for_someone_no_longer_eligible_is_a_conflict(world, bearer):
+    from broker.models import Eligibility
+
+    Eligibility.objects.filter(role=world.db_admin, user=world.alice).delete()  # its reaction is queued for the commit
+    response = bearer(world.carol).post(f"/api/v1/requests/{world.pending.pk}/approve/", {}, format="json")
+    assert response.status_code == 409
+    assert response.json()["error"] == "requester_not_eligible"
+    assert not Grant.objects.filter(request=world.pending).exists()

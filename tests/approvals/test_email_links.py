@@ -4,6 +4,8 @@ from datetime import timedelta
 
 import pytest
 from django.core import signing
+from django.test import override_settings
+from django.utils import timezone
 
 from accounts import stepup
 from approvals import services
@@ -72,7 +74,7 @@ def test_opening_the_link_shows_the_facts_and_changes_nothing(client, pending, c
     response = client.get(carol_link)
     assert response.status_code == 200
     assert response["Cache-Control"] == "no-store"
-    assert response["Referrer-Policy"] == "no-referrer"
+    assert response["Referrer-Policy"] == "strict-origin"
     page = response.content.decode()
     assert "alice" in page and "prod-db" in page and "incident INC-1" in page and "CHG-7" in page
     assert "Sign in to decide" in page
@@ -233,7 +235,9 @@ def test_a_link_for_an_older_version_is_refused_without_leaking_the_request(
 
 
 def test_a_link_to_a_request_decided_in_the_portal_is_refused(client, pending, carol_link, approver, approver2):
-    services.request_deny(request_id=pending.pk, approver=approver2, comment="no", via=Channel.PORTAL)
+    services.request_deny(
+        request_id=pending.pk, approver=approver2, comment="no", via=Channel.PORTAL, mfa_at=timezone.now()
+    )
     client.force_login(approver)
     response = client.get(carol_link)
     assert response.status_code == 410
@@ -241,16 +245,58 @@ def test_a_link_to_a_request_decided_in_the_portal_is_refused(client, pending, c
     assert f"/requests/{pending.pk}/".encode() in response.content
 
 
-def test_a_tampered_link_is_refused_and_audited(client, pending, carol_link):
+def test_a_tampered_link_is_refused_without_an_audit_event_per_hit(client, pending, carol_link):
     token = carol_link.split("/")[2]
     forged = signing.dumps({"r": pending.pk, "a": 1, "v": 1, "e": 2_000_000_000, "n": "x"}, salt="other")
+    before = AuditEvent.objects.count()
     for bad in (token[:-2] + ("AA" if token[-2:] != "AA" else "BB"), token[:20], forged, "x"):
-        response = client.get(f"/email-link/{bad}/")
-        assert response.status_code == 400
-        assert b"not valid" in response.content
-        assert b"alice" not in response.content
-    assert len(refusals("invalid")) == 4
-    assert refusals()[0].target_id == ""
+        for method in (client.get, client.head):
+            response = method(f"/email-link/{bad}/")
+            assert response.status_code == 400
+            assert b"alice" not in response.content
+        assert b"not valid" in client.get(f"/email-link/{bad}/").content
+    assert AuditEvent.objects.count() == before
+
+
+@override_settings(EMAIL_LINK_FAILURE_LIMIT=5, EMAIL_LINK_FAILURE_WINDOW=timedelta(minutes=15))
+def test_made_up_links_past_the_limit_are_answered_429_with_one_summary_event(client, clock):
+    for i in range(5):
+        assert client.get(f"/email-link/made-up-{i}/").status_code == 400
+    assert refusals() == []
+    for i in range(20):
+        response = client.head(f"/email-link/made-up-more-{i}/")
+        assert response.status_code == 429
+        assert 0 < int(response["Retry-After"]) <= 15 * 60
+    (summary,) = refusals("invalid")
+    assert summary.ip == "127.0.0.1" and summary.target_id == ""
+    assert (summary.data["count"], summary.data["window_seconds"]) == (6, 900)
+
+
+@override_settings(EMAIL_LINK_FAILURE_LIMIT=2, EMAIL_LINK_FAILURE_WINDOW=timedelta(minutes=15))
+def test_the_count_of_made_up_links_is_per_address_and_per_window(client, clock):
+    for _ in range(3):
+        client.get("/email-link/nonsense/")
+    assert client.get("/email-link/nonsense/").status_code == 429
+    assert client.get("/email-link/nonsense/", REMOTE_ADDR="192.0.2.7").status_code == 400
+    clock.shift(timedelta(minutes=16))
+    assert client.get("/email-link/nonsense/").status_code == 400
+    for _ in range(3):
+        client.get("/email-link/nonsense/")
+    assert len(refusals("invalid")) == 2  # one per window
+
+
+@override_settings(EMAIL_LINK_FAILURE_LIMIT=1)
+def test_a_genuine_link_opens_from_an_address_that_sent_made_up_ones(client, carol_link):
+    for _ in range(3):
+        client.get("/email-link/nonsense/")
+    assert client.get(carol_link).status_code == 200
+
+
+def test_a_well_signed_link_that_is_refused_is_still_audited_each_time(client, pending, carol_link, approver2):
+    client.force_login(approver2)
+    for _ in range(2):
+        assert client.get(carol_link).status_code == 403
+    assert len(refusals("wrong_user")) == 2
 
 
 def test_a_well_signed_token_that_was_never_issued_is_refused(client, pending, approver):
@@ -290,21 +336,35 @@ def csrf_client(approver, link):
 
 
 @pytest.mark.parametrize("secure", [False, True])
-def test_the_form_posts_with_the_null_origin_a_no_referrer_page_gives_it(
+def test_the_form_posts_with_its_own_origin_which_strict_origin_lets_browsers_send(
     pending, carol_link, approver, carol_device, secure, settings
 ):
-    # Browsers send "Origin: null" (and no Referer) for a form on a page served with
-    # Referrer-Policy: no-referrer; Django's own check would refuse that (seen in Chromium).
+    # Under Referrer-Policy: strict-origin a browser sends the page's real Origin with the form's
+    # POST (and at most the origin as Referer): Django's ordinary CSRF check accepts it.
     settings.ALLOWED_HOSTS = ["testserver"]
     client, token = csrf_client(approver, carol_link)
     response = client.post(
         carol_link,
         {"decision": "approve", "code": code_of(carol_device), "csrfmiddlewaretoken": token},
-        HTTP_ORIGIN="null",
+        HTTP_ORIGIN=f"{'https' if secure else 'http'}://testserver",
         secure=secure,
     )
     assert response.status_code == 200
     assert fresh(pending).status == "approved"
+
+
+def test_a_null_origin_is_refused_like_anywhere_else_even_with_the_csrf_token(
+    pending, carol_link, approver, carol_device
+):
+    # The page no longer relaxes Django's origin check (no private CsrfViewMiddleware override).
+    client, token = csrf_client(approver, carol_link)
+    response = client.post(
+        carol_link,
+        {"decision": "approve", "code": code_of(carol_device), "csrfmiddlewaretoken": token},
+        HTTP_ORIGIN="null",
+    )
+    assert response.status_code == 403
+    assert fresh(pending).status == "pending"
 
 
 def test_a_null_origin_without_the_csrf_token_is_still_refused(pending, carol_link, approver, carol_device):
@@ -353,3 +413,14 @@ def test_a_refused_form_explains_itself_on_a_portal_page(pending, carol_link, ap
     response = client.post(carol_link, {"decision": "approve", "code": code_of(carol_device)})
     assert response.status_code == 403
     assert b"Nothing was changed" in response.content
+
+
+def test_the_link_page_shows_user_text_without_bidi_controls(client, make_role, request_role, approver,
+                                                          django_capture_on_commit_callbacks):  # fmt: skip
+    role = make_role(stages=[[approver]], slug="plain")
+    with django_capture_on_commit_callbacks(execute=True):
+        request_role(role, justification="fix \u202egnp.exe\u202c now\u200b", ticket="CHG\u200b-1")
+    (message,) = messages_to(approver)
+    body = client.get(link_in(message)).content.decode()
+    assert "fix gnp.exe now" in body and "CHG-1" in body
+    assert "\u202e" not in body and "\u200b" not in body

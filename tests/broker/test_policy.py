@@ -5,10 +5,10 @@ from textwrap import dedent
 
 import pytest
 from django.contrib.auth.models import Group
+from django.utils import timezone
 
 from broker import policy
 from broker.models import AuditEvent, Role
-from grants.models import Grant
 from tests.factories import GroupFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -148,7 +148,7 @@ def test_bad_file_reports_every_error_with_its_line_and_changes_nothing(director
     assert "line 10: roles[0].approval.stages[0].required: needs 2 approvals but names only 1 user(s)" in errors
     assert any(e.startswith("line 12: roles[0].target.connector: unknown connector 'carrier_pigeon'") for e in errors)
     assert any(e.startswith("line 16: roles[1].colour: unknown key") for e in errors)
-    assert any("roles[1].target.config: config.group" in e for e in errors)
+    assert any("roles[1].target.config.group: the name of the Django group to manage is required" in e for e in errors)
     assert "line 20: eligibility[0].role: no role 'missing' in this file" in errors
     assert not Role.objects.exists()
 
@@ -207,16 +207,44 @@ def test_prune_retires_the_role_and_ends_its_live_grants(directory, active_grant
     assert (grant.status, grant.end_reason) == ("revoked", "role_retired")
 
 
-def test_prune_ends_grants_of_people_no_longer_eligible(directory, active_grant):
+def test_applying_a_policy_that_drops_someone_ends_their_grant_at_once(directory, active_grant, request_role):
     policy.apply(policy.load(GOOD))
     grant = active_grant(target_role=Role.objects.get(slug="prod-db-admin"))
     without_alice = GOOD.replace("    users: [alice]\n", "")
     changes = policy.apply(policy.load(without_alice))
-    assert any(c.kind == "warning" for c in changes)
-    assert Grant.objects.get().status == "active"
-    policy.apply(policy.load(without_alice), prune=True)
+    assert f"ending    prod-db-admin: end grant #{grant.pk} of alice: no longer eligible for the role" in map(
+        str, changes
+    )
     grant.refresh_from_db()
-    assert grant.end_reason == "eligibility_lost"
+    assert (grant.status, grant.end_reason, grant.end_comment) == (
+        "revoked",
+        "eligibility_lost",
+        "no longer eligible for the role",
+    )
+    assert not grant.user.groups.filter(name="prod-db-admins").exists()
+    ended = AuditEvent.objects.get(action="grant.revoked", target_id=str(grant.pk))
+    assert (ended.channel, ended.data["end_reason"]) == ("cli", "eligibility_lost")
+
+
+def test_a_dry_run_says_which_grants_a_policy_would_end_and_ends_none(directory, active_grant):
+    policy.apply(policy.load(GOOD))
+    grant = active_grant(target_role=Role.objects.get(slug="prod-db-admin"))
+    changes = policy.apply(policy.load(GOOD.replace("    users: [alice]\n", "")), dry_run=True)
+    assert f"ending    prod-db-admin: would end grant #{grant.pk} of alice: no longer eligible for the role" in map(
+        str, changes
+    )
+    grant.refresh_from_db()
+    assert grant.status == "active"
+
+
+def test_applying_a_policy_that_drops_someone_cancels_their_pending_request(directory, request_role):
+    policy.apply(policy.load(GOOD))
+    req = request_role(Role.objects.get(slug="prod-db-admin"), mfa_at=timezone.now())
+    policy.apply(policy.load(GOOD.replace("    users: [alice]\n", "")))
+    req.refresh_from_db()
+    assert (req.status, req.closed_reason) == ("cancelled", "no longer eligible for the role")
+    event = AuditEvent.objects.get(action="request.cancelled", target_id=str(req.pk))
+    assert (event.data["end_reason"], event.data["cause"]) == ("eligibility_lost", "policy applied")
 
 
 def test_a_self_referencing_alias_is_refused_with_its_line_instead_of_recursing_forever(directory):
@@ -343,7 +371,7 @@ def test_every_problem_of_a_file_is_reported_at_once_in_file_order(directory):
         "line 7: roles[0].min_duration: is longer than default_duration",
         "line 10: roles[0].requires_mfa: must be true or false, got 'yes'",
         "line 17: roles[0].approval.stages[0].required: must be a whole number from 1 to 20, got True",
-        "line 19: roles[0].target.connector: unknown connector 'carrier_pigeon' (known: django_group)",
+        "line 19: roles[0].target.connector: unknown connector 'carrier_pigeon' (known: django_group, ldap_group, postgres_role, webhook)",
         "line 22: owner: unknown key (expected one of: eligibility, roles)",
         "line 25: eligibility[0].users[0]: no user 'alicia'",
     ]

@@ -62,6 +62,24 @@ def test_settings_refuse_to_start_without_a_secret_key_when_debug_is_off(tmp_pat
     assert "SECRET_KEY: required when DEBUG is off" in result.stderr
 
 
+def test_an_unknown_enrolment_code_rule_stops_the_start_naming_the_variable(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env_vars = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE",)}
+    env_vars.update(
+        BROKER_VAR_DIR=str(tmp_path),
+        DEBUG="1",
+        MFA_ENROLMENT_CODE_REQUIRED="admins",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", "import broker.settings"], env=env_vars, capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0
+    assert "MFA_ENROLMENT_CODE_REQUIRED: expected approvers, all or off" in result.stderr
+
+
 # --- The audit key ------------------------------------------------------------------------------------
 
 GOOD_KEY = "a-good-audit-key-of-more-than-32-characters"

@@ -60,7 +60,11 @@ def test_activation_rechecks_eligibility(role, request_role, approver, requester
     req = approvals.request_approve(request_id=request_role(role).pk, approver=approver, via=Channel.PORTAL)
     role.eligibilities.all().delete()
     grant = services.grant_activate(grant_id=req.grant.pk)
-    assert (grant.status, grant.end_reason) == ("revoked", "eligibility_lost")
+    assert (grant.status, grant.end_reason, grant.end_comment) == (
+        "revoked",
+        "eligibility_lost",
+        "no longer eligible for the role",
+    )
     assert not in_group(requester, role)
 
 
@@ -140,6 +144,18 @@ def test_admin_may_revoke_any_grant(active_grant, admin_user, requester, role):
     grant = services.grant_revoke(grant_id=active_grant().pk, actor=admin_user, reason="left the team", via=Channel.API)
     assert (grant.status, grant.end_reason, grant.ended_by) == ("revoked", "revoked", admin_user)
     assert not in_group(requester, role)
+
+
+@pytest.mark.parametrize("reason", ["", "   "])
+def test_an_admin_revoke_without_a_reason_is_refused_by_the_service_itself(active_grant, admin_user, reason):
+    grant = active_grant()
+    events = AuditEvent.objects.count()
+    with pytest.raises(Invalid) as refused:
+        services.grant_revoke(grant_id=grant.pk, actor=admin_user, reason=reason, via=Channel.PORTAL)
+    assert "reason" in refused.value.fields
+    grant.refresh_from_db()
+    assert grant.status == Grant.Status.ACTIVE
+    assert AuditEvent.objects.count() == events
 
 
 def test_non_admin_cannot_revoke_someone_elses_grant(active_grant, approver):
@@ -277,7 +293,38 @@ def test_break_glass_grant_review_is_recorded_by_someone_else(make_role, request
     assert grant.reviewed_by == approver
 
 
+def test_extending_a_reviewed_break_glass_grant_reopens_its_review(make_role, request_role, approver, requester):
+    from grants.services import grant_review
+
+    role = make_role(break_glass=True, max_total_duration=timedelta(hours=8))
+    grant = request_role(role, justification="outage", mfa_at=timezone.now()).grant
+    grant_review(grant_id=grant.pk, reviewer=approver, note="justified by INC-9", via=Channel.PORTAL)
+    extension = approvals.request_create(
+        requester=requester,
+        extends_grant_id=grant.pk,
+        duration=timedelta(hours=1),
+        justification="still burning",
+        via=Channel.PORTAL,
+        mfa_at=timezone.now(),
+    )
+    grant.refresh_from_db()
+    assert (grant.reviewed_at, grant.reviewed_by, grant.review_note) == (None, None, "")
+    event = AuditEvent.objects.get(action="grant.review_reopened", target_id=str(grant.pk))
+    assert event.data["request"] == extension.pk
+    assert event.data["previous"]["by"] == approver.username
+    assert event.data["previous"]["note"] == "justified by INC-9"
+
+
 def test_the_target_group_is_created_on_demand(active_grant, role):
     Group.objects.filter(name=role.connector_config["group"]).delete()
     active_grant()
     assert Group.objects.filter(name=role.connector_config["group"]).exists()
+
+
+def test_a_deactivated_account_holds_nothing_by_the_effective_rule(active_grant, requester):
+    grant = active_grant()
+    type(requester).objects.filter(pk=requester.pk).update(is_active=False)
+    grant = Grant.objects.select_related("user").get(pk=grant.pk)
+    assert grant.status == "active"
+    assert not grant.is_effective()
+    assert not Grant.objects.effective().exists()

@@ -55,7 +55,7 @@ def test_holder_whose_grant_is_being_removed_is_left_to_the_removal(
 
     role = make_role(stages=[[approver]], authoritative=True)
     grant = active_grant(target_role=role)
-    monkeypatch.setattr(DjangoGroupConnector, "revoke", lambda self, user: None)  # target ignores removals
+    monkeypatch.setattr(DjangoGroupConnector, "revoke", lambda self, user, event=None: None)  # target ignores removals
     grant = services.grant_relinquish(grant_id=grant.pk, user=requester, via=Channel.API)
     assert grant.status == "revoking"
     assert reconcile().removed == []

@@ -121,6 +121,25 @@ def worker(transactional_db, tmp_path):
         print(w.logs())
 
 
+@pytest.fixture
+def start_worker(transactional_db, tmp_path):
+    """Start a worker once the test has set up its targets (their secrets are in os.environ by then)."""
+    workers = []
+
+    def start(sweep_interval: str = "1s") -> Worker:
+        w = Worker(tmp_path / f"w{len(workers)}", sweep_interval=sweep_interval)
+        w.tmp_path.mkdir()
+        workers.append(w)
+        w.start()
+        return w
+
+    yield start
+    for w in workers:
+        w.stop()
+        if os.environ.get("SHOW_WORKER_LOG"):
+            print(w.logs())
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _drop_test_queue():
     yield
@@ -140,3 +159,69 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.05, what: str = "
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+# --- A target PostgreSQL server: the one DATABASE_URL names, with throwaway roles ---------------------
+
+
+class PgTarget:
+    """Throwaway roles on the machine's PostgreSQL for the postgres_role connector; dropped afterwards."""
+
+    def __init__(self):
+        import uuid
+
+        db = connection.settings_dict
+        self.dsn = f"host={db['HOST'] or 'localhost'} port={db['PORT'] or 5432} dbname=postgres user={db['USER']}"
+        if db.get("PASSWORD"):
+            self.dsn += f" password={db['PASSWORD']}"
+        self.prefix = f"t{uuid.uuid4().hex[:8]}"
+        self.role = f"{self.prefix}_reporting"
+        self.roles: list[str] = []
+        self.execute("CREATE ROLE {} NOLOGIN", self.role)
+
+    def execute(self, statement: str, *names: str, params=None) -> list[tuple]:
+        """Run one statement as the server's admin; identifiers (`{}`) quoted with sql.Identifier."""
+        import psycopg
+        from psycopg import sql
+
+        if statement.startswith("CREATE ROLE"):
+            self.roles += list(names)
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            cursor = conn.execute(sql.SQL(statement).format(*map(sql.Identifier, names)), params)
+            return cursor.fetchall() if cursor.description else []
+
+    def create_login(self, name: str) -> str:
+        self.execute("CREATE ROLE {} LOGIN", name)
+        return name
+
+    def connect_as(self, login: str):
+        import psycopg
+
+        db = connection.settings_dict
+        return psycopg.connect(
+            host=db["HOST"] or "localhost", port=db["PORT"] or 5432, dbname="postgres", user=login, autocommit=True
+        )
+
+    def is_member(self, login: str, role: str | None = None) -> bool:
+        rows = self.execute(
+            "SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member"
+            " WHERE r.rolname = %s AND u.rolname = %s",
+            params=[role or self.role, login],
+        )
+        return bool(rows)
+
+    def drop(self):
+        for name in reversed(self.roles):
+            self.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", params=[name])
+            self.execute("DROP ROLE IF EXISTS {}", name)
+
+
+@pytest.fixture
+def pg_target(monkeypatch):
+    """A target role on the machine's PostgreSQL, its DSN in TARGET_PG_DSN (as a deployment would set it)."""
+    if not LIVE:
+        pytest.skip("needs DATABASE_URL (PostgreSQL)")
+    target = PgTarget()
+    monkeypatch.setenv("TARGET_PG_DSN", target.dsn)
+    yield target
+    target.drop()

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -83,10 +84,10 @@ class CountingConnector(DjangoGroupConnector):
     revokes = 0
     lock = threading.Lock()
 
-    def revoke(self, user):
+    def revoke(self, user, event=None):
         with CountingConnector.lock:
             CountingConnector.revokes += 1
-        super().revoke(user)
+        super().revoke(user, event)
 
 
 def test_three_concurrent_sweeps_revoke_once_and_audit_once(cast, monkeypatch):
@@ -151,3 +152,78 @@ def test_editing_an_audit_row_by_sql_makes_audit_verify_fail_naming_that_row(cas
     assert result.returncode == 1
     assert f"BROKEN at event #{target.seq} (row id {target.pk})" in result.stderr
     assert "edited" in result.stderr
+
+
+class SlowRemovalConnector(DjangoGroupConnector):
+    """A django_group whose removals take a moment, as a remote target's would."""
+
+    name = "slow_removal"
+
+    def revoke(self, user, event=None):
+        time.sleep(0.3)
+        super().revoke(user, event)
+
+
+def _shared_group_roles(alice, group="shared-admins", connector="django_group"):
+    roles = []
+    for slug in ("shared-a", "shared-b"):
+        role = RoleFactory(slug=slug, auto_approve=True, connector=connector, connector_config={"group": group})
+        EligibilityFactory(role=role, user=alice)
+        roles.append(role)
+    return roles
+
+
+def _granted(alice, role, *, activate=True):
+    grant = approvals.request_create(
+        requester=alice, role=role, duration=timedelta(minutes=5), justification="x", via=Channel.API
+    ).grant
+    return grant_services.grant_activate(grant_id=grant.pk) if activate else grant
+
+
+def test_two_grants_on_one_group_ended_at_once_remove_the_membership(cast):
+    alice, _carol, _ = cast
+    first, second = _shared_group_roles(alice)
+    for _ in range(5):  # each round is one chance for the race; without the access lock most rounds lose
+        a, b = _granted(alice, first), _granted(alice, second)
+        run_together(
+            lambda a=a: grant_services.grant_relinquish(grant_id=a.pk, user=alice, via=Channel.API),
+            lambda b=b: grant_services.grant_relinquish(grant_id=b.pk, user=alice, via=Channel.API),
+        )
+        assert set(Grant.objects.filter(pk__in=[a.pk, b.pk]).values_list("status", flat=True)) == {"revoked"}
+        assert not alice.groups.filter(name="shared-admins").exists(), "both grants ended, and the membership stayed"
+
+
+def test_two_grants_on_one_group_expiring_in_two_sweepers_remove_the_membership(cast):
+    alice, _carol, _ = cast
+    first, second = _shared_group_roles(alice)
+    for _ in range(5):
+        a, b = _granted(alice, first), _granted(alice, second)
+        later = timezone.now() + timedelta(minutes=6)
+        run_together(
+            lambda a=a, later=later: grant_services.grant_expire(grant_id=a.pk, now=later),
+            lambda b=b, later=later: grant_services.grant_expire(grant_id=b.pk, now=later),
+        )
+        assert set(Grant.objects.filter(pk__in=[a.pk, b.pk]).values_list("status", flat=True)) == {"expired"}
+        assert not alice.groups.filter(name="shared-admins").exists()
+
+
+def test_activation_racing_the_removal_of_a_sibling_keeps_the_membership(cast, monkeypatch):
+    alice, _carol, _ = cast
+    monkeypatch.setitem(REGISTRY, SlowRemovalConnector.name, SlowRemovalConnector)
+    # The removal decides "no sibling is active" and then takes 0.3 s to remove: without the access
+    # lock, the sibling's activation completes inside that gap and the removal undoes it.
+    first, second = _shared_group_roles(alice, connector=SlowRemovalConnector.name)
+    for _ in range(3):
+        a = _granted(alice, first)
+        b = _granted(alice, second, activate=False)
+        run_together(
+            lambda a=a: grant_services.grant_relinquish(grant_id=a.pk, user=alice, via=Channel.API),
+            lambda b=b: grant_services.grant_activate(grant_id=b.pk),
+        )
+        b.refresh_from_db()
+        assert b.status == "active"
+        assert alice.groups.filter(name="shared-admins").exists(), (
+            "an active grant lost its access to a sibling's removal"
+        )
+        grant_services.grant_relinquish(grant_id=b.pk, user=alice, via=Channel.API)
+        assert not alice.groups.filter(name="shared-admins").exists()

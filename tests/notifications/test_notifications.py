@@ -16,9 +16,10 @@ from grants import services as grants
 from grants.connectors import REGISTRY, ConnectorError
 from grants.connectors.django_group import DjangoGroupConnector
 from notifications import services, tasks
+from notifications.messages import _when
 from notifications.models import Notification
 from tests.factories import EligibilityFactory, GroupFactory, RoleFactory, UserFactory
-from tests.otp import html_of, messages_to
+from tests.otp import html_of, messages_to, sign_in_verified
 
 pytestmark = pytest.mark.django_db
 
@@ -209,8 +210,32 @@ def test_break_glass_activation_alerts_the_security_group(make_role, request_rol
     assert messages_to(requester)  # and alice hears her grant is active
 
 
+def test_a_break_glass_extension_alerts_security_again_with_the_new_expiry(
+    make_role, request_role, security, requester, sent
+):
+    role = make_role(slug="glass", break_glass=True, max_total_duration=timedelta(hours=8))
+    with sent():
+        grant = request_role(role, mfa_at=timezone.now(), justification="prod is down").grant
+    with sent():
+        extension = approvals.request_create(
+            requester=requester,
+            extends_grant_id=grant.pk,
+            duration=timedelta(hours=2),
+            justification="still down",
+            via=Channel.PORTAL,
+            mfa_at=timezone.now(),
+        )
+    grant.refresh_from_db()
+    first, second = messages_to(security)
+    assert first.subject == "[Access broker] Break-glass: alice activated glass"
+    assert second.subject == f"[Access broker] Break-glass extended: alice keeps glass until {_when(grant.expires_at)}"
+    assert f"extension #{extension.pk}" in second.body
+    assert "2 h more" in second.body and "still down" in second.body
+    assert f"Until: {_when(grant.expires_at)}" in second.body
+
+
 class DeadConnector(DjangoGroupConnector):
-    def revoke(self, user):
+    def revoke(self, user, event=None):
         raise ConnectorError("target unreachable")
 
 
@@ -291,7 +316,7 @@ def test_security_alerts_skip_inactive_members(make_role, request_role, security
 def test_the_outbox_is_readable_in_the_admin(client, admin_user, role, request_role, sent):
     with sent():
         request_role(role)
-    client.force_login(admin_user)
+    sign_in_verified(client, admin_user)
     page = client.get("/admin/notifications/notification/")
     assert page.status_code == 200
     assert b"decision_needed" in page.content
@@ -320,3 +345,31 @@ def test_the_scheduled_audit_check_of_an_intact_chain_sends_nothing(active_grant
     result = verify_audit()
     assert result["ok"] and result["checked"] > 0
     assert not mail.outbox
+
+
+# --- User text in messages: no forged lines, no invisible or direction-changing characters -------
+
+FORGED = "disk full\nTicket: CHG-FAKE\r\nStage: 1 of 1 (approved)\u2028Role: harmless"
+
+
+def test_a_justification_cannot_forge_fact_lines_in_the_plain_text_email(role, request_role, approver, sent):
+    with sent():
+        request_role(role, justification=FORGED, ticket="CHG-1")
+    lines = only(messages_to(approver)).body.splitlines()
+    # The broker's own fact lines start at the margin; every line of the requester's text after
+    # the first is indented, so nothing the requester wrote starts where they do.
+    assert [line for line in lines if line.startswith("Ticket:")] == ["Ticket: CHG-1"]
+    assert [line for line in lines if line.startswith("Stage:")] == ["Stage: 1 of 1"]
+    assert [line for line in lines if line.startswith("Role:")] == ["Role: Role db-admin (db-admin)"]
+    assert "Justification: disk full" in lines
+    assert "    Ticket: CHG-FAKE" in lines and "    Stage: 1 of 1 (approved)" in lines
+
+
+def test_bidi_controls_and_zero_width_characters_never_reach_the_approver_by_email(role, request_role, approver, sent):
+    with sent():
+        request_role(role, justification="fix \u202egnp.exe\u202c now\u200b\x07", ticket="CHG\u200b-1\u2066")
+    message = only(messages_to(approver))
+    for part in (message.body, html_of(message)):
+        assert "fix gnp.exe now" in part and "CHG-1" in part
+        for char in ("\u202e", "\u202c", "\u200b", "\u2066", "\x07"):
+            assert char not in part

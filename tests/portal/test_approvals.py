@@ -5,8 +5,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from approvals import services as approvals
 from approvals.models import AccessRequest, Decision
-from broker.models import AuditEvent
+from broker.models import AuditEvent, Channel
 from grants.models import Grant
 from tests.factories import AccessRequestFactory, DecisionFactory, UserFactory
 from tests.otp import authenticator, code_of, wrong_code_of
@@ -204,3 +205,23 @@ def test_expired_requests_leave_the_inbox(clock, client, pending, approver):
     client.force_login(approver)  # (the earlier session would have expired by now)
     assert list(client.get("/approvals/").context["page"].object_list) == []
     assert AccessRequest.objects.get().status == "pending"  # the sweeper closes it; the inbox hides it
+
+
+def test_approvers_see_user_text_without_bidi_controls_or_zero_width_characters(client, approver, role, request_role):
+    req = request_role(role, justification="fix \u202egnp.exe\u202c now\u200b", ticket="CHG\u200b-1\x1b[2J")
+    approvals.request_approve(request_id=req.pk, approver=approver, comment="ok \u202eevil", via=Channel.PORTAL)
+    client.force_login(approver)
+    for url in ("/approvals/decided/", f"/requests/{req.pk}/", "/requests/?scope=all"):
+        body = client.get(url).content.decode()
+        for char in ("\u202e", "\u202c", "\u200b", "\x1b"):
+            assert char not in body, (url, char)
+    detail = client.get(f"/requests/{req.pk}/").content.decode()
+    assert "fix gnp.exe now" in detail and "CHG-1[2J" in detail and "ok evil" in detail
+
+
+def test_the_inbox_shows_user_text_without_bidi_controls(client, approver, role, request_role):
+    request_role(role, justification="fix \u202egnp.exe\u202c now\u200b", ticket="CHG\u200b-1")
+    client.force_login(approver)
+    body = client.get("/approvals/").content.decode()
+    assert "fix gnp.exe now" in body and "CHG-1" in body
+    assert "\u202e" not in body and "\u200b" not in body

@@ -191,7 +191,7 @@ def test_review_takes_constant_queries(client, auditor, role, constant_queries):
     constant_queries("/review/", lambda n: GrantFactory.create_batch(n, role=role))
 
 
-def test_elevation_review_counts_grants_per_day_and_hours_held(db, role):
+def test_elevation_review_counts_grants_per_day_and_hours_held(db, role, auditor):
     start = datetime(2026, 3, 1, tzinfo=UTC)
     for day, name in enumerate(("holder-a", "holder-b")):
         starts_at = start + timedelta(days=day, hours=10)
@@ -203,7 +203,7 @@ def test_elevation_review_counts_grants_per_day_and_hours_held(db, role):
             expires_at=starts_at + timedelta(hours=2),
             ended_at=starts_at + timedelta(hours=1, minutes=30),
         )
-    review = elevation_review(start, start + timedelta(days=3), UTC, now=start + timedelta(days=2, hours=12))
+    review = elevation_review(auditor, start, start + timedelta(days=3), UTC, now=start + timedelta(days=2, hours=12))
     assert review.per_day == {role.slug: [1, 1, 0]}
     assert review.hours_per_user == [("holder-a", 1.5), ("holder-b", 1.5)]
     assert review.total_grants == 2

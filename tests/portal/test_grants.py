@@ -9,7 +9,7 @@ from approvals.models import AccessRequest
 from approvals.services import request_create
 from broker.models import AuditEvent, Channel
 from grants.models import Grant
-from tests.factories import GrantFactory, UserFactory
+from tests.factories import GrantFactory, RoleFactory, UserFactory
 from tests.portal.conftest import mark_fresh
 
 pytestmark = pytest.mark.django_db
@@ -152,6 +152,26 @@ def test_security_reviews_a_break_glass_activation(client, glass_grant, security
     assert "No break-glass activation is waiting for review." in client.get("/review/").content.decode()
 
 
+def test_an_extension_puts_a_reviewed_break_glass_grant_back_on_the_review_page(
+    client, glass_grant, security, requester
+):
+    Role = type(glass_grant.role)
+    Role.objects.filter(pk=glass_grant.role_id).update(max_total_duration=timedelta(hours=8))
+    client.force_login(security)
+    client.post(f"/grants/{glass_grant.pk}/review/", {"note": "INC-9 confirmed", "next": "review"})
+    request_create(
+        requester=requester,
+        extends_grant_id=glass_grant.pk,
+        duration=timedelta(hours=1),
+        justification="still down",
+        via=Channel.PORTAL,
+        mfa_at=timezone.now(),
+    )
+    awaiting = client.get("/review/").context["awaiting"].object_list
+    assert [g.pk for g in awaiting] == [glass_grant.pk]
+    assert "awaiting review" in client.get(f"/grants/{glass_grant.pk}/").content.decode()
+
+
 def test_auditors_and_the_holder_do_not_review(client, glass_grant, auditor, requester):
     client.force_login(auditor)
     assert client.post(f"/grants/{glass_grant.pk}/review/", {"note": "x"}).status_code == 403
@@ -186,6 +206,27 @@ def test_security_sees_break_glass_grants_but_not_others(client, glass_grant, gr
     client.force_login(security)
     assert client.get(f"/grants/{glass_grant.pk}/").status_code == 200
     assert client.get(f"/grants/{grant.pk}/").status_code == 404
+
+
+def test_security_sees_only_break_glass_grants_on_the_review_page(client, glass_grant, security):
+    ordinary = GrantFactory(user=UserFactory(username="olivia"), role=RoleFactory(slug="payroll-admin"))
+    client.force_login(security)
+    response = client.get("/review/")
+    body = response.content.decode()
+    assert f'href="/grants/{glass_grant.pk}/"' in body
+    # Neither the table nor the charts nor their figures mention the grant security may not see.
+    assert f'href="/grants/{ordinary.pk}/"' not in body
+    assert "olivia" not in body and "payroll-admin" not in body
+    assert response.context["figures"].total_grants == 1
+    assert [g.pk for g in response.context["grants"].object_list] == [glass_grant.pk]
+
+
+def test_auditors_see_every_grant_on_the_review_page(client, glass_grant, auditor):
+    ordinary = GrantFactory(user=UserFactory(username="olivia"), role=RoleFactory(slug="payroll-admin"))
+    client.force_login(auditor)
+    response = client.get("/review/")
+    assert response.context["figures"].total_grants == 2
+    assert {g.pk for g in response.context["grants"].object_list} == {glass_grant.pk, ordinary.pk}
 
 
 def test_a_user_with_only_a_pending_request_sees_no_grant(client, outsider):

@@ -13,7 +13,7 @@ class Command(BaseCommand):
         parser.add_argument("file", help="the YAML policy file, or - for standard input")
         parser.add_argument("--dry-run", action="store_true", help="print the changes without writing anything")
         parser.add_argument(
-            "--prune", action="store_true", help="retire roles missing from the file and end grants no longer allowed"
+            "--prune", action="store_true", help="also retire the roles missing from the file (their grants end)"
         )
 
     def handle(self, *args, file, dry_run, prune, **options):

@@ -1,17 +1,19 @@
 """Demo users, groups and policy for README command 1. Idempotent: run it as often as you like."""
 
 import json
+import os
 import secrets
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from broker import policy
 from broker.catalog import AUDITORS_GROUP, SECURITY_GROUP
+from broker.management import demo
 
 DEMO_POLICY = Path(settings.BASE_DIR) / "demo" / "policy.yaml"
 
@@ -26,6 +28,8 @@ PEOPLE = {
     "frank": ([SECURITY_GROUP], False, False, "security (notified of break-glass)"),
 }
 TOTP_USERS = ("carol", "dave", "alice", "admin")
+# Demo users with a login on the demo's PostgreSQL target (demo_alice, demo_bob).
+PG_USERS = ("alice", "bob")
 
 
 class Command(BaseCommand):
@@ -57,10 +61,17 @@ class Command(BaseCommand):
                 saved[username]["totp_secret"] = _base32(device.bin_key)
         for name in ("sre-leads", "dba-leads", "dba", "developers", "oncall", AUDITORS_GROUP, SECURITY_GROUP):
             Group.objects.get_or_create(name=name)
+        demo.webhook_secret()
+        dsn = demo.postgres_dsn()
+        if dsn:
+            for username in PG_USERS:
+                saved[username].setdefault("pg_password", secrets.token_urlsafe(12))
+            os.environ.setdefault(demo.PG_DSN_ENV, dsn)
+            demo.prepare_postgres(dsn, {u: saved[u]["pg_password"] for u in PG_USERS})
         store.write_text(json.dumps(saved, indent=2))
         store.chmod(0o600)
 
-        call_command("apply_policy", str(DEMO_POLICY), stdout=self.stdout, stderr=self.stderr)
+        self._apply_policy(postgres=bool(dsn))
         if quiet:
             return
         self.stdout.write("")
@@ -71,7 +82,26 @@ class Command(BaseCommand):
                 line += (
                     f"\n         TOTP secret {saved[username]['totp_secret']} (python manage.py totp_code {username})"
                 )
+            if "pg_password" in saved[username] and dsn:
+                line += f"\n         PostgreSQL login demo_{username}, password {saved[username]['pg_password']}"
             self.stdout.write(line)
+
+    def _apply_policy(self, *, postgres: bool) -> None:
+        """Apply demo/policy.yaml; its postgres_role roles only when the broker's database is PostgreSQL."""
+        loaded = policy.load(DEMO_POLICY.read_text(encoding="utf-8"))
+        if not postgres:
+            skipped = [r.slug for r in loaded.roles if r.target.connector == "postgres_role"]
+            loaded.roles = [r for r in loaded.roles if r.slug not in skipped]
+            loaded.eligibility = [e for e in loaded.eligibility if e.role not in skipped]
+            for slug in skipped:
+                self.stdout.write(
+                    self.style.WARNING(
+                        f"  skipped  {slug}: a postgres_role role, tried only when DATABASE_URL points at PostgreSQL "
+                        "(README: Real targets in the demo)"
+                    )
+                )
+        for change in policy.apply(loaded, via="cli", source=str(DEMO_POLICY)):
+            self.stdout.write(f"  {change}")
 
 
 def _base32(key: bytes) -> str:
