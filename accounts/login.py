@@ -17,8 +17,9 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
 
-from accounts import ratelimit
+from accounts import mfa, ratelimit
 from accounts.events import record_auth_event
+from broker.errors import BrokerError
 from broker.http import client_ip
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,34 @@ class ThrottledAuthenticationForm(ThrottleMixin, AuthenticationForm):
     pass
 
 
-class ThrottledAdminAuthenticationForm(ThrottleMixin, AdminAuthenticationForm):
-    pass
+class OTPAdminAuthenticationForm(AdminAuthenticationForm):
+    """The admin's sign-in: password and a one-time code (TOTP or backup code) in one form.
+
+    The code is checked like every other code (accounts.mfa.verify_code: any of the person's devices,
+    replays refused, django-otp's per-device throttle); the device goes into the session through
+    django-otp's login hook, so the session counts as verified (OTPAdminSite).
+    """
+
+    otp_token = forms.CharField(
+        label="One-time code",
+        max_length=32,
+        required=False,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        user = self.get_user()
+        if user is not None:
+            try:
+                user.otp_device = mfa.verify_code(user=user, code=cleaned.get("otp_token"))
+            except BrokerError as exc:
+                raise forms.ValidationError(exc.detail, code=exc.code) from None
+        return cleaned
+
+
+class ThrottledOTPAdminAuthenticationForm(ThrottleMixin, OTPAdminAuthenticationForm):
+    """A wrong password or a wrong code counts as one failed sign-in."""
 
 
 def _humanize(seconds: int) -> str:

@@ -30,3 +30,48 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+
+class CredentialState(models.Model):
+    """Per person, what risk signals changed about their credentials (a row only once one did).
+
+    ``session_epoch``: every session remembers the epoch it was signed in at; raising it ends all of
+    the person's sessions at their next request, whatever the session backend (accounts/sessions.py).
+    ``password_revoked_at``: a ``credential_compromised`` signal made the password unusable; the
+    person may still set a new one through the password reset (accounts/recovery.py).
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="credential_state"
+    )
+    session_epoch = models.PositiveIntegerField(default=0)
+    sessions_ended_at = models.DateTimeField(null=True, blank=True)
+    password_revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"credentials of {self.user} (epoch {self.session_epoch})"
+
+
+class EnrolmentCode(models.Model):
+    """A single-use code an administrator gives a person to set up their first second factor.
+
+    Stored only as a keyed hash (like API tokens); expires; issuing a new one withdraws the older
+    ones (accounts/enrolment.py).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="enrolment_codes")
+    digest = models.CharField(max_length=64, unique=True)
+    issued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "used_at"], name="enrolment_code_open")]
+
+    def __str__(self) -> str:
+        return f"enrolment code for {self.user} ({self.created_at:%Y-%m-%d %H:%M})"

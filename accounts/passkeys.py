@@ -4,7 +4,9 @@ The package's views do the WebAuthn ceremonies (challenges kept in the session, 
 use, so an assertion can never be replayed). We subclass them to keep our rules:
 
 - registering a passkey needs a fresh step-up when the user already has a device (the package
-  only asks that the session was verified once, at any time);
+  only asks that the session was verified once, at any time), and a first passkey needs the
+  password again (and an enrolment code where required), like a first authenticator app; the
+  package's habit of marking the session verified on registration is undone (not a step-up);
 - a successful passkey verification marks the session exactly as a code does (stepup.mark_verified:
   verification time, new session key) and is audited;
 - passwordless sign-in stays off (OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN = False).
@@ -17,10 +19,10 @@ from __future__ import annotations
 
 from django.urls import path
 from django.views.i18n import JavaScriptCatalog
-from django_otp import user_has_device
+from django_otp import DEVICE_ID_SESSION_KEY, user_has_device
 from django_otp_webauthn import exceptions, views
 
-from accounts import stepup
+from accounts import enrolment, stepup
 from accounts.events import record_auth_event
 from broker.http import client_ip
 
@@ -31,10 +33,20 @@ class StepUpNeeded(exceptions.OTPWebAuthnApiError):
     default_code = "step_up_required"
 
 
+class EnrolmentNotAuthorised(exceptions.OTPWebAuthnApiError):
+    status_code = 403
+    default_detail = "Enter your password again (at /account/mfa/enrol/) before setting up your first second factor."
+    default_code = "enrolment_not_authorised"
+
+
 class _FreshStepUpToRegister:
     def check_can_register(self):
-        if user_has_device(self.request.user) and not stepup.is_recent(self.request):
-            raise StepUpNeeded()
+        if user_has_device(self.request.user):
+            if not stepup.is_recent(self.request):
+                raise StepUpNeeded()
+        elif not enrolment.enrolment_authorised(self.request):
+            # A first passkey is a first second factor: the same password (and code) as an app.
+            raise EnrolmentNotAuthorised()
 
 
 class BeginRegistration(_FreshStepUpToRegister, views.BeginCredentialRegistrationView):
@@ -43,10 +55,18 @@ class BeginRegistration(_FreshStepUpToRegister, views.BeginCredentialRegistratio
 
 class CompleteRegistration(_FreshStepUpToRegister, views.CompleteCredentialRegistrationView):
     def post(self, *args, **kwargs):
+        request = self.request
+        first = not user_has_device(request.user)
+        was_verified = request.user.is_verified()
         response = super().post(*args, **kwargs)
-        record_auth_event(
-            "mfa.device_added", user=self.request.user, ip=client_ip(self.request), data={"type": "passkey"}
-        )
+        if response.status_code == 200:
+            if not was_verified:
+                # The package marks the session verified when a passkey is registered; setting a
+                # device up proves nothing about who holds the session, so it does not count.
+                request.session.pop(DEVICE_ID_SESSION_KEY, None)
+            if first:
+                enrolment.clear_enrolment_authorised(request)
+            enrolment.device_added(user=request.user, ip=client_ip(request), data={"type": "passkey", "first": first})
         return response
 
 

@@ -12,6 +12,7 @@ import hmac
 import secrets
 from datetime import datetime, timedelta
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -124,10 +125,15 @@ def token_create_for_self(
                     "a token made with a token cannot outlive it",
                     fields={"expires_in_seconds": [f"At most {max(0, int(limit.total_seconds()))} s."]},
                 )
-    live = ApiToken.objects.filter(user=user, revoked_at__isnull=True).exclude(expires_at__lte=now).count()
-    if live >= MAX_LIVE_TOKENS:
-        raise Conflict(f"you already have {live} live tokens; revoke some first", code="too_many_tokens")
-    return token_create(user=user, scopes=scopes, expires_in=expires_in, name=name, via=via, ip=ip, now=now)
+    with transaction.atomic():
+        # Count and create under a lock on the person's row: two creations at once would otherwise
+        # both count 49 and both create, passing the cap. Creations of one person queue here;
+        # nobody else waits.
+        get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True).first()
+        live = ApiToken.objects.filter(user=user, revoked_at__isnull=True).exclude(expires_at__lte=now).count()
+        if live >= MAX_LIVE_TOKENS:
+            raise Conflict(f"you already have {live} live tokens; revoke some first", code="too_many_tokens")
+        return token_create(user=user, scopes=scopes, expires_in=expires_in, name=name, via=via, ip=ip, now=now)
 
 
 def token_authenticate(text: str, *, now: datetime | None = None) -> ApiToken | None:

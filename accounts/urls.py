@@ -1,9 +1,9 @@
-"""Sign-in, second factors, step-up, passkeys, the account page and personal API tokens."""
+"""Sign-in, password reset, second factors, step-up, passkeys, the account page and personal API tokens."""
 
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from accounts import passkeys, views
+from accounts import passkeys, recovery, views
 from accounts.login import LoginView
 
 urlpatterns = [
@@ -15,6 +15,7 @@ urlpatterns = [
     path("account/mfa/backup-codes/", views.mfa_backup_codes, name="mfa-backup-codes"),
     path("account/mfa/remove/", views.mfa_device_remove, name="mfa-device-remove"),
     path("account/passkeys/", include((passkeys.urlpatterns, "otp_webauthn"))),
+    path("", include(recovery.urlpatterns)),
     path("account/", views.account, name="portal-account"),
     path("account/tokens/", views.tokens, name="portal-tokens"),
     path("account/tokens/<int:pk>/revoke/", views.token_revoke_view, name="portal-token-revoke"),

@@ -83,17 +83,61 @@ def mfa_verify(request):
     )
 
 
+class EnrolAuthoriseForm(forms.Form):
+    password = forms.CharField(
+        label="Your password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password", "autofocus": True}),
+    )
+
+    def __init__(self, *args, needs_code: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        if needs_code:
+            self.fields["enrolment_code"] = forms.CharField(
+                label="Enrolment code",
+                max_length=40,
+                widget=forms.TextInput(attrs={"autocomplete": "off"}),
+                help_text="The code an administrator gave you for setting up your first second factor.",
+            )
+
+
+def _enrol_authorise(request):
+    """Before a first device: re-enter the password (and the enrolment code where required)."""
+    needs_code = enrolment.enrolment_code_required(request.user)
+    form = EnrolAuthoriseForm(request.POST or None, needs_code=needs_code)
+    if request.method == "POST" and form.is_valid():
+        try:
+            enrolment.first_enrolment_authorise(
+                user=request.user,
+                password=form.cleaned_data["password"],
+                code=form.cleaned_data.get("enrolment_code", ""),
+                ip=client_ip(request),
+            )
+        except BrokerError as exc:
+            form.add_error("enrolment_code" if exc.code == "enrolment_code_invalid" else "password", exc.detail)
+        else:
+            enrolment.mark_enrolment_authorised(request)
+            return redirect(request.get_full_path())
+    context = {"form": form, "needs_code": needs_code, "next": safe_next(request, "")}
+    status = 400 if form.errors else 200
+    return _no_store(render(request, "account/mfa_enrol_authorise.html", context, status=status))
+
+
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
 def mfa_enrol(request):
     """Add an authenticator app: scan the QR code, confirm one code; the first time, get backup codes.
 
-    A user who already has a device must step up first, or a stolen session could add its own.
+    A user who already has a device must step up first, or a stolen session could add its own. The
+    first device needs the password again (and an enrolment code where the operator requires one),
+    and confirming it is not a verification: the next sensitive step asks for a code as usual.
     """
     first = not user_has_device(request.user)
     if not first and not stepup.is_recent(request):
         return redirect(stepup.step_up_url(request))
+    if first and not enrolment.enrolment_authorised(request):
+        return _enrol_authorise(request)
     device = enrolment.totp_start(user=request.user, device_id=request.session.get(ENROL_SESSION_KEY))
     request.session[ENROL_SESSION_KEY] = device.pk
     form = ConfirmForm(request.POST or None)
@@ -107,8 +151,8 @@ def mfa_enrol(request):
             form.add_error("code", exc.detail)
         else:
             del request.session[ENROL_SESSION_KEY]
-            # The code just proved possession of the new device: that is a fresh verification.
-            stepup.mark_verified(request, device)
+            enrolment.clear_enrolment_authorised(request)
+            # Setting a device up proves nothing about who holds the session: no step-up here.
             codes = (
                 None
                 if enrolment.has_backup_codes(request.user)

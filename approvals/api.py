@@ -145,6 +145,7 @@ class ApproveIn(StrictSerializer):
 @extend_schema_serializer(component_name="DenyInput")
 class DenyIn(StrictSerializer):
     comment = Text(max_length=MAX_COMMENT, help_text="Why; the requester sees it.")
+    otp = otp_field()
 
 
 @extend_schema_serializer(component_name="CancelInput")
@@ -274,12 +275,28 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             )
         return self._answer(req.pk)
 
-    @extend_schema(summary="Deny (as an approver of the current stage)", request=DenyIn, responses={200: RequestOut})
+    @extend_schema(
+        summary="Deny (as an approver of the current stage)",
+        request=DenyIn,
+        responses={200: RequestOut},
+        description=(
+            "`otp` is your current TOTP code; required when the role requires MFA, exactly as for approving "
+            "(403 `mfa_required` without it). `comment` is required: the requester sees it."
+        ),
+    )
     @action(detail=True, methods=["post"])
     def deny(self, request, pk=None):
         req = self.get_object()
         data = validated(DenyIn, request)
-        request_deny(request_id=req.pk, approver=request.user, comment=data["comment"], **audit_context(request))
+        mfa_at = stepup.mfa_at(request, data.get("otp"), via=Channel.API)
+        with enrol_hint(request.user):
+            request_deny(
+                request_id=req.pk,
+                approver=request.user,
+                comment=data["comment"],
+                mfa_at=mfa_at,
+                **audit_context(request),
+            )
         return self._answer(req.pk)
 
     @extend_schema(

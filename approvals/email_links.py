@@ -224,7 +224,7 @@ def link_decide(
             )
         else:
             req = services.request_deny(
-                request_id=req.pk, approver=user, comment=comment, via=Channel.EMAIL, ip=ip, now=now
+                request_id=req.pk, approver=user, comment=comment, via=Channel.EMAIL, ip=ip, mfa_at=mfa_at, now=now
             )
         link.used_at = now
         link.used_for = "approve" if approve else "deny"

@@ -306,7 +306,11 @@ def _record_decision(
 ) -> tuple[AccessRequest, ApprovalStage]:
     """Inside the caller's transaction: lock the request, check that ``approver`` may decide its
     current stage now (and, approving a role that requires MFA, with a fresh second factor), and
-    record the decision. Returns the locked request and the stage decided."""
+    record the decision. Returns the locked request and the stage decided.
+
+    A role that requires MFA needs a fresh second factor for every decision, approve or deny, on
+    every channel: denying is a decision too (a stolen session must not be able to block access).
+    """
     req = _ensure_open(_lock(request_id), request_id, now)
     stage = _ensure_may_decide(req, approver)
     if verdict == Decision.Verdict.APPROVE:
@@ -318,8 +322,9 @@ def _record_decision(
                 "the request is being cancelled",
                 code="requester_not_eligible",
             )
-    if verdict == Decision.Verdict.APPROVE and req.role.requires_mfa:
-        mfa.ensure_fresh(mfa_at, action=f"approving {req.role.slug}", now=now)
+    if req.role.requires_mfa:
+        what = "approving" if verdict == Decision.Verdict.APPROVE else "denying"
+        mfa.ensure_fresh(mfa_at, action=f"{what} {req.role.slug}", now=now)
     Decision.objects.create(
         request=req,
         approver=approver,
@@ -423,14 +428,18 @@ def request_deny(
     comment: str,
     via: str,
     ip: str | None = None,
+    mfa_at: datetime | None = None,
     now: datetime | None = None,
 ) -> AccessRequest:
-    """One deny from an approver of the current stage ends the request."""
+    """One deny from an approver of the current stage ends the request.
+
+    For roles that require MFA, ``mfa_at`` must be a fresh second-factor verification, as for approving.
+    """
     now = now or timezone.now()
     comment = _clean_text(comment, field="comment", required=True, limit=MAX_COMMENT, what="a comment")
     with transaction.atomic():
         req, stage = _record_decision(
-            request_id, approver, Decision.Verdict.DENY, comment=comment, via=via, mfa_at=None, now=now
+            request_id, approver, Decision.Verdict.DENY, comment=comment, via=via, mfa_at=mfa_at, now=now
         )
         req.status = Status.DENIED
         req.decided_at = now

@@ -195,7 +195,12 @@ def request_decide(request, pk: int):
             )
         else:
             req = services.request_deny(
-                request_id=req.pk, approver=request.user, comment=comment, via=Channel.PORTAL, ip=client_ip(request)
+                request_id=req.pk,
+                approver=request.user,
+                comment=comment,
+                via=Channel.PORTAL,
+                ip=client_ip(request),
+                mfa_at=mfa_at,
             )
     except BrokerError as exc:
         req.refresh_from_db()

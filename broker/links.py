@@ -30,3 +30,7 @@ def home_path() -> str:
 
 def audit_log_path() -> str:
     return "/audit/"
+
+
+def mfa_devices_path() -> str:
+    return "/account/mfa/"

@@ -26,6 +26,8 @@ class Message(models.TextChoices):
     BREAK_GLASS = "break_glass"
     REVOKE_FAILED = "revoke_failed"
     AUDIT_BROKEN = "audit_broken"
+    # object: the audit event "mfa.device_added" (the person, the kind of device, when, from where)
+    MFA_DEVICE_ADDED = "mfa_device_added"
 
 
 def notify_on_commit(kind: str, object_id: int, revision: int = 0) -> None:

@@ -4,9 +4,13 @@
 
 - every live grant (scheduled or active) is revoked with end_reason ``risk_signal``;
 - every pending request (new or extension) is cancelled;
-- for ``credential_compromised`` and ``account_disabled`` their API tokens are revoked too (a
-  token is a credential), and for ``account_disabled`` the local account is deactivated (it
-  mirrors the identity provider; the sweeper and authentication refuse inactive accounts).
+- every session of the person ends at once (accounts.sessions: a per-person epoch, so the
+  attacker's browser is signed out at its next request, whatever the session backend), and with
+  it the step-up time a session remembers; every API token of theirs is revoked;
+- ``credential_compromised`` also makes the password unusable (they get back in through the
+  password reset, or an administrator sets a new password); ``account_disabled`` deactivates the
+  local account (it mirrors the identity provider; the sweeper and authentication refuse inactive
+  accounts).
 
 Each item is ended by its own service call in its own transaction, so one failing target does
 not keep the others alive (assume breach: end as much as possible, as early as possible). The
@@ -24,12 +28,15 @@ from django.db import transaction
 
 from accounts.events import record_auth_event
 from accounts.models import ApiToken
+from accounts.recovery import password_revoke
+from accounts.sessions import sessions_end
 from accounts.tokens import token_revoke
 from approvals.models import AccessRequest
 from approvals.services import request_close_for_user
 from approvals.signals import handled_by_caller
 from broker.errors import Conflict, Invalid, NotAllowed, NotFound
 from grants.models import Grant
+from grants.services import MAX_REASON as grants_max_reason
 from grants.services import grant_revoke
 
 log = logging.getLogger(__name__)
@@ -47,6 +54,8 @@ class SignalOutcome:
     requests_cancelled: list[int] = field(default_factory=list)
     tokens_revoked: int = 0
     account_deactivated: bool = False
+    sessions_ended: bool = False
+    password_revoked: bool = False
 
 
 def user_signal_apply(
@@ -81,14 +90,19 @@ def user_signal_apply(
             user.save(update_fields=["is_active"])
             outcome.account_deactivated = True
             record_auth_event("user.deactivated", user=user, actor=actor, via=via, ip=ip, data={"event": event})
+        if event == "credential_compromised":
+            password_revoke(user=user, actor=actor, reason=f"risk signal {event}", via=via, ip=ip)
+            outcome.password_revoked = True
+        # First the sessions: the one step that shuts a browser already inside out at once.
+        sessions_end(user=user, actor=actor, reason=f"risk signal {event}", via=via, ip=ip)
+        outcome.sessions_ended = True
 
-    if event in ("account_disabled", "credential_compromised"):
-        for token_id in ApiToken.objects.filter(user=user, revoked_at__isnull=True).values_list("pk", flat=True):
-            try:
-                token_revoke(token_id=token_id, owner=user, actor=actor, via=via, ip=ip)
-                outcome.tokens_revoked += 1
-            except NotFound:
-                pass  # revoked meanwhile
+    for token_id in ApiToken.objects.filter(user=user, revoked_at__isnull=True).values_list("pk", flat=True):
+        try:
+            token_revoke(token_id=token_id, owner=user, actor=actor, via=via, ip=ip)
+            outcome.tokens_revoked += 1
+        except NotFound:
+            pass  # revoked meanwhile
 
     why = f"risk signal {event}: {reason}"
     # Lock order as everywhere: requests before grants (approving a request creates its grant).
@@ -110,7 +124,7 @@ def user_signal_apply(
                 grant_revoke(
                     grant_id=grant_id,
                     actor=actor,
-                    reason=why,
+                    reason=why[:grants_max_reason],
                     via=via,
                     ip=ip,
                     end_reason=Grant.EndReason.RISK_SIGNAL,

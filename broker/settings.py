@@ -18,6 +18,9 @@ from broker.env import (
     env_database,
     env_duration,
     env_int,
+    env_key,
+    env_key_id,
+    env_keys,
     env_list,
     env_str,
     env_url,
@@ -58,7 +61,8 @@ CSRF_FAILURE_VIEW = "broker.error_views.csrf_failure"  # JSON under /api/, Djang
 SITE_URL = env_url("SITE_URL", "http://127.0.0.1:8000", schemes={"http", "https"}).rstrip("/")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin, with a site that requires a verified second factor (accounts/admin_site.py).
+    "accounts.apps.BrokerAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -89,6 +93,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Sessions ended by a risk signal (a per-person epoch) are signed out at their next request.
+    "accounts.sessions.SessionEpochMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -200,6 +206,8 @@ CONTENT_SECURITY_POLICY = (
     "form-action 'self'; frame-ancestors 'none'"
 )
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 # Usually the reverse proxy redirects to HTTPS; set this when the broker faces clients itself.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 if env_bool("TRUST_X_FORWARDED_PROTO", False):
@@ -295,13 +303,20 @@ BROKER_CONNECTORS = env_list("BROKER_CONNECTORS")
 CONNECTOR_COOLDOWN = env_duration("CONNECTOR_COOLDOWN", "30s")
 # How long a second-factor verification counts for sensitive steps (step-up).
 MFA_STEP_UP_WINDOW = env_duration("MFA_STEP_UP_WINDOW", "5m")
+# Who needs an enrolment code, issued by an administrator, to set up their first second factor:
+# "approvers" (people named in any approval stage, and staff), "all", or "off" (the password alone,
+# re-entered, lets a signed-in person enrol).
+MFA_ENROLMENT_CODE_REQUIRED = env_str("MFA_ENROLMENT_CODE_REQUIRED", "off").strip().lower()
+if MFA_ENROLMENT_CODE_REQUIRED not in {"approvers", "all", "off"}:
+    raise ImproperlyConfigured(
+        f"MFA_ENROLMENT_CODE_REQUIRED: expected approvers, all or off, got {MFA_ENROLMENT_CODE_REQUIRED!r}"
+    )
+MFA_ENROLMENT_CODE_LIFETIME = env_duration("MFA_ENROLMENT_CODE_LIFETIME", "3d")
 # Notifications: requesters are warned this long before a grant expires (only for grants longer
 # than twice this lead); the scan for due reminders and warnings runs every NOTIFY_SCAN_INTERVAL.
 NOTIFY_EXPIRY_LEAD = env_duration("NOTIFY_EXPIRY_LEAD", "15m")
 NOTIFY_SCAN_INTERVAL = env_duration("NOTIFY_SCAN_INTERVAL", "30s")
 NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 5, minimum=1, maximum=50)
-# How often the worker walks the whole audit chain (the security group hears of a break, once).
-AUDIT_VERIFY_INTERVAL = env_duration("AUDIT_VERIFY_INTERVAL", "1h")
 # Approver email links whose signature does not verify (made up, cut short, altered), per client
 # address within the window: refused without an audit event each; past the limit 429 with
 # Retry-After and one summary event per address and window.
@@ -318,6 +333,63 @@ if REVOKE_ETA_HORIZON.total_seconds() >= 3000:
 # How often targets are compared with the grants (drift detection; removal on authoritative targets).
 RECONCILE_INTERVAL = env_duration("RECONCILE_INTERVAL", "5m")
 
+# --- The audit trail -------------------------------------------------------------------------------
+# Every event carries an HMAC-SHA256 under AUDIT_KEY, a key that is not in the database, and the id
+# of that key (AUDIT_KEY_ID). Older keys stay in AUDIT_OLD_KEYS so that events written before a
+# rotation still verify. See "The audit trail" in docs/architecture.md.
+AUDIT_KEY_MIN_LENGTH = 32
+
+
+def _audit_key() -> str:
+    key = env_key("AUDIT_KEY", min_length=AUDIT_KEY_MIN_LENGTH)
+    if key:
+        return key
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "AUDIT_KEY: required when DEBUG is off (set AUDIT_KEY or AUDIT_KEY_FILE to a random string of at "
+            "least 32 characters, kept outside the database, e.g. python -c 'import secrets; "
+            "print(secrets.token_urlsafe(48))')"
+        )
+    # Development only: a random key kept under var/, like dev-secret-key.
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    path = VAR_DIR / "dev-audit-key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+AUDIT_KEY = _audit_key()
+AUDIT_KEY_ID = env_key_id("AUDIT_KEY_ID", "1")
+AUDIT_OLD_KEYS = env_keys("AUDIT_OLD_KEYS", min_length=AUDIT_KEY_MIN_LENGTH)
+if AUDIT_KEY_ID in AUDIT_OLD_KEYS:
+    raise ImproperlyConfigured(
+        f"AUDIT_OLD_KEYS: key id {AUDIT_KEY_ID!r} is also AUDIT_KEY_ID; give the new key a new id "
+        "(ids are never reused: each event names the key it was written with)"
+    )
+# How often the worker walks the whole audit chain (the security group hears of a break, once).
+AUDIT_VERIFY_INTERVAL = env_duration("AUDIT_VERIFY_INTERVAL", "1h")
+# How often a signed checkpoint of the chain's head is written outside the database.
+AUDIT_CHECKPOINT_INTERVAL = env_duration("AUDIT_CHECKPOINT_INTERVAL", "5m")
+if AUDIT_CHECKPOINT_INTERVAL.total_seconds() < 1:
+    raise ImproperlyConfigured("AUDIT_CHECKPOINT_INTERVAL: must be at least 1s")
+AUDIT_CHECKPOINT_FILE = env_str("AUDIT_CHECKPOINT_FILE", str(VAR_DIR / "audit-checkpoints.jsonl") if DEBUG else "")
+AUDIT_CHECKPOINT_SYSLOG = env_str("AUDIT_CHECKPOINT_SYSLOG").strip()
+if AUDIT_CHECKPOINT_SYSLOG and not AUDIT_CHECKPOINT_SYSLOG.startswith("/"):
+    _syslog = urlsplit(AUDIT_CHECKPOINT_SYSLOG)
+    try:
+        _syslog_port = _syslog.port
+    except ValueError:
+        _syslog_port = None
+    if _syslog.scheme != "udp" or not _syslog.hostname or not _syslog_port:
+        raise ImproperlyConfigured(
+            "AUDIT_CHECKPOINT_SYSLOG: expected the path of a local syslog socket (/dev/log) or udp://host:port"
+        )
+AUDIT_CHECKPOINT_WEBHOOK_URL = env_url("AUDIT_CHECKPOINT_WEBHOOK_URL", "", schemes={"http", "https"})
+AUDIT_CHECKPOINT_WEBHOOK_TIMEOUT = env_duration("AUDIT_CHECKPOINT_WEBHOOK_TIMEOUT", "5s")
+if not 0 < AUDIT_CHECKPOINT_WEBHOOK_TIMEOUT.total_seconds() <= 60:
+    raise ImproperlyConfigured("AUDIT_CHECKPOINT_WEBHOOK_TIMEOUT: must be more than 0s and at most 1m")
+
 CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "grants.tasks.sweep", "schedule": SWEEP_INTERVAL.total_seconds()},
     "expire-requests": {"task": "approvals.tasks.expire_requests", "schedule": SWEEP_INTERVAL.total_seconds()},
@@ -325,6 +397,10 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile": {"task": "grants.tasks.reconcile", "schedule": RECONCILE_INTERVAL.total_seconds()},
     "notify-scan": {"task": "notifications.tasks.scan", "schedule": NOTIFY_SCAN_INTERVAL.total_seconds()},
     "audit-verify": {"task": "broker.tasks.verify_audit", "schedule": AUDIT_VERIFY_INTERVAL.total_seconds()},
+    "audit-checkpoint": {
+        "task": "broker.tasks.audit_checkpoint",
+        "schedule": AUDIT_CHECKPOINT_INTERVAL.total_seconds(),
+    },
 }
 
 # --- Cache (rate limits of the API) --------------------------------------------------------------

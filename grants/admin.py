@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.template.response import TemplateResponse
 
 from broker.admin import ReadOnlyAdmin
 from broker.errors import BrokerError
@@ -30,20 +31,30 @@ class GrantAdmin(ReadOnlyAdmin):
     search_fields = ("user__username", "role__slug")
     actions = ("revoke", "retry_removal")
 
-    @admin.action(description="Revoke selected grants now")
+    @admin.action(description="Revoke selected grants now (asks why)")
     def revoke(self, request, queryset):
+        """Ask for the reason first (the holder and the auditors read it), then revoke each grant."""
+        reason = (request.POST.get("reason") or "").strip()
+        if "apply" not in request.POST or not reason:
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Revoke grants",
+                "grants": queryset.select_related("user", "role"),
+                "reason": reason,
+                "missing": "apply" in request.POST,
+                "opts": self.model._meta,
+                "max_reason": services.MAX_REASON,
+            }
+            return TemplateResponse(request, "admin/grants/revoke.html", context)
         for grant in queryset:
             try:
                 grant = services.grant_revoke(
-                    grant_id=grant.pk,
-                    actor=request.user,
-                    reason="revoked in the admin",
-                    via=Channel.PORTAL,
-                    ip=client_ip(request),
+                    grant_id=grant.pk, actor=request.user, reason=reason, via=Channel.PORTAL, ip=client_ip(request)
                 )
                 messages.info(request, f"Grant #{grant.pk}: {grant.status}.")
             except BrokerError as exc:
                 messages.error(request, f"Grant #{grant.pk}: {exc.detail}")
+        return None
 
     @admin.action(description="Retry the removal of selected grants")
     def retry_removal(self, request, queryset):

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from broker import audit
 from broker.catalog import why_not_eligible
-from broker.errors import Conflict, NotAllowed, NotFound
+from broker.errors import Conflict, Invalid, NotAllowed, NotFound
 from broker.jobs import enqueue_on_commit
 from broker.models import Channel
 from broker.notify import Message, notify_on_commit
@@ -303,10 +303,19 @@ def grant_revoke(
     ip: str | None = None,
     now: datetime | None = None,
 ) -> Grant:
-    """End a grant early on someone else's decision (an admin, a risk signal, lost eligibility)."""
+    """End a grant early on someone else's decision (an admin, a risk signal, lost eligibility).
+
+    Someone else's decision always says why (the holder and the auditors read it): every channel
+    (API, portal, admin, policy apply, risk signals) comes through here, so the rule lives here.
+    """
     now = now or timezone.now()
     if actor is not None and not actor.is_staff:
         raise NotAllowed("only administrators may revoke another person's grant")
+    reason = (reason or "").strip()
+    if not reason:
+        raise Invalid("say why you revoke the grant", fields={"reason": ["Required to revoke another's grant."]})
+    if len(reason) > MAX_REASON:
+        raise Invalid("the reason is too long", fields={"reason": [f"At most {MAX_REASON} characters."]})
     with transaction.atomic():
         grant = _lock(grant_id)
         if grant is None:

@@ -20,9 +20,11 @@ from django.utils import timezone
 
 from approvals import email_links
 from approvals.models import AccessRequest, Decision
-from broker import audit, links
+from broker import links
+from broker.audit.status import stored_verification
 from broker.catalog import SECURITY_GROUP, stage_approvers
 from broker.durations import humanize_duration
+from broker.models import AuditEvent
 from broker.notify import Message
 from grants.models import Grant
 
@@ -372,25 +374,55 @@ def _revoke_failed(object_id: int, revision: int, now: datetime) -> list[Draft]:
 
 
 def _audit_broken(object_id: int, revision: int, now: datetime) -> list[Draft]:
-    """``object_id`` is the sequence number of the first event that does not fit the chain."""
-    result = audit.verify()
-    if result.ok or result.broken_seq != object_id:
+    """``object_id`` is the sequence number of the first event that does not fit the chain (0: none named)."""
+    found, authentic = stored_verification()  # what the scheduled walk that asked for this message found
+    if found is None or found.ok or not authentic or (found.broken_seq or 0) != object_id:
         return []  # nothing (or something else) is broken now: that finding has its own message
+    where = f"event #{found.broken_seq}" if found.broken_seq else "its checkpoints"
     intro = [
-        f"The scheduled check of the audit trail found it broken at event #{result.broken_seq}: {result.reason}.",
-        f"Events up to #{result.head_seq} still verify (head hash {result.head_hash}). Compare with the head "
-        "hashes kept outside the database, and find out who changed the database directly.",
+        f"The scheduled check of the audit trail found it broken at {where}: {found.reason}.",
+        f"Events up to #{found.seq} still verify (head hash {found.hash}). Compare with the signed "
+        "checkpoints kept outside the database, and find out who changed the database directly.",
     ]
     return [
         Draft(
             recipient=person,
-            subject=f"Audit trail broken at event #{result.broken_seq}",
+            subject=f"Audit trail broken at {where}",
             intro=intro,
             why=f"You get this because you are in the {SECURITY_GROUP} group.",
             action_label="Open the audit log",
             action_url=links.absolute(links.audit_log_path()),
         )
         for person in security_people()
+    ]
+
+
+_DEVICE_KINDS = {"totp": "an authenticator app", "passkey": "a passkey"}
+
+
+def _mfa_device_added(object_id: int, revision: int, now: datetime) -> list[Draft]:
+    """``object_id`` is the audit event ``mfa.device_added``: tell the person, who may not have done it."""
+    event = AuditEvent.objects.filter(pk=object_id, action="mfa.device_added", target_type="user").first()
+    person = User.objects.filter(pk=event.target_id).first() if event is not None else None
+    if person is None:
+        return []
+    kind = _DEVICE_KINDS.get(event.data.get("type"), "a second factor")
+    intro = [
+        f"{kind[0].upper()}{kind[1:]} was added to your account as a second factor"
+        + (" (your first one)." if event.data.get("first") else "."),
+        "If that was you, there is nothing to do. If it was not, someone has your password and your "
+        "session: tell your security team at once, so that they can end your sessions and reset your password.",
+    ]
+    return [
+        Draft(
+            recipient=person,
+            subject="A second factor was added to your account",
+            intro=intro,
+            why="You get this whenever a second factor is added to your account.",
+            action_label="Review your second factors",
+            action_url=links.absolute(links.mfa_devices_path()),
+            facts=[("What", kind), ("When", _when(event.at)), ("From address", event.ip or "—")],
+        )
     ]
 
 
@@ -406,6 +438,7 @@ BUILDERS: dict[str, Callable[[int, int, datetime], list[Draft]]] = {
     Kind.BREAK_GLASS: _break_glass,
     Kind.REVOKE_FAILED: _revoke_failed,
     Kind.AUDIT_BROKEN: _audit_broken,
+    Kind.MFA_DEVICE_ADDED: _mfa_device_added,
 }
 
 

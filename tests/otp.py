@@ -54,3 +54,21 @@ def html_of(message) -> str:
     (html, mimetype), *_ = message.alternatives
     assert mimetype == "text/html"
     return html
+
+
+def sign_in_verified(client, user, *, fresh: bool = True) -> TOTPDevice:
+    """Sign ``user`` in on the test client with a second factor verified in the session (as the
+    step-up page or the admin's sign-in would), and, when ``fresh``, verified just now."""
+    from django.utils import timezone
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    from accounts import stepup
+
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first() or authenticator(user)
+    client.force_login(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    if fresh:
+        session[stepup.SESSION_KEY] = timezone.now().isoformat()
+    session.save()
+    return device

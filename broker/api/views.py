@@ -352,6 +352,8 @@ SignalOut = inline_serializer(
         "requests_cancelled": serializers.ListField(child=serializers.IntegerField()),
         "tokens_revoked": serializers.IntegerField(),
         "account_deactivated": serializers.BooleanField(),
+        "sessions_ended": serializers.BooleanField(),
+        "password_revoked": serializers.BooleanField(),
     },
 )
 
@@ -360,9 +362,10 @@ SignalOut = inline_serializer(
     tags=["signals"],
     summary="Report a risk signal about a user (admin scope)",
     description=(
-        "Revokes every live grant of the user (end_reason `risk_signal`) and cancels their pending requests. "
-        "`credential_compromised` and `account_disabled` also revoke their API tokens; `account_disabled` also "
-        "deactivates the account."
+        "Every event ends all of the user's sessions at once (their next request is signed out), revokes their "
+        "API tokens and every live grant (end_reason `risk_signal`) and cancels their pending requests. "
+        "`credential_compromised` also makes the password unusable (the person gets back in through the password "
+        "reset, or an administrator sets a new password); `account_disabled` also deactivates the account."
     ),
     request=SignalIn,
     responses={200: SignalOut},

@@ -20,6 +20,16 @@ def pending_device(user) -> TOTPDevice:
     return TOTPDevice.objects.get(user=user, confirmed=False)
 
 
+PASSWORD = "correct horse battery staple"  # the factories' password
+
+
+def enrolling(client, user) -> None:
+    """Sign in and re-enter the password, as a first enrolment asks."""
+    client.force_login(user)
+    response = client.post("/account/mfa/enrol/", {"password": PASSWORD})
+    assert response.status_code == 302, response.content
+
+
 def fresh_session(client):
     session = client.session
     session[stepup.SESSION_KEY] = "2026-03-02T09:00:00+00:00"
@@ -27,7 +37,7 @@ def fresh_session(client):
 
 
 def test_enrolment_page_shows_a_server_rendered_qr_code_and_the_key(client, requester, clock):
-    client.force_login(requester)
+    enrolling(client, requester)
     response = client.get("/account/mfa/enrol/")
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
@@ -42,7 +52,7 @@ def test_enrolment_page_shows_a_server_rendered_qr_code_and_the_key(client, requ
 
 
 def test_reloading_the_page_keeps_the_same_key(client, requester):
-    client.force_login(requester)
+    enrolling(client, requester)
     client.get("/account/mfa/enrol/")
     first = pending_device(requester).key
     client.get("/account/mfa/enrol/")
@@ -50,10 +60,9 @@ def test_reloading_the_page_keeps_the_same_key(client, requester):
 
 
 def test_one_code_confirms_the_device_and_ten_backup_codes_are_shown_once(client, requester, clock):
-    client.force_login(requester)
+    enrolling(client, requester)
     client.get("/account/mfa/enrol/")
     device = pending_device(requester)
-    old_key = client.session.session_key
     response = client.post("/account/mfa/enrol/", {"code": code_of(device)})
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
@@ -61,9 +70,9 @@ def test_one_code_confirms_the_device_and_ten_backup_codes_are_shown_once(client
     assert len(set(codes)) == 10
     device.refresh_from_db()
     assert device.confirmed
-    # Confirming proved possession: the session is freshly verified, under a new key.
-    assert client.session[stepup.SESSION_KEY] == "2026-03-02T09:00:00+00:00"
-    assert client.session.session_key != old_key
+    # Setting a device up is not a verification: the session is not stepped up, nor OTP-verified.
+    assert stepup.SESSION_KEY not in client.session
+    assert "otp_device_id" not in client.session
     assert AuditEvent.objects.filter(action="mfa.device_added", actor=requester).exists()
     assert AuditEvent.objects.filter(action="mfa.backup_codes_generated", actor=requester).exists()
 
@@ -75,7 +84,7 @@ def test_one_code_confirms_the_device_and_ten_backup_codes_are_shown_once(client
 
 
 def test_a_wrong_code_does_not_confirm(client, requester, clock):
-    client.force_login(requester)
+    enrolling(client, requester)
     client.get("/account/mfa/enrol/")
     device = pending_device(requester)
     wrong = wrong_code_of(device)
@@ -85,7 +94,7 @@ def test_a_wrong_code_does_not_confirm(client, requester, clock):
 
 
 def test_an_unconfirmed_device_never_verifies(client, requester, clock):
-    client.force_login(requester)
+    enrolling(client, requester)
     client.get("/account/mfa/enrol/")
     with pytest.raises(NotAllowed) as info:
         mfa.verify_code(user=requester, code=code_of(pending_device(requester)))
@@ -96,9 +105,18 @@ def test_a_user_without_a_device_is_sent_to_enrolment_and_back_where_they_were(c
     client.force_login(requester)
     response = client.get("/account/mfa/")  # a page behind step_up_required
     assert response["Location"] == "/account/mfa/enrol/?next=%2Faccount%2Fmfa%2F"
+    asked = client.get(response["Location"])
+    assert b"enter your password again" in asked.content
+    response = client.post(response["Location"], {"password": PASSWORD})
+    assert response["Location"] == "/account/mfa/enrol/?next=%2Faccount%2Fmfa%2F"
     client.get(response["Location"])
-    response = client.post("/account/mfa/enrol/", {"code": code_of(pending_device(requester)), "next": "/account/mfa/"})
+    device = pending_device(requester)
+    response = client.post("/account/mfa/enrol/", {"code": code_of(device), "next": "/account/mfa/"})
     assert b'href="/account/mfa/"' in response.content  # the backup-codes page continues to next
+    # Enrolling was not a step-up: the page asks for a code (the next one the app shows).
+    assert client.get("/account/mfa/")["Location"].startswith("/account/mfa/verify/")
+    clock.shift(timedelta(seconds=30))
+    client.post("/account/mfa/verify/", {"code": code_of(device)})
     assert client.get("/account/mfa/").status_code == 200
 
 

@@ -154,6 +154,36 @@ def test_approving_with_a_current_code_approves(world, mfa_role, bearer):
     assert response.json()["approvals"][0]["approver"] == "carol"
 
 
+def test_denying_a_role_that_requires_mfa_without_the_otp_is_refused_and_changes_nothing(world, mfa_role, bearer):
+    authenticator(world.carol)
+    response = bearer(world.carol).post(
+        f"/api/v1/requests/{world.pending.pk}/deny/", {"comment": "not now"}, format="json"
+    )
+    assert response.status_code == 403
+    assert response.json()["error"] == "mfa_required"
+    world.pending.refresh_from_db()
+    assert world.pending.status == "pending"
+    assert not world.pending.decisions.exists()
+
+
+def test_denying_with_a_current_code_denies(world, mfa_role, bearer):
+    authenticator(world.carol)
+    response = bearer(world.carol).post(
+        f"/api/v1/requests/{world.pending.pk}/deny/", {"comment": "not now", "otp": code_of(world.carol)}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "denied"
+    assert response.json()["approvals"][0]["verdict"] == "deny"
+
+
+def test_denying_without_a_device_says_how_to_enrol(world, mfa_role, bearer):
+    response = bearer(world.carol).post(
+        f"/api/v1/requests/{world.pending.pk}/deny/", {"comment": "not now"}, format="json"
+    )
+    assert response.status_code == 403
+    assert response.json()["error"] == "mfa_not_enrolled"
+
+
 def test_a_code_is_refused_the_second_time(clock, world, mfa_role, bearer, make_role):
     other = make_role(stages=[[world.carol]], slug="other", eligible=[world.bob])
     second = approvals.request_create(requester=world.bob, role=other, justification="x", via=Channel.PORTAL)

@@ -18,25 +18,35 @@ def signal(bearer, world, event, user="alice"):
     )
 
 
-def test_risk_high_revokes_grants_and_cancels_pending_requests(world, bearer):
+def test_risk_high_revokes_grants_tokens_and_cancels_pending_requests(world, bearer):
     alice = bearer(world.alice)
     response = signal(bearer, world, "risk_high")
     assert response.status_code == 200
     assert response.json()["grants_revoked"] == [world.grant.pk]
     assert response.json()["requests_cancelled"] == [world.pending.pk]
-    assert response.json()["tokens_revoked"] == 0
+    assert response.json()["tokens_revoked"] == 1
+    assert response.json()["sessions_ended"] is True
+    assert response.json()["password_revoked"] is False
     grant = Grant.objects.get(pk=world.grant.pk)
     assert (grant.status, grant.end_reason) == ("revoked", "risk_signal")
     assert AccessRequest.objects.get(pk=world.pending.pk).status == "cancelled"
-    assert alice.get("/api/v1/roles/").status_code == 200  # risk_high leaves the credentials alone
+    assert alice.get("/api/v1/roles/").status_code == 401
     actions = list(AuditEvent.objects.order_by("seq").values_list("action", flat=True))
-    assert actions[-3:] == ["risk.signal", "request.cancelled", "grant.revoked"]
+    start = actions.index("risk.signal")
+    assert actions[start:] == [
+        "risk.signal",
+        "auth.sessions_ended",
+        "token.revoked",
+        "request.cancelled",
+        "grant.revoked",
+    ]
 
 
 def test_credential_compromised_also_revokes_the_users_tokens(world, bearer):
     alice = bearer(world.alice)
     response = signal(bearer, world, "credential_compromised")
     assert response.json()["tokens_revoked"] == 1
+    assert response.json()["password_revoked"] is True
     assert alice.get("/api/v1/roles/").status_code == 401
     assert not ApiToken.objects.filter(user=world.alice, revoked_at__isnull=True).exists()
 

@@ -18,8 +18,8 @@ def approve(req, user, **kwargs):
     return services.request_approve(request_id=req.pk, approver=user, via=Channel.PORTAL, **kwargs)
 
 
-def deny(req, user, comment="not now"):
-    return services.request_deny(request_id=req.pk, approver=user, comment=comment, via=Channel.PORTAL)
+def deny(req, user, comment="not now", **kwargs):
+    return services.request_deny(request_id=req.pk, approver=user, comment=comment, via=Channel.PORTAL, **kwargs)
 
 
 def test_one_approval_of_a_one_stage_role_approves_and_schedules_a_grant(role, request_role, approver, clock):
@@ -113,6 +113,22 @@ def test_one_deny_ends_the_request(make_role, request_role, approver, approver2)
 def test_deny_needs_a_comment(role, request_role, approver):
     with pytest.raises(Invalid, match="comment"):
         deny(request_role(role), approver, comment="")
+
+
+def test_denying_a_role_that_requires_mfa_needs_a_fresh_second_factor(make_role, request_role, approver, clock):
+    role = make_role(stages=[[approver]], requires_mfa=True)
+    req = request_role(role, mfa_at=T0)
+    for stale in (None, T0 - timedelta(minutes=6)):
+        with pytest.raises(NotAllowed) as refused:
+            deny(req, approver, mfa_at=stale)
+        assert refused.value.code == "mfa_required"
+    req.refresh_from_db()
+    assert req.status == "pending"
+    assert deny(req, approver, mfa_at=T0 - timedelta(minutes=1)).status == "denied"
+
+
+def test_denying_a_role_without_mfa_needs_no_second_factor(role, request_role, approver):
+    assert deny(request_role(role), approver).status == "denied"
 
 
 def test_denied_request_cannot_be_approved(role, request_role, approver, approver2):

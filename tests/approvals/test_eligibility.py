@@ -18,6 +18,7 @@ from broker.models import AuditEvent, Channel, Eligibility
 from grants import services as grants
 from grants.models import Grant
 from tests.factories import EligibilityFactory, GroupFactory, RoleFactory, StageFactory, UserFactory
+from tests.otp import sign_in_verified
 
 pytestmark = pytest.mark.django_db
 
@@ -159,7 +160,7 @@ def test_deleting_the_eligibility_in_the_admin_acts_on_every_member_of_its_group
     world, client, admin_user, django_capture_on_commit_callbacks
 ):
     grant, pending = world
-    client.force_login(admin_user)
+    sign_in_verified(client, admin_user)  # the admin needs a verified, fresh second factor
     for role in (grant.role, pending.role):
         page = f"/admin/broker/role/{role.pk}/change/"
         data = _as_posted(client.get(page))

@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from django.core import signing
 from django.test import override_settings
+from django.utils import timezone
 
 from accounts import stepup
 from approvals import services
@@ -73,7 +74,7 @@ def test_opening_the_link_shows_the_facts_and_changes_nothing(client, pending, c
     response = client.get(carol_link)
     assert response.status_code == 200
     assert response["Cache-Control"] == "no-store"
-    assert response["Referrer-Policy"] == "no-referrer"
+    assert response["Referrer-Policy"] == "strict-origin"
     page = response.content.decode()
     assert "alice" in page and "prod-db" in page and "incident INC-1" in page and "CHG-7" in page
     assert "Sign in to decide" in page
@@ -234,7 +235,9 @@ def test_a_link_for_an_older_version_is_refused_without_leaking_the_request(
 
 
 def test_a_link_to_a_request_decided_in_the_portal_is_refused(client, pending, carol_link, approver, approver2):
-    services.request_deny(request_id=pending.pk, approver=approver2, comment="no", via=Channel.PORTAL)
+    services.request_deny(
+        request_id=pending.pk, approver=approver2, comment="no", via=Channel.PORTAL, mfa_at=timezone.now()
+    )
     client.force_login(approver)
     response = client.get(carol_link)
     assert response.status_code == 410
@@ -333,21 +336,35 @@ def csrf_client(approver, link):
 
 
 @pytest.mark.parametrize("secure", [False, True])
-def test_the_form_posts_with_the_null_origin_a_no_referrer_page_gives_it(
+def test_the_form_posts_with_its_own_origin_which_strict_origin_lets_browsers_send(
     pending, carol_link, approver, carol_device, secure, settings
 ):
-    # Browsers send "Origin: null" (and no Referer) for a form on a page served with
-    # Referrer-Policy: no-referrer; Django's own check would refuse that (seen in Chromium).
+    # Under Referrer-Policy: strict-origin a browser sends the page's real Origin with the form's
+    # POST (and at most the origin as Referer): Django's ordinary CSRF check accepts it.
     settings.ALLOWED_HOSTS = ["testserver"]
     client, token = csrf_client(approver, carol_link)
     response = client.post(
         carol_link,
         {"decision": "approve", "code": code_of(carol_device), "csrfmiddlewaretoken": token},
-        HTTP_ORIGIN="null",
+        HTTP_ORIGIN=f"{'https' if secure else 'http'}://testserver",
         secure=secure,
     )
     assert response.status_code == 200
     assert fresh(pending).status == "approved"
+
+
+def test_a_null_origin_is_refused_like_anywhere_else_even_with_the_csrf_token(
+    pending, carol_link, approver, carol_device
+):
+    # The page no longer relaxes Django's origin check (no private CsrfViewMiddleware override).
+    client, token = csrf_client(approver, carol_link)
+    response = client.post(
+        carol_link,
+        {"decision": "approve", "code": code_of(carol_device), "csrfmiddlewaretoken": token},
+        HTTP_ORIGIN="null",
+    )
+    assert response.status_code == 403
+    assert fresh(pending).status == "pending"
 
 
 def test_a_null_origin_without_the_csrf_token_is_still_refused(pending, carol_link, approver, carol_device):

@@ -1,4 +1,4 @@
-"""The approver email link in a real browser: the page is no-referrer, and its form still decides."""
+"""The approver email link in a real browser: the page sends no token in a Referer (strict-origin), and its form still decides with its real Origin."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_approver_decides_from_the_email_link_in_a_browser(person, live_server, 
     approver.login("carol")
     page = approver.page
     response = page.goto(link)
-    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["referrer-policy"] == "strict-origin"
     assert page.get_by_role("heading", name="alice asks for Production database admin").is_visible()
     approver.shot("21-email-link-page")
     page.get_by_label("One-time code").fill(code_of(carol))

@@ -146,6 +146,18 @@ def test_admin_may_revoke_any_grant(active_grant, admin_user, requester, role):
     assert not in_group(requester, role)
 
 
+@pytest.mark.parametrize("reason", ["", "   "])
+def test_an_admin_revoke_without_a_reason_is_refused_by_the_service_itself(active_grant, admin_user, reason):
+    grant = active_grant()
+    events = AuditEvent.objects.count()
+    with pytest.raises(Invalid) as refused:
+        services.grant_revoke(grant_id=grant.pk, actor=admin_user, reason=reason, via=Channel.PORTAL)
+    assert "reason" in refused.value.fields
+    grant.refresh_from_db()
+    assert grant.status == Grant.Status.ACTIVE
+    assert AuditEvent.objects.count() == events
+
+
 def test_non_admin_cannot_revoke_someone_elses_grant(active_grant, approver):
     with pytest.raises(NotAllowed):
         services.grant_revoke(grant_id=active_grant().pk, actor=approver, reason="x", via=Channel.API)

@@ -144,7 +144,7 @@ def test_an_approver_decides_from_the_email_over_smtp_and_http(cast, smtp, mail_
     scanner = Browser(live_server.url)
     status, headers, page = scanner.request("GET", link)
     assert status == 200
-    assert headers["Cache-Control"] == "no-store" and headers["Referrer-Policy"] == "no-referrer"
+    assert headers["Cache-Control"] == "no-store" and headers["Referrer-Policy"] == "strict-origin"
     assert "alice" in page and "Production database admin" in page and "disk full on db-3" in page
     assert scanner.request("HEAD", link)[0] == 200
     req.refresh_from_db()

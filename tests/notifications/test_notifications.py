@@ -20,7 +20,7 @@ from notifications import services, tasks
 from notifications.messages import _when
 from notifications.models import Notification
 from tests.factories import EligibilityFactory, GroupFactory, RoleFactory, UserFactory
-from tests.otp import html_of, messages_to
+from tests.otp import html_of, messages_to, sign_in_verified
 
 pytestmark = pytest.mark.django_db
 
@@ -317,7 +317,7 @@ def test_security_alerts_skip_inactive_members(make_role, request_role, security
 def test_the_outbox_is_readable_in_the_admin(client, admin_user, role, request_role, sent):
     with sent():
         request_role(role)
-    client.force_login(admin_user)
+    sign_in_verified(client, admin_user)
     page = client.get("/admin/notifications/notification/")
     assert page.status_code == 200
     assert b"decision_needed" in page.content
