@@ -154,11 +154,10 @@ def paths(world) -> dict[str, callable]:
     from notifications.services import scan
 
     def api(token):
-        client = Client(HTTP_AUTHORIZATION=f"Bearer {world[token]}")
-        return client
+        return Client(HTTP_AUTHORIZATION=f"Bearer {world[token]}", HTTP_HOST="localhost")
 
     def portal(user):
-        client = Client()
+        client = Client(HTTP_HOST="localhost")
         client.force_login(world[user])
         return client
 

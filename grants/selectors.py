@@ -42,13 +42,20 @@ def grants_visible_to(user: AbstractBaseUser, *, admin: bool | None = None) -> Q
         return Grant.objects.none()
     if sees_everything(user, admin=admin):
         return Grant.objects.all()
-    approves_role = stages_naming(user).filter(role=OuterRef("role"))
-    decided = Grant.objects.filter(pk=OuterRef("pk"), request__decisions__approver=user)
-    visible = Q(user=user) | Exists(approves_role) | Exists(decided)
+    # The roles the user approves and the requests they decided are small sets, looked up first and
+    # written into the query, so that each branch is an index scan: with subqueries in the OR,
+    # PostgreSQL scans every grant (1,000,000 for a requester's first page).
+    approves = list(stages_naming(user).values_list("role_id", flat=True).distinct())
+    decided = Grant.objects.filter(request__decisions__approver=user).values_list("pk", flat=True)
+    decided_ids = list(decided[: _LISTED + 1])
+    visible = Q(user=user) | Q(role_id__in=approves) | Q(pk__in=decided_ids if len(decided_ids) <= _LISTED else decided)
     if is_security(user):
         # Security reviews every break-glass activation after the fact.
         visible |= Q(break_glass=True)
     return Grant.objects.filter(visible)
+
+
+_LISTED = 5000
 
 
 def grants_live_for(user: AbstractBaseUser) -> QuerySet[Grant]:
@@ -202,7 +209,8 @@ def _prepared_row(sql: str, params: list) -> tuple | None:
                     cursor.execute(sql, params, prepare=True)
                     row = cursor.fetchone()
                 if connection.queries_logged:  # as Django's own cursors do (DEBUG, tests)
-                    connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+                    text = psycopg.ClientCursor(connection.connection).mogrify(sql, params)
+                    connection.queries_log.append({"sql": text, "time": f"{time.monotonic() - started:.3f}"})
                 return row
         except (OperationalError, InterfaceError):
             if attempt == 2 or connection.in_atomic_block:

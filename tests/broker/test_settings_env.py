@@ -146,3 +146,11 @@ def test_debug_keeps_a_random_audit_key_under_var(tmp_path):
     result = import_settings(tmp_path, DEBUG="1")
     assert result.returncode == 0, result.stderr
     assert len((tmp_path / "dev-audit-key").read_text()) >= 32
+
+
+def test_postgresql_connections_run_without_jit_compilation(monkeypatch):
+    from broker.env import env_database
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@db:5432/broker?options=-c%20statement_timeout%3D5000")
+    options = env_database("DATABASE_URL", {})["OPTIONS"]["options"]
+    assert options == "-c statement_timeout=5000 -c jit=off"
