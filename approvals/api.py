@@ -246,7 +246,10 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
                     mfa_at=mfa_at,
                     **audit_context(request),
                 )
-            return 201, dict(RequestOut(self.get_queryset().get(pk=req.pk)).data)
+            # Their own request: visible to them by definition, so no visibility query.
+            return 201, dict(
+                RequestOut(with_details(AccessRequest.objects.filter(requester=request.user)).get(pk=req.pk)).data
+            )
 
         status, body, replayed = idempotency.run_once(request.user, key, print_, create_once)
         return Response(body, status=status, headers={"Idempotent-Replayed": "true"} if replayed else None)
