@@ -42,7 +42,7 @@ def wave(stack: Stack, worker, *, n: int, spread: float, tag: str) -> dict:
     from grants.models import Grant
     from grants.push import tick_of
 
-    lead = 30 + n / 2000  # creating the grants ends before the first expires
+    lead = 20  # seconds from the end of the writing to the first expiry
     role, group, _last = make_grants(n, first=lead, spread=spread, tag=tag)
     # Peak: the worker has taken every tick (the queue is empty) and none has run yet.
     deadline = time.monotonic() + 25

@@ -55,21 +55,24 @@ def make_grants(n: int, *, first: float, spread: float, tag: str):
     group = Group.objects.create(name=f"bench-{tag}")
     users = User.objects.bulk_create([User(username=f"{tag}-{i}", email=f"{tag}-{i}@example.com") for i in range(n)])
     Eligibility.objects.bulk_create([Eligibility(role=role, user=u) for u in users])
+    # In the target first, as activation does: a grant is never active without its access.
+    group.user_set.add(*users)
+    now = timezone.now()
+    requests = AccessRequest.objects.bulk_create(
+        AccessRequest(role=role, requester=u, status="approved", duration=timedelta(minutes=10), justification="bench",
+                      channel=Channel.API, created_at=now, expires_at=now + timedelta(hours=1), decided_at=now)
+        for u in users
+    )  # fmt: skip
+    # The expiries count from the end of the writing, so none is due before its grant exists.
     now = timezone.now()
     base = now + timedelta(seconds=first)
     expiries = [base + timedelta(seconds=spread * i / n) for i in range(n)]
     random.Random(7).shuffle(expiries)
-    requests = AccessRequest.objects.bulk_create(
-        AccessRequest(role=role, requester=u, status="approved", duration=e - now, justification="bench",
-                      channel=Channel.API, created_at=now, expires_at=now + timedelta(hours=1), decided_at=now)
-        for u, e in zip(users, expiries, strict=True)
-    )  # fmt: skip
     Grant.objects.bulk_create(
         Grant(request=r, user=u, role=role, status="active", starts_at=now, expires_at=e, created_at=now,
               activated_at=now, eta_queued_for=e)
         for r, u, e in zip(requests, users, expiries, strict=True)
     )  # fmt: skip
-    group.user_set.add(*users)
     queue_ticks(sorted({tick_of(e) for e in expiries}))
     return role, group, max(expiries)
 

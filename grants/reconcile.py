@@ -64,10 +64,11 @@ def reconcile(*, now: datetime | None = None) -> Report:
         if holders is None:
             continue
         report.targets += 1
-        grants = Grant.objects.filter(role__in=roles).select_related("user")
-        entitled = {g.user.get_username() for g in grants.effective(now)}
+        grants = Grant.objects.filter(role__in=roles)
+        # Usernames only: a target with 100,000 holders must not load 100,000 grants and users.
+        entitled = set(grants.effective(now).values_list("user__username", flat=True).iterator())
         # Grants in flight (scheduled, overdue, being removed): their own lifecycle acts on these people.
-        busy = {g.user.get_username() for g in grants.unfinished()} - entitled
+        busy = set(grants.unfinished().values_list("user__username", flat=True).iterator()) - entitled
         authoritative = any(r.authoritative for r in roles)
         for username in sorted(holders - entitled - busy):
             _extra(username, roles, authoritative=authoritative, now=now, report=report)
