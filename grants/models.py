@@ -159,9 +159,12 @@ class AccessLockQuerySet(models.QuerySet):
         if not rows:
             return
         self.bulk_create([AccessLock(key=key, user_id=user_id) for key, user_id in rows], ignore_conflicts=True)
-        wanted = Q()
+        by_key: dict[str, list[int]] = {}
         for key, user_id in rows:
-            wanted |= Q(key=key, user_id=user_id)
+            by_key.setdefault(key, []).append(user_id)
+        wanted = Q()
+        for key, user_ids in by_key.items():  # usually one target: one condition, not one per person
+            wanted |= Q(key=key, user_id__in=user_ids)
         # PostgreSQL locks the rows in the order it returns them: sorted, as every batch does.
         list(self.select_for_update().filter(wanted).order_by("key", "user_id").values_list("pk", flat=True))
 
