@@ -68,6 +68,8 @@ class AccessRequest(models.Model):
         indexes = [
             models.Index(fields=["expires_at"], condition=Q(status="pending"), name="request_pending_ttl"),
             models.Index(fields=["status", "created_at"], name="request_status_created"),
+            # Lists are newest first: the first page is read from the top of this index.
+            models.Index(fields=["-created_at", "-id"], name="request_newest_first"),
         ]
 
     def __str__(self) -> str:
