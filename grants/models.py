@@ -117,6 +117,8 @@ class Grant(models.Model):
         indexes = [
             # Lists are newest first: the first page is read from the top of this index.
             models.Index(fields=["-starts_at", "-id"], name="grant_newest_first"),
+            # The review of a period reads the grants that ended after its start (or not at all).
+            models.Index(fields=["ended_at"], name="grant_ended_at"),
             models.Index(fields=["expires_at"], condition=Q(status="active"), name="grant_active_expiry"),
             models.Index(fields=["starts_at"], condition=Q(status="scheduled"), name="grant_scheduled_start"),
             models.Index(
