@@ -6,6 +6,7 @@ a message an operator can act on, instead of falling back silently to a default.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from datetime import timedelta
@@ -167,3 +168,14 @@ def env_keys(name: str, *, min_length: int) -> dict[str, str]:
         _check_key(name, key, min_length=min_length, where=f"the key of id {key_id!r} ")
         keys[key_id] = key
     return keys
+
+
+def env_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated addresses or networks (``10.0.0.0/8, ::1``); an address is a network of one."""
+    networks = []
+    for item in env_list(name):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not an IP address or network") from None
+    return networks

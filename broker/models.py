@@ -243,3 +243,44 @@ class AuditVerification(models.Model):
 
     def __str__(self) -> str:
         return f"audit verified up to #{self.seq}" if self.ok else f"audit broken at #{self.broken_seq}"
+
+
+class Heartbeat(models.Model):
+    """The newest proof that beat and a worker are alive: beat queues ``broker.tasks.heartbeat`` every
+    HEARTBEAT_INTERVAL, and the worker that runs it writes here (one row per name)."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    at = models.DateTimeField()  # when a worker ran it
+    queued_at = models.DateTimeField(null=True, blank=True)  # when beat queued it
+    worker = models.CharField(max_length=200, blank=True)  # the worker's host name
+
+    def __str__(self) -> str:
+        return f"{self.name} heartbeat at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class AuditArchive(models.Model):
+    """One archive that ``audit_archive`` wrote and removed from the database, newest last.
+
+    The newest row is the **boundary** of the trail kept in the database: the first remaining event
+    must be ``last_seq + 1`` and link to ``last_hash``. The row carries a MAC under the audit key
+    (like the checkpoints), so writing to the database cannot move the boundary to hide deleted events.
+    """
+
+    first_seq = models.BigIntegerField()
+    last_seq = models.BigIntegerField(unique=True)
+    first_prev_hash = models.CharField(max_length=64)
+    last_hash = models.CharField(max_length=64)
+    last_key_id = models.CharField(max_length=16, blank=True)  # of the newest archived event ("": unkeyed)
+    count = models.BigIntegerField()
+    name = models.CharField(max_length=200)  # the archive's file name
+    sha256 = models.CharField(max_length=64)  # of the compressed file
+    created_at = models.DateTimeField()
+    key_id = models.CharField(max_length=16)
+    mac = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["last_seq"]
+        constraints = [models.CheckConstraint(condition=Q(last_seq__gte=F("first_seq")), name="audit_archive_range")]
+
+    def __str__(self) -> str:
+        return f"audit archive #{self.first_seq}-#{self.last_seq}"

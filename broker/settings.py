@@ -22,6 +22,7 @@ from broker.env import (
     env_key_id,
     env_keys,
     env_list,
+    env_networks,
     env_str,
     env_url,
 )
@@ -84,6 +85,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: the request id (X-Request-ID, taken or made) for every log line and task of the
+    # request, echoed in the answer; and the HTTP metrics.
+    "broker.telemetry.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Outermost but one, so that every response (errors too) carries the policy.
     "broker.portal.middleware.ContentSecurityPolicyMiddleware",
@@ -393,6 +397,39 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# --- Operations: health, metrics, logs, chat --------------------------------------------------------
+# Beat queues a heartbeat task every HEARTBEAT_INTERVAL; the worker that runs it writes the time
+# to the database. /readyz and the metrics call the worker down when the newest one is older than
+# HEARTBEAT_MAX_AGE (beat or every worker stopped, or the queue so backed up that it waits).
+HEARTBEAT_INTERVAL = env_duration("HEARTBEAT_INTERVAL", "15s")
+HEARTBEAT_MAX_AGE = env_duration("HEARTBEAT_MAX_AGE", "1m")
+if HEARTBEAT_MAX_AGE <= HEARTBEAT_INTERVAL:
+    raise ImproperlyConfigured("HEARTBEAT_MAX_AGE: must be longer than HEARTBEAT_INTERVAL")
+# /metrics answers a bearer token (METRICS_TOKEN or METRICS_TOKEN_FILE) and/or client addresses in
+# METRICS_ALLOWED_IPS (addresses or networks, the client address as broker.http.client_ip finds
+# it); both set: both are required. Neither set: loopback only in DEBUG, nobody otherwise.
+METRICS_TOKEN = env_key("METRICS_TOKEN", min_length=16)
+METRICS_ALLOWED_IPS = env_networks("METRICS_ALLOWED_IPS")
+# prometheus-client's multiprocess mode: every web process and worker on a host writes its
+# counters to files in this folder and /metrics adds them up (see docs/operations.md).
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics") if DEBUG else "")
+# Chat: a Slack-compatible and a Microsoft Teams-compatible incoming webhook for every message of
+# interest (a role may name more in its policy, by environment variable or file: docs/policy.md).
+# The URLs are secrets (whoever has one can post): from the environment or *_FILE, never the policy.
+SLACK_WEBHOOK_URL = env_url("SLACK_WEBHOOK_URL", "", schemes={"https", "http"})
+TEAMS_WEBHOOK_URL = env_url("TEAMS_WEBHOOK_URL", "", schemes={"https", "http"})
+CHAT_WEBHOOK_TIMEOUT = env_duration("CHAT_WEBHOOK_TIMEOUT", "5s")
+if not 0 < CHAT_WEBHOOK_TIMEOUT.total_seconds() <= 30:
+    raise ImproperlyConfigured("CHAT_WEBHOOK_TIMEOUT: must be more than 0s and at most 30s")
+# Where audit_archive writes archives by default (and audit_verify --archive reads them).
+AUDIT_ARCHIVE_DIR = env_str("AUDIT_ARCHIVE_DIR", str(VAR_DIR / "audit-archive") if DEBUG else "")
+CELERY_BEAT_SCHEDULE["worker-heartbeat"] = {
+    "task": "broker.tasks.heartbeat",
+    "schedule": HEARTBEAT_INTERVAL.total_seconds(),
+    # Heartbeats that waited longer than this are stale: a restarted worker drops them.
+    "options": {"expires": HEARTBEAT_MAX_AGE.total_seconds()},
+}
+
 # --- Cache (rate limits of the API) --------------------------------------------------------------
 # Counters of failed authentications and one-time codes must be shared by every web process, so
 # production uses Redis: CACHE_URL, or by default the Celery broker's Redis. Without Redis (the
@@ -472,14 +509,33 @@ SPECTACULAR_SETTINGS = {
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ImproperlyConfigured(f"LOG_LEVEL: expected DEBUG, INFO, WARNING or ERROR, got {LOG_LEVEL!r}")
+# LOG_FORMAT=json: one JSON object per line on stdout (time, level, logger, message, the request id
+# and the task, the grant and request ids of lifecycle lines), for a log pipeline. The default
+# stays readable text for `make run`. Both go through the same filters: the request id, and the
+# redaction of anything shaped like a token (broker/telemetry/logs.py).
+LOG_FORMAT = env_str("LOG_FORMAT", "text").strip().lower()
+if LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT: expected text or json, got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "broker.telemetry.logs.ContextFilter"}},
+    "formatters": {
+        "text": {"()": "broker.telemetry.logs.TextFormatter"},
+        "json": {"()": "broker.telemetry.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+            "stream": "ext://sys.stdout" if LOG_FORMAT == "json" else "ext://sys.stderr",
+        }
+    },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "broker": {"level": LOG_LEVEL},
+        "accounts": {"level": LOG_LEVEL},
         "approvals": {"level": LOG_LEVEL},
         "grants": {"level": LOG_LEVEL},
         "notifications": {"level": LOG_LEVEL},
