@@ -213,7 +213,14 @@ def request_create(
             if grant is not None
             else {"starts_at": starts_at, "break_glass": role.break_glass},
         )
-    log.info("request %s created: %s asks for %s (%s)", req.pk, requester, role, req.status)
+    log.info(
+        "request %s created: %s asks for %s (%s)",
+        req.pk,
+        requester,
+        role,
+        req.status,
+        extra={"access_request_id": req.pk},
+    )
     return req
 
 

@@ -99,6 +99,11 @@ def env_database(name: str, default: dict) -> dict:
         raise ImproperlyConfigured(f"{name}: {exc}") from None
     if config["ENGINE"].endswith("postgresql") and not config.get("NAME"):
         raise ImproperlyConfigured(f"{name}: the URL names no database")
+    if config["ENGINE"].endswith("postgresql"):
+        # Never wait for an unreachable server longer than this (libpq waits forever by default):
+        # a request answers 503 and /readyz says "database" within seconds. ?connect_timeout= wins.
+        options = config.setdefault("OPTIONS", {})
+        options.setdefault("connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1, maximum=120))
     return config
 
 

@@ -15,6 +15,7 @@ from broker.audit.checkpoints import checkpoint_head
 from broker.audit.status import store_verification
 from broker.models import Heartbeat
 from broker.notify import Message, notify
+from broker.telemetry.context import message_header
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def audit_checkpoint() -> dict:
 @shared_task(name="broker.tasks.heartbeat", bind=True, ignore_result=True)
 def heartbeat(self) -> None:
     """Periodic (beat): prove that beat queues and a worker runs tasks; /readyz and the metrics read it."""
-    queued = getattr(self.request, "published_at", None)
+    queued = message_header(self.request, "published_at")
     try:
         queued_at = datetime.fromisoformat(queued) if isinstance(queued, str) else None
     except ValueError:

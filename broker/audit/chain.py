@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, models
+from django.db import connection, models, transaction
 from django.db.models import CharField, F, Func
 from django.utils import timezone
 
@@ -33,6 +34,7 @@ from broker.audit.walk import ROW, Anchor, walk
 from broker.models import AuditEvent, AuditHead, Channel
 
 SYSTEM = "system"
+_log = logging.getLogger("broker.audit")
 _CHUNK = 5000
 
 
@@ -123,7 +125,37 @@ def record(
     event.save(force_insert=True)
     head.seq, head.hash = event.seq, event.hash
     head.save(update_fields=["seq", "hash"])
+    _log_on_commit(event)
     return event
+
+
+def lifecycle_ids(target_type: str, target_id: str, data: dict) -> dict:
+    """The grant and request ids an event is about, as log fields (``grant_id``, ``access_request_id``)."""
+    ids = {}
+    if target_type == "grant" and target_id.isdigit():
+        ids["grant_id"] = int(target_id)
+        if isinstance(data.get("request"), int):
+            ids["access_request_id"] = data["request"]
+    elif target_type == "request" and target_id.isdigit():
+        ids["access_request_id"] = int(target_id)
+        if isinstance(data.get("grant"), int):
+            ids["grant_id"] = data["grant"]
+    return ids
+
+
+def _log_on_commit(event: AuditEvent) -> None:
+    """Every recorded transition is also a log line (once it committed), with its ids as fields."""
+    fields = {
+        "audit_seq": event.seq,
+        "action": event.action,
+        "channel": event.channel,
+        **lifecycle_ids(event.target_type, event.target_id, event.data),
+    }
+    if event.role:
+        fields["role"] = event.role
+    what = f"{event.target_type} {event.target_id}".strip()
+    line = f"{event.action}: {what or '-'}" + (f" ({event.role}, {event.subject})" if event.role else "")
+    transaction.on_commit(lambda: _log.info(line, extra=fields))
 
 
 @dataclass(frozen=True)

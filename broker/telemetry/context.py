@@ -42,6 +42,14 @@ def _stamp_message(headers: dict | None = None, **kwargs) -> None:
     headers.setdefault("published_at", datetime.now(UTC).isoformat())
 
 
+def message_header(request, name: str):
+    """A header of the running task's message: an attribute in a worker, under ``headers`` when applied eagerly."""
+    value = getattr(request, name, None)
+    if value is None:
+        value = (getattr(request, "headers", None) or {}).get(name)
+    return value
+
+
 _tokens: dict[str, tuple] = {}
 
 
@@ -51,7 +59,7 @@ def _bind_task(task_id: str | None = None, task=None, **kwargs) -> None:
     if current is not None and current.is_eager:
         rid = request_id.get()  # an eager task runs inside the request itself
     else:
-        rid = getattr(current, "request_id", None)
+        rid = message_header(current, "request_id")
         rid = rid if isinstance(rid, str) and _VALID.fullmatch(rid) else None
     _tokens[task_id or ""] = (
         request_id.set(rid),

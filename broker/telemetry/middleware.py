@@ -18,7 +18,9 @@ class RequestIdMiddleware:
     def __call__(self, request):
         rid = accept_or_new(request.headers.get(HEADER))
         request.request_id = rid
-        token = request_id.set(rid)
+        # Not reset afterwards: Django logs a 4xx/5xx answer ("Bad Request: ...") once this middleware
+        # has returned, and that line should carry the id too. The next request sets its own.
+        request_id.set(rid)
         start = time.perf_counter()
         status = 500
         try:
@@ -28,4 +30,3 @@ class RequestIdMiddleware:
             return response
         finally:
             metrics.observe_response(request.path, request.method, status, time.perf_counter() - start)
-            request_id.reset(token)
