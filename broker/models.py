@@ -49,6 +49,9 @@ class Role(models.Model):
     connector = models.CharField(max_length=64, default="django_group")
     connector_config = models.JSONField(default=dict, blank=True)
     authoritative = models.BooleanField(default=False)
+    # Chat webhooks that hear of this role's requests and grants, besides the global ones: a list of
+    # {"format": "slack"|"teams", "url_env": NAME} or {"format": ..., "url_file": PATH} (never a URL).
+    chat_webhooks = models.JSONField(default=list, blank=True)
 
     managed_by_policy = models.BooleanField(default=False, editable=False)
     retired_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -76,8 +79,9 @@ class Role(models.Model):
         "connector",
         "connector_config",
         "authoritative",
+        "chat_webhooks",
     )
-    OPERATOR_ONLY_FIELDS = ("request_ttl", "connector", "connector_config", "authoritative")
+    OPERATOR_ONLY_FIELDS = ("request_ttl", "connector", "connector_config", "authoritative", "chat_webhooks")
 
     class Meta:
         ordering = ["slug"]

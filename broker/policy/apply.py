@@ -46,6 +46,7 @@ _NESTED = {
     "connector": ("target", "connector"),
     "connector_config": ("target", "config"),
     "authoritative": ("target", "authoritative"),
+    "chat_webhooks": ("notify", "chat"),
 }
 
 
@@ -56,6 +57,8 @@ def _catalog_values(spec: schema.Role) -> dict[str, Any]:
         value: Any = spec
         for part in _NESTED.get(name, (name,)):
             value = getattr(value, part)
+        if name == "chat_webhooks":
+            value = [hook.model_dump(exclude_none=True) for hook in value]
         values[name] = value
     return values
 

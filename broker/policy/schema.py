@@ -14,6 +14,7 @@ except for true/false and numbers, where a blank is an error rather than a quiet
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Annotated, Any, get_args
@@ -170,6 +171,46 @@ class Target(_Model):
         return config
 
 
+class ChatWebhook(_Model):
+    """A chat webhook that hears of a role's requests and grants: its URL is a secret, so the file
+    names only where it is (an environment variable or a file of the worker), never the URL."""
+
+    format: str
+    url_env: str | None = None
+    url_file: str | None = None
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in ("slack", "teams"):
+            raise _problems(f"must be slack or teams, got {value!r}")
+        return value
+
+    @field_validator("url_env")
+    @classmethod
+    def _variable_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Z_][A-Z0-9_]{0,99}", value):
+            raise _problems(f"must name an environment variable (CAPITALS_AND_DIGITS), got {value!r}")
+        return value
+
+    @field_validator("url_file")
+    @classmethod
+    def _absolute_path(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise _problems(f"must be an absolute path, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_place(self) -> ChatWebhook:
+        if (self.url_env is None) == (self.url_file is None):
+            raise _problems("give exactly one of url_env (an environment variable) and url_file (a file)")
+        return self
+
+
+class Notify(_Model):
+    chat: list[ChatWebhook] = []
+
+
 class Role(_Model):
     # Field order matters: a field's checks see the fields above it (info.data) that are valid.
     slug: Slug
@@ -185,6 +226,7 @@ class Role(_Model):
     break_glass: bool = False
     approval: Approval = Field(default_factory=dict, validate_default=True)
     target: Target = Field(description="connector and config")
+    notify: Notify = Field(default_factory=dict, validate_default=True)
 
     @model_validator(mode="before")
     @classmethod
