@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-unit e2e fuzz screenshots lint format clean openapi
+.PHONY: help run test test-unit e2e fuzz screenshots lint format clean openapi prod-check
 
 help: ## list the commands
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ test-unit: $(STAMP) ## only the unit tests (about half a minute)
 fuzz: $(STAMP) ## fuzz the API with schemathesis, random seed, 100 examples (needs DATABASE_URL and CELERY_BROKER_URL)
 	@test -n "$$DATABASE_URL" -a -n "$$CELERY_BROKER_URL" || { echo "set DATABASE_URL and CELERY_BROKER_URL (see README)"; exit 2; }
 	env -u SCHEMATHESIS_SEED SCHEMATHESIS_MAX_EXAMPLES=$${SCHEMATHESIS_MAX_EXAMPLES:-100} $(PY) -m pytest tests/integration/test_schemathesis.py
+
+prod-check: $(STAMP) ## start gunicorn + worker + beat as in production (DEBUG off) on DATABASE_URL and CELERY_BROKER_URL, run the lifecycle, stop
+	$(PY) scripts/prod_check.py
 
 e2e: $(STAMP) ## only the browser tests (Playwright + /usr/bin/chromium); screenshots in test-artifacts/screenshots/
 	$(PY) -m pytest tests/e2e

@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "broker.settings")
 
@@ -13,3 +14,10 @@ app.autodiscover_tasks()
 # The request id travels from a request into the tasks it queues (message headers), in the web
 # processes and in the worker alike.
 import broker.telemetry.context  # noqa: E402, F401
+from broker.telemetry.multiproc import remove_dead_files  # noqa: E402
+
+
+@worker_init.connect
+def _clean_metrics(**kwargs) -> None:
+    """A starting worker clears the metrics files of processes that are gone (gunicorn does the same)."""
+    remove_dead_files()

@@ -8,6 +8,7 @@ under ./var/ and a Celery broker on the filesystem, so that nothing but Python i
 from __future__ import annotations
 
 import secrets
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -516,6 +517,9 @@ if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
 LOG_FORMAT = env_str("LOG_FORMAT", "text").strip().lower()
 if LOG_FORMAT not in {"text", "json"}:
     raise ImproperlyConfigured(f"LOG_FORMAT: expected text or json, got {LOG_FORMAT!r}")
+# A management command's stdout is its answer (TOKEN=$(manage.py create_api_token alice)): its log
+# lines go to stderr whatever the format. The servers (gunicorn, celery, runserver) log to stdout.
+_COMMAND = Path(sys.argv[0]).name == "manage.py" and sys.argv[1:2] != ["runserver"]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -529,7 +533,7 @@ LOGGING = {
             "class": "logging.StreamHandler",
             "formatter": LOG_FORMAT,
             "filters": ["context"],
-            "stream": "ext://sys.stdout" if LOG_FORMAT == "json" else "ext://sys.stderr",
+            "stream": "ext://sys.stdout" if LOG_FORMAT == "json" and not _COMMAND else "ext://sys.stderr",
         }
     },
     "root": {"handlers": ["console"], "level": "WARNING"},
