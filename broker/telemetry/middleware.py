@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import time
 
+from django.core.signals import request_finished
+from django.dispatch import receiver
+
 from broker.telemetry import metrics
 from broker.telemetry.context import HEADER, accept_or_new, request_id
 
@@ -18,8 +21,8 @@ class RequestIdMiddleware:
     def __call__(self, request):
         rid = accept_or_new(request.headers.get(HEADER))
         request.request_id = rid
-        # Not reset afterwards: Django logs a 4xx/5xx answer ("Bad Request: ...") once this middleware
-        # has returned, and that line should carry the id too. The next request sets its own.
+        # Cleared when the response is closed (request_finished), not here: Django logs a 4xx/5xx answer
+        # ("Bad Request: ...") once this middleware has returned, and that line carries the id too.
         request_id.set(rid)
         start = time.perf_counter()
         status = 500
@@ -30,3 +33,8 @@ class RequestIdMiddleware:
             return response
         finally:
             metrics.observe_response(request.path, request.method, status, time.perf_counter() - start)
+
+
+@receiver(request_finished, dispatch_uid="broker.telemetry.request_finished")
+def _forget_request_id(**kwargs) -> None:
+    request_id.set(None)
