@@ -48,7 +48,7 @@ class Logger(glogging.Logger):
     def atoms(self, resp, req, environ, request_time) -> dict:
         atoms = super().atoms(resp, req, environ, request_time)
         for key, value in list(atoms.items()):
-            if isinstance(value, str) and (key in ("r", "U", "q", "f") or key.endswith("}i")):
+            if isinstance(value, str):  # the request line, path, query, referer, headers, environ
                 atoms[key] = redact(value)
         atoms["client"] = client_address(environ)
         return atoms
