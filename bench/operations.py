@@ -180,8 +180,12 @@ def main() -> None:
     print()
     print(f"audit_archive of {outcome.count:,} events ({len(outcome.archives)} files, {size / 1e6:.1f} MB gzip)")
     print(f"  {'full walk of the database (baseline)':<52}{walked.checked / walk_seconds:>10,.0f} events/s")
-    print(f"  {'audit_archive, each chunk (read, walk, write, re-read, delete)':<52}{outcome.count / chunks:>10,.0f} events/s")
-    print(f"  {'audit_archive, whole command (with the walk first)':<52}{outcome.count / archive_seconds:>10,.0f} events/s")
+    print(
+        f"  {'audit_archive, each chunk (read, walk, write, re-read, delete)':<52}{outcome.count / chunks:>10,.0f} events/s"
+    )
+    print(
+        f"  {'audit_archive, whole command (with the walk first)':<52}{outcome.count / archive_seconds:>10,.0f} events/s"
+    )
     print(f"  {'audit_verify --archive (files and database)':<52}{joined.checked / joined_seconds:>10,.0f} events/s")
     print(f"  ({total:,} events in the trail before archiving)")
 

@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from json.encoder import encode_basestring as _quote
 from pathlib import Path
 
 from django.db import transaction
@@ -83,10 +84,18 @@ class Outcome:
 
 
 def _line(row: tuple) -> bytes:
-    """A raw database row (broker.audit.walk.ROW order, ``data`` as JSON text) as an archive line."""
-    values = dict(zip(FIELDS, row[1:], strict=True))
-    values["data"] = json.loads(values["data"])
-    return (json.dumps(values, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    """A raw database row (broker.audit.walk.ROW order, ``data`` as JSON text) as an archive line.
+
+    Written field by field (the walk reads it back as JSON; ``data`` stays the column's own JSON
+    text), which is several times faster than decoding and encoding each row.
+    """
+    _id, seq, at, actor, action, ttype, tid, role, subject, channel, ip, data, prev, digest, kid = row
+    return (
+        f'{{"action":{_quote(action)},"actor":{_quote(actor)},"at":{_quote(at)},"channel":{_quote(channel)},'
+        f'"data":{data},"hash":{_quote(digest)},"ip":{_quote(ip)},"key_id":{_quote(kid)},"prev_hash":{_quote(prev)},'
+        f'"role":{_quote(role)},"seq":{int(seq)},"subject":{_quote(subject)},"target_id":{_quote(tid)},'
+        f'"target_type":{_quote(ttype)}}}\n'
+    ).encode()
 
 
 def _row(values: dict) -> tuple:
@@ -157,18 +166,9 @@ def _archive_chunk(edge, end: int, directory: Path, keyring: Keyring, *, actor) 
     data_path, manifest_path = directory / f"{name}.jsonl.gz", directory / f"{name}.json"
     if data_path.exists() or manifest_path.exists():
         raise ArchiveError(f"{data_path.name} or its manifest exists already in {directory}; move it away first")
-    # The rows were verified by the walk before; walk this chunk again as it goes into the file.
-    walked = walk(
-        rows,
-        keys=keyring.keys,
-        seq=first,
-        prev=edge.hash,
-        unkeyed_allowed=not edge.keyed,
-        seal_required=False,
-        raw=True,
-    )
-    if not walked.ok or walked.last_seq != end:
-        raise ArchiveError(f"events #{first} to #{end} changed while being archived: {walked.reason or 'gap'}")
+    if not rows or rows[0][1] != first or rows[-1][1] != end or len(rows) != end - first + 1:
+        raise ArchiveError(f"events #{first} to #{end} changed while being archived (a gap); nothing was archived")
+    last_hash = rows[-1][13]
 
     def write(out) -> None:
         with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=6, mtime=0) as packed:
@@ -183,7 +183,7 @@ def _archive_chunk(edge, end: int, directory: Path, keyring: Keyring, *, actor) 
             first_seq=first,
             last_seq=end,
             first_prev_hash=edge.hash,
-            last_hash=walked.last_hash,
+            last_hash=last_hash,
             last_key_id=rows[-1][-1],
             count=len(rows),
             name=data_path.name,
@@ -197,12 +197,13 @@ def _archive_chunk(edge, end: int, directory: Path, keyring: Keyring, *, actor) 
         )
         written.append(manifest_path)
         _sync_dir(directory)
-        # What is on disk must be what verified: read it back and walk it.
+        # What is on disk must verify on its own: read it back and walk it from the boundary (the whole
+        # chain was walked before; this walk covers these bytes, and rows changed since then).
         again = walk(
             _file_rows(data_path), keys=keyring.keys, seq=first, prev=edge.hash, unkeyed_allowed=not edge.keyed,
             seal_required=False,
         )  # fmt: skip
-        if not again.ok or again.last_seq != end or again.last_hash != walked.last_hash:
+        if not again.ok or again.last_seq != end or again.last_hash != last_hash:
             raise ArchiveError(f"{data_path.name} does not read back as written: {again.reason}")
         _commit(record, edge, actor=actor)
     except BaseException:

@@ -4,6 +4,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -25,6 +26,15 @@ def write(n, *, start=0):
             audit.record("test.event", actor=None, target=("thing", i), via=Channel.CLI, data={"i": i, "ü": "é"})
             for i in range(start, start + n)
         ]
+
+
+def tamper(path):
+    """Change event #2's data in an archive file (and recompress it)."""
+    text = read_gz(path)
+    changed = re.sub(r'"i": ?1,', '"i": 9,', text)
+    assert changed != text
+    with gzip.open(path, "wt") as out:
+        out.write(changed)
 
 
 def read_gz(path):
@@ -100,9 +110,7 @@ def test_a_changed_archive_line_is_detected(tmp_path):
     write(3)
     archive(tmp_path)
     path = tmp_path / "audit-000000000001-000000000003.jsonl.gz"
-    lines = read_gz(path).replace('"i":1', '"i":9')
-    with gzip.open(path, "wt") as out:
-        out.write(lines)
+    tamper(path)
 
     with pytest.raises(CommandError):
         verify("--archive", str(tmp_path))
@@ -114,9 +122,7 @@ def test_a_changed_archive_with_its_checksum_updated_fails_the_manifest_mac(tmp_
     write(3)
     archive(tmp_path)
     path = tmp_path / "audit-000000000001-000000000003.jsonl.gz"
-    text = read_gz(path).replace('"i":1', '"i":9')
-    with gzip.open(path, "wt") as out:
-        out.write(text)
+    tamper(path)
     manifest_path = tmp_path / "audit-000000000001-000000000003.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -131,9 +137,7 @@ def test_an_archived_event_rewritten_in_a_consistent_archive_fails_its_mac(tmp_p
     write(3)
     archive(tmp_path)
     path = tmp_path / "audit-000000000001-000000000003.jsonl.gz"
-    text = read_gz(path).replace('"i":1', '"i":9')
-    with gzip.open(path, "wt") as out:
-        out.write(text)
+    tamper(path)
     # Skip the file checks (as if the manifest had been rewritten too), and walk the events themselves.
     result = audit.verify(archived=lambda: _file_rows(path))
     assert not result.ok and result.broken_seq == 2
