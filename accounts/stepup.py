@@ -35,6 +35,12 @@ from broker.http import client_ip
 from broker.models import Channel
 
 SESSION_KEY = "broker_mfa_at"
+# Set for a session signed in through the company's identity provider (accounts/oidc.py): its
+# step-ups go back to the provider when OIDC_STEP_UP is "idp".
+IDP_SESSION_KEY = "broker_idp_sign_in"
+# The provider confirmed a strong authentication in this session: counts as a verified second factor
+# for the admin site too (like django-otp's device in the session).
+IDP_VERIFIED_KEY = "broker_idp_verified"
 
 
 def verified_at(request: HttpRequest) -> datetime | None:
@@ -52,6 +58,26 @@ def mark_verified(request: HttpRequest, device: Device, *, now: datetime | None 
     otp_login(request, device)
     request.session.cycle_key()
     request.session[SESSION_KEY] = (now or timezone.now()).isoformat()
+
+
+def mark_verified_by_idp(request: HttpRequest, *, at: datetime) -> None:
+    """A strong, recent authentication at the identity provider (``auth_time`` = ``at``) counts as a step-up."""
+    request.session.cycle_key()
+    request.session[SESSION_KEY] = at.isoformat()
+    request.session[IDP_VERIFIED_KEY] = True
+
+
+def verified_by_idp(request: HttpRequest) -> bool:
+    return bool(request.session.get(IDP_VERIFIED_KEY))
+
+
+def idp_step_up(request: HttpRequest) -> bool:
+    """Whether this session steps up at the identity provider rather than with the broker's own factor."""
+    return bool(settings.OIDC_ISSUER and settings.OIDC_STEP_UP == "idp" and request.session.get(IDP_SESSION_KEY))
+
+
+def idp_step_up_url(next_url: str) -> str:
+    return f"{reverse('oidc-login')}?{urlencode({'step_up': '1', 'next': next_url})}"
 
 
 def _verify(request: HttpRequest, code: str | None, *, via: str, mark: bool) -> datetime:
@@ -134,7 +160,10 @@ def enrol_hint(user) -> Iterator[None]:
 
 
 def step_up_url(request: HttpRequest, next_url: str | None = None) -> str:
-    """Where to send the user: verification, or enrolment if they have no device yet."""
+    """Where to send the user: the identity provider (sessions signed in there, OIDC_STEP_UP=idp),
+    verification, or enrolment if they have no device yet."""
+    if idp_step_up(request):
+        return idp_step_up_url(next_url or request.get_full_path())
     name = "mfa-verify" if user_has_device(request.user) else "mfa-enrol"
     return f"{reverse(name)}?{urlencode({'next': next_url or request.get_full_path()})}"
 
