@@ -58,3 +58,93 @@ def test_a_first_sign_in_creates_the_account_with_the_groups_the_broker_manages(
     assert client.get("/").context["user"] == user
     login = AuditEvent.objects.get(action="auth.login", subject="olivia")
     assert login.channel == "oidc" and login.data["method"] == "oidc" and login.data["created"] is True
+
+
+@pytest.mark.parametrize("fault", ["tampered", "wrong_audience", "wrong_nonce", "expired"])
+def test_an_id_token_that_fails_a_check_signs_nobody_in(client, sso, fault):
+    sso.person("mallory", groups=["idp-dba"])
+    authorize = start(client)
+    sso.fault(fault)
+    callback, _ = sso.authorize(authorize, "mallory")
+    response = finish(client, callback)
+    assert response.status_code == 400
+    assert "Sign-in refused" in response.content.decode()
+    assert not User.objects.filter(username__in=["mallory", "root"]).exists()
+    assert "_auth_user_id" not in client.session
+    refused = AuditEvent.objects.get(action="auth.sso_refused")
+    assert refused.channel == "oidc" and refused.data["reason"] == "id_token_invalid"
+
+
+def test_an_answer_for_a_sign_in_this_browser_never_started_is_refused(client, sso):
+    sso.person("mallory")
+    authorize = start(client)
+    callback, _ = sso.authorize(authorize, "mallory")
+    other = client.__class__()  # another browser, where the victim is lured to the attacker's code
+    response = finish(other, callback)
+    assert response.status_code == 400
+    assert AuditEvent.objects.get(action="auth.sso_refused").data["reason"] == "state_mismatch"
+    assert not User.objects.filter(username="mallory").exists()
+
+
+def test_a_code_is_used_once(client, sso):
+    sso.person("olivia")
+    authorize = start(client)
+    callback, _ = sso.authorize(authorize, "olivia")
+    assert finish(client, callback).status_code == 302
+    client.logout()
+    assert finish(client, callback).status_code == 400
+
+
+def test_the_account_is_found_by_subject_so_a_new_username_renames_it(client, sso):
+    sso.person("olivia", email="olivia@example.com")
+    sso_sign_in(client, sso, "olivia")
+    subject = ExternalIdentity.objects.get(user__username="olivia").subject
+    ExternalIdentity.objects.filter(subject=subject).update(subject="will-not-match")
+    client.logout()
+    # Another person who took the username at the IdP is not the owner of this account.
+    response = sso_sign_in(client, sso, "olivia")
+    assert response.status_code == 403
+    assert AuditEvent.objects.filter(action="auth.sso_refused").latest("seq").data["reason"] == "username_taken"
+
+
+def test_a_local_account_with_the_same_username_is_never_taken_over(client, sso, admin_user):
+    sso.person(admin_user.username)
+    response = sso_sign_in(client, sso, admin_user.username)
+    assert response.status_code == 403
+    assert "_auth_user_id" not in client.session
+    assert not ExternalIdentity.objects.exists()
+
+
+def test_a_deactivated_account_cannot_sign_in_through_the_provider(client, sso):
+    sso.person("olivia")
+    sso_sign_in(client, sso, "olivia")
+    client.logout()
+    User.objects.filter(username="olivia").update(is_active=False)
+    response = sso_sign_in(client, sso, "olivia")
+    assert response.status_code == 403
+    assert AuditEvent.objects.filter(action="auth.sso_refused").latest("seq").data["reason"] == "account_inactive"
+
+
+def test_groups_the_broker_does_not_manage_are_never_touched(client, sso, settings):
+    from tests.factories import RoleFactory
+
+    settings.IDP_MANAGED_GROUPS = ["auditors"]
+    RoleFactory(slug="db", connector_config={"group": "idp-db-admins"})  # a target group with the prefix
+    sso.person("olivia", groups=["idp-dba", "idp-db-admins", "auditors"])
+    sso_sign_in(client, sso, "olivia")
+    user = User.objects.get(username="olivia")
+    assert sorted(user.groups.values_list("name", flat=True)) == ["auditors", "idp-dba"]
+    local = Group.objects.create(name="local-team")
+    target = Group.objects.get_or_create(name="idp-db-admins")[0]
+    user.groups.add(local, target)  # given here, by hand and by a grant
+    sso.person("olivia", groups=[])
+    client.logout()
+    sso_sign_in(client, sso, "olivia")
+    assert sorted(user.groups.values_list("name", flat=True)) == ["idp-db-admins", "local-team"]
+
+
+def test_an_entra_group_id_maps_onto_a_named_group(client, sso, settings):
+    settings.IDP_MANAGED_GROUPS = ["6f1c2a9e-0000-4000-8000-00000000dba1=dba"]
+    sso.person("olivia", groups=["6f1c2a9e-0000-4000-8000-00000000dba1", "6f1c2a9e-0000-4000-8000-0000000000ff"])
+    sso_sign_in(client, sso, "olivia")
+    assert list(User.objects.get(username="olivia").groups.values_list("name", flat=True)) == ["dba"]
