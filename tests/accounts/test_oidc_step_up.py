@@ -104,3 +104,20 @@ def test_a_step_up_answered_for_someone_else_is_refused(client, sso, mfa_request
     assert AuditEvent.objects.filter(action="auth.sso_refused").latest("seq").data["reason"] == "step_up_other_person"
     assert approve(client, mfa_request).status_code == 400
     assert User.objects.filter(username="mallory").count() == 0
+
+
+def test_a_strong_sign_in_at_the_provider_opens_the_admin_for_staff(client, sso):
+    sso.person("sam", amr=["pwd", "mfa"])
+    sso_sign_in(client, sso, "sam")
+    User.objects.filter(username="sam").update(is_staff=True)
+    assert client.get("/admin/").status_code == 200
+
+
+def test_a_password_only_sign_in_at_the_provider_is_sent_back_to_it_for_the_admin(client, sso):
+    sso.person("sam", amr=["pwd"])
+    sso_sign_in(client, sso, "sam")
+    User.objects.filter(username="sam").update(is_staff=True)
+    response = client.get("/admin/", follow=False)
+    assert response.status_code == 302
+    response = client.get(response["Location"])
+    assert response.status_code == 302 and response["Location"].startswith("/account/oidc/login/?step_up=1")
