@@ -154,6 +154,11 @@ def identity_for_sign_in(
             if identity is not None:
                 identity.issuer, identity.subject = issuer, subject
         created = False
+        if identity is None and not settings.OIDC_CREATE_USERS:
+            raise NotAllowed(
+                f"{username!r} has no account here: the identity provider provisions accounts (SCIM) before sign-in",
+                code="not_provisioned",
+            )
         if identity is None:
             if User.objects.filter(username=username).exists():
                 raise Conflict(

@@ -184,6 +184,18 @@ def groups_from(claims: dict) -> list[str] | None:
     return sorted({n for v in values if (n := identity.group_name_for(v, targets=targets))})
 
 
+def missing_required_claims(claims: dict) -> list[str]:
+    """OIDC_REQUIRED_CLAIMS this token does not satisfy (a list-valued claim needs to hold the value)."""
+    missing = []
+    for entry in settings.OIDC_REQUIRED_CLAIMS:
+        claim, _, value = entry.partition("=")
+        actual = claims.get(claim.strip())
+        values = actual if isinstance(actual, list) else [actual]
+        if value.strip() not in [str(v) for v in values if v is not None]:
+            missing.append(entry)
+    return missing
+
+
 def _safe_next(request: HttpRequest, value: str | None) -> str:
     if value and url_has_allowed_host_and_scheme(
         value, allowed_hosts={request.get_host()}, require_https=request.is_secure()
@@ -295,6 +307,10 @@ def oidc_callback(request: HttpRequest) -> HttpResponse:
     shown = username if isinstance(username, str) else ""
     if not isinstance(subject, str) or not subject:
         return _refuse(request, IdPError("no_subject", f"the ID token has no {settings.OIDC_SUBJECT_CLAIM!r} claim"))
+    missing = missing_required_claims(claims)
+    if missing:
+        detail = f"the ID token does not satisfy {', '.join(missing)} (OIDC_REQUIRED_CLAIMS)"
+        return _refuse(request, IdPError("required_claim", detail, status=403), username=shown)
     now = timezone.now()
     strong, auth_time = strength(claims)
     fresh = step_up_time(claims, now)
@@ -343,7 +359,7 @@ def oidc_callback(request: HttpRequest) -> HttpResponse:
             now=now,
         )
     except BrokerError as exc:
-        status = 403 if exc.code in {"account_inactive", "username_taken"} else 400
+        status = 403 if exc.code in {"account_inactive", "username_taken", "not_provisioned"} else 400
         return _refuse(request, IdPError(exc.code, exc.detail, status=status), username=shown)
     groups = groups_from(claims)
     if groups is not None:

@@ -199,6 +199,11 @@ OIDC_EMAIL_CLAIM = env_str("OIDC_EMAIL_CLAIM", "email").strip()
 OIDC_FIRST_NAME_CLAIM = env_str("OIDC_FIRST_NAME_CLAIM", "given_name").strip()
 OIDC_LAST_NAME_CLAIM = env_str("OIDC_LAST_NAME_CLAIM", "family_name").strip()
 OIDC_GROUPS_CLAIM = env_str("OIDC_GROUPS_CLAIM", "groups").strip()  # empty: groups never come from sign-in
+# Claims every ID token must carry with these values ("claim=value", comma-separated), e.g. Google's
+# hd=example.com or Entra's tid=<tenant id>: otherwise anyone with an account at the provider gets in.
+OIDC_REQUIRED_CLAIMS = env_list("OIDC_REQUIRED_CLAIMS")
+# Off: only people SCIM provisioned (or who signed in before) may sign in; nobody else gets an account.
+OIDC_CREATE_USERS = env_bool("OIDC_CREATE_USERS", True)
 # Step-up from the IdP: a sign-in whose auth_time is within MFA_STEP_UP_WINDOW and whose amr holds one
 # of OIDC_STRONG_AMR (or whose acr is one of OIDC_STRONG_ACR) counts as the broker's step-up.
 OIDC_STRONG_AMR = env_list("OIDC_STRONG_AMR", ["mfa", "hwk"])
@@ -240,6 +245,10 @@ def _check_identity_settings() -> None:
         for name in ("OIDC_SUBJECT_CLAIM", "OIDC_USERNAME_CLAIM"):
             if not globals()[name]:
                 raise ImproperlyConfigured(f"{name}: must name a claim")
+    for entry in OIDC_REQUIRED_CLAIMS:
+        claim, sep, value = entry.partition("=")
+        if not sep or not claim.strip() or not value.strip():
+            raise ImproperlyConfigured(f"OIDC_REQUIRED_CLAIMS: {entry!r} is not 'claim=value'")
     if not LOCAL_LOGIN and not OIDC_ISSUER:
         raise ImproperlyConfigured("LOCAL_LOGIN: off needs OIDC_ISSUER (otherwise nobody could sign in)")
     for entry in IDP_MANAGED_GROUPS:

@@ -148,3 +148,37 @@ def test_an_entra_group_id_maps_onto_a_named_group(client, sso, settings):
     sso.person("olivia", groups=["6f1c2a9e-0000-4000-8000-00000000dba1", "6f1c2a9e-0000-4000-8000-0000000000ff"])
     sso_sign_in(client, sso, "olivia")
     assert list(User.objects.get(username="olivia").groups.values_list("name", flat=True)) == ["dba"]
+
+
+def test_a_token_without_the_required_claims_is_refused(client, sso, settings):
+    settings.OIDC_REQUIRED_CLAIMS = ["email=olivia@corp.example.com"]  # think of Google's hd, Entra's tid
+    sso.person("mallory", email="mallory@gmail.example")
+    response = sso_sign_in(client, sso, "mallory")
+    assert response.status_code == 403
+    assert AuditEvent.objects.get(action="auth.sso_refused").data["reason"] == "required_claim"
+    assert not User.objects.filter(username="mallory").exists()
+    sso.person("olivia", email="olivia@corp.example.com")
+    assert sso_sign_in(client, sso, "olivia").status_code == 302
+
+
+def test_without_account_creation_only_provisioned_people_sign_in(client, sso, settings):
+    settings.OIDC_CREATE_USERS = False
+    sso.person("olivia")
+    response = sso_sign_in(client, sso, "olivia")
+    assert response.status_code == 403
+    assert AuditEvent.objects.get(action="auth.sso_refused").data["reason"] == "not_provisioned"
+    assert not User.objects.filter(username="olivia").exists()
+
+
+def test_a_person_provisioned_by_scim_is_linked_at_their_first_sign_in(client, sso, settings):
+    from accounts import identity
+
+    settings.OIDC_CREATE_USERS = False
+    user, _ = identity.scim_user_save(
+        user=None, username="olivia", external_id="ext-1", email="", first_name="", last_name=""
+    )
+    sso.person("olivia", email="olivia@example.com")
+    assert sso_sign_in(client, sso, "olivia").status_code == 302
+    identity_row = ExternalIdentity.objects.get(user=user)
+    assert identity_row.subject and identity_row.issuer == sso.issuer
+    assert User.objects.get(pk=user.pk).email == "olivia@example.com"
