@@ -122,6 +122,8 @@ def verify_and_mark(request: HttpRequest, code: str | None, *, via: str = Channe
 def mfa_at(request: HttpRequest, code: str | None, *, via: str) -> datetime | None:
     """When the caller last proved a second factor: the services' ``mfa_at``, for every channel.
 
+    - A token from the identity provider whose ``auth_time`` is recent and whose ``amr``/``acr`` is
+      strong (accounts/idp.py) stands for that step-up, like a session that stepped up.
     - A browser session that stepped up within MFA_STEP_UP_WINDOW needs no new code, also when one
       was typed: it may be the code a first attempt of this very form just accepted, and checking it
       again would be a replay. A bearer token never borrows the step-up of a session cookie.
@@ -129,9 +131,12 @@ def mfa_at(request: HttpRequest, code: str | None, *, via: str) -> datetime | No
       session, so a decision at 3 a.m. is one form. API calls do not upgrade a session.
     - Without a code: None, and a service that needs a fresh factor refuses with ``mfa_required``.
     """
-    from_token = token_of(request) is not None
+    token = token_of(request)
+    from_token = token is not None
     if not from_token and is_recent(request):
         return verified_at(request)
+    if from_token and mfa.is_fresh(getattr(token, "mfa_at", None)):
+        return token.mfa_at  # the provider's token says the person just authenticated strongly
     if not code:
         return None
     return _verify(request, code, via=via, mark=not from_token and via != Channel.API)

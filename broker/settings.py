@@ -217,6 +217,13 @@ OIDC_STEP_UP_PROMPT = env_str("OIDC_STEP_UP_PROMPT", "login").strip()  # empty f
 OIDC_STEP_UP_ACR_VALUES = " ".join(env_str("OIDC_STEP_UP_ACR_VALUES").replace(",", " ").split())
 OIDC_TIMEOUT = env_duration("OIDC_TIMEOUT", "10s")
 OIDC_CLOCK_SKEW = env_duration("OIDC_CLOCK_SKEW", "60s")
+# API calls with the provider's own tokens (JWTs signed with its keys) instead of a personal broker
+# token: the audience they must carry (the API's identifier at the provider, or OIDC_CLIENT_ID to
+# accept ID tokens). Empty: only broker tokens. A person's token holds OIDC_API_SCOPES; a workload's
+# (client credentials) token acts as a broker service account: "client-id=username[:scope+scope]".
+OIDC_API_AUDIENCE = env_str("OIDC_API_AUDIENCE").strip()
+OIDC_API_SCOPES = env_list("OIDC_API_SCOPES", ["read", "request"])
+OIDC_API_CLIENTS = env_list("OIDC_API_CLIENTS")
 # The groups the identity provider decides (by sign-in claims and by SCIM): those whose names start
 # with IDP_MANAGED_GROUP_PREFIX, and those listed in IDP_MANAGED_GROUPS ("name", or "idp-value=name"
 # to map a value such as an Entra group object id onto a group name). The broker never touches other
@@ -255,6 +262,22 @@ def _check_identity_settings() -> None:
         value, _, name = entry.rpartition("=") if "=" in entry else ("", "", entry)
         if not name.strip() or ("=" in entry and not value.strip()):
             raise ImproperlyConfigured(f"IDP_MANAGED_GROUPS: {entry!r} is neither 'name' nor 'idp-value=name'")
+    if OIDC_API_AUDIENCE and not OIDC_ISSUER:
+        raise ImproperlyConfigured("OIDC_API_AUDIENCE: needs OIDC_ISSUER (the provider whose tokens the API accepts)")
+    scopes = {"read", "request", "approve", "admin"}
+    for name in OIDC_API_SCOPES:
+        if name not in scopes:
+            raise ImproperlyConfigured(f"OIDC_API_SCOPES: unknown scope {name!r}; use read, request, approve, admin")
+    for entry in OIDC_API_CLIENTS:
+        client_id, sep, rest = entry.partition("=")
+        username, _, wanted = rest.partition(":")
+        if (
+            not sep
+            or not client_id.strip()
+            or not username.strip()
+            or not set(filter(None, wanted.split("+"))) <= scopes
+        ):
+            raise ImproperlyConfigured(f"OIDC_API_CLIENTS: {entry!r} is not 'client-id=username[:read+request+...]'")
     if SCIM_TOKEN and len(SCIM_TOKEN) < 32:
         raise ImproperlyConfigured("SCIM_TOKEN: must be at least 32 characters long (e.g. openssl rand -hex 32)")
 

@@ -92,6 +92,10 @@ class IdP:
         """The next ID token: tampered, wrong_audience, wrong_nonce or expired."""
         self._control("fault", fault=kind)
 
+    def mint(self, **claims) -> str:
+        """A JWT access token signed with the provider's key (for the API's bearer authentication)."""
+        return self._control("mint", claims=claims)["token"]
+
     def allow_redirect(self, uri: str) -> None:
         self._control("redirect-uri", uri=uri)
 

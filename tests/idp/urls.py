@@ -10,5 +10,6 @@ urlpatterns = [
     path("control/person", control.person),
     path("control/fault", control.fault),
     path("control/redirect-uri", control.redirect_uris),
+    path("control/mint", control.mint),
     path("ping", lambda request: HttpResponse("ok")),
 ]
