@@ -114,8 +114,16 @@ def _redirect_uri() -> str:
     return settings.SITE_URL + reverse("oidc-callback")
 
 
+# Refusals anyone can cause without going through the provider (a made-up or replayed callback) are
+# logged, not audited one by one: strangers must not be able to grow the audit trail.
+_NOT_AUDITED = {"state_mismatch"}
+
+
 def _refuse(request: HttpRequest, exc: IdPError, *, username: str = "", user=None) -> HttpResponse:
-    log.warning("SSO sign-in refused (%s): %s", exc.reason, exc.detail)
+    log.warning("SSO sign-in refused (%s) from %s: %s", exc.reason, client_ip(request), exc.detail)
+    context = {"reason": exc.reason, "detail": exc.detail, "provider": settings.OIDC_PROVIDER_NAME}
+    if exc.reason in _NOT_AUDITED:
+        return render(request, "account/sso_refused.html", context, status=exc.status)
     record_auth_event(
         "auth.sso_refused",
         user=user,
@@ -125,7 +133,6 @@ def _refuse(request: HttpRequest, exc: IdPError, *, username: str = "", user=Non
         ip=client_ip(request),
         data={"reason": exc.reason, "detail": exc.detail[:500]},
     )
-    context = {"reason": exc.reason, "detail": exc.detail, "provider": settings.OIDC_PROVIDER_NAME}
     return render(request, "account/sso_refused.html", context, status=exc.status)
 
 

@@ -20,7 +20,8 @@ names it), DELETE empties it. Filters: ``eq`` on userName, externalId, id, email
 displayName, joined by ``and``/``or``.
 
 Authentication: ``Authorization: Bearer <SCIM_TOKEN>``, compared in constant time; wrong tokens are
-counted per client address (API_AUTH_FAILURE_LIMIT per API_RATE_WINDOW, then 429). Every answer is
+counted per client address (API_AUTH_FAILURE_LIMIT per API_RATE_WINDOW, then 429 for wrong ones; the
+right token is never locked out). Every answer is
 ``application/scim+json``; malformed input is a SCIM error (400, 404, 409, 413, 415), never a 500.
 """
 
@@ -135,16 +136,17 @@ def scim_endpoint(view: Callable) -> Callable:
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if not settings.SCIM_TOKEN:
             return _error(404, "SCIM is not switched on (SCIM_TOKEN)")
-        ip = client_ip(request) or "unknown"
-        limit, window = settings.API_AUTH_FAILURE_LIMIT, settings.API_RATE_WINDOW.total_seconds()
-        wait = ratelimit.retry_after("scim-auth", ip, limit=limit, window=window)
-        if wait is not None:
-            response = _error(429, f"too many failed tokens; try again in {wait} s", "tooMany")
-            response["Retry-After"] = str(wait)
-            return response
         if not _authenticated(request):
-            ratelimit.fail("scim-auth", ip, limit=limit, window=window)
+            # The right token always gets in (it is checked first, in constant time), so nobody can
+            # lock the IdP out by sending wrong ones from its address; wrong ones are counted.
+            ip = client_ip(request) or "unknown"
+            limit, window = settings.API_AUTH_FAILURE_LIMIT, settings.API_RATE_WINDOW.total_seconds()
+            wait = ratelimit.fail("scim-auth", ip, limit=limit, window=window)
             log.warning("SCIM call with a wrong or missing bearer token from %s", ip)
+            if wait is not None:
+                response = _error(429, f"too many failed tokens; try again in {wait} s", "tooMany")
+                response["Retry-After"] = str(wait)
+                return response
             return _error(401, "a valid bearer token is required")
         try:
             return view(request, *args, **kwargs)
@@ -249,6 +251,8 @@ def users(request: HttpRequest) -> HttpResponse:
     base = _base(request)
     if request.method == "POST":
         resource = ScimUser.model_validate(_body(request), scim_ctx=Context.RESOURCE_CREATION_REQUEST)
+        if resource.active is None:
+            resource.active = True  # RFC 7643: a new user is active unless the provider says otherwise
         user, _ = _apply_user(resource, user=None, ip=client_ip(request))
         out = user_resource(user, base).model_dump(scim_ctx=Context.RESOURCE_CREATION_RESPONSE)
         return _json(out, 201, {"Location": f"{base}/Users/{user.pk}"})

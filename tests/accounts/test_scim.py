@@ -302,14 +302,22 @@ def test_scim_is_off_without_a_token(settings):
     scim_error(Scim().get("Users"), 404)
 
 
-def test_repeated_wrong_tokens_are_throttled(settings):
+def test_repeated_wrong_tokens_are_throttled_but_never_lock_out_the_right_one(settings):
     settings.API_AUTH_FAILURE_LIMIT = 3
     wrong = Scim("not-the-token")
     for _ in range(3):
-        wrong.get("Users")
-    response = Scim().get("Users")  # even the right token, from that address, for a while
+        scim_error(wrong.get("Users"), 401)
+    response = wrong.get("Users")  # the fourth past a limit of three
     scim_error(response, 429)
     assert int(response["Retry-After"]) > 0
+    assert Scim().get("Users").status_code == 200  # the IdP, from the same address
+
+
+def test_a_user_provisioned_again_without_active_comes_back_active(scim):
+    pk = new_user(scim)["id"]
+    scim.delete(f"Users/{pk}")
+    response = scim.post("Users", {"schemas": [USER_SCHEMA], "userName": "olivia"})
+    assert response.status_code == 201 and response.json()["active"] is True
 
 
 @pytest.mark.parametrize(
