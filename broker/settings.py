@@ -18,6 +18,9 @@ from broker.env import (
     env_database,
     env_duration,
     env_int,
+    env_key,
+    env_key_id,
+    env_keys,
     env_list,
     env_str,
     env_url,
@@ -405,8 +408,6 @@ MFA_ENROLMENT_CODE_LIFETIME = env_duration("MFA_ENROLMENT_CODE_LIFETIME", "3d")
 NOTIFY_EXPIRY_LEAD = env_duration("NOTIFY_EXPIRY_LEAD", "15m")
 NOTIFY_SCAN_INTERVAL = env_duration("NOTIFY_SCAN_INTERVAL", "30s")
 NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 5, minimum=1, maximum=50)
-# How often the worker walks the whole audit chain (the security group hears of a break, once).
-AUDIT_VERIFY_INTERVAL = env_duration("AUDIT_VERIFY_INTERVAL", "1h")
 # Approver email links whose signature does not verify (made up, cut short, altered), per client
 # address within the window: refused without an audit event each; past the limit 429 with
 # Retry-After and one summary event per address and window.
@@ -423,6 +424,63 @@ if REVOKE_ETA_HORIZON.total_seconds() >= 3000:
 # How often targets are compared with the grants (drift detection; removal on authoritative targets).
 RECONCILE_INTERVAL = env_duration("RECONCILE_INTERVAL", "5m")
 
+# --- The audit trail -------------------------------------------------------------------------------
+# Every event carries an HMAC-SHA256 under AUDIT_KEY, a key that is not in the database, and the id
+# of that key (AUDIT_KEY_ID). Older keys stay in AUDIT_OLD_KEYS so that events written before a
+# rotation still verify. See "The audit trail" in docs/architecture.md.
+AUDIT_KEY_MIN_LENGTH = 32
+
+
+def _audit_key() -> str:
+    key = env_key("AUDIT_KEY", min_length=AUDIT_KEY_MIN_LENGTH)
+    if key:
+        return key
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "AUDIT_KEY: required when DEBUG is off (set AUDIT_KEY or AUDIT_KEY_FILE to a random string of at "
+            "least 32 characters, kept outside the database, e.g. python -c 'import secrets; "
+            "print(secrets.token_urlsafe(48))')"
+        )
+    # Development only: a random key kept under var/, like dev-secret-key.
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    path = VAR_DIR / "dev-audit-key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+AUDIT_KEY = _audit_key()
+AUDIT_KEY_ID = env_key_id("AUDIT_KEY_ID", "1")
+AUDIT_OLD_KEYS = env_keys("AUDIT_OLD_KEYS", min_length=AUDIT_KEY_MIN_LENGTH)
+if AUDIT_KEY_ID in AUDIT_OLD_KEYS:
+    raise ImproperlyConfigured(
+        f"AUDIT_OLD_KEYS: key id {AUDIT_KEY_ID!r} is also AUDIT_KEY_ID; give the new key a new id "
+        "(ids are never reused: each event names the key it was written with)"
+    )
+# How often the worker walks the whole audit chain (the security group hears of a break, once).
+AUDIT_VERIFY_INTERVAL = env_duration("AUDIT_VERIFY_INTERVAL", "1h")
+# How often a signed checkpoint of the chain's head is written outside the database.
+AUDIT_CHECKPOINT_INTERVAL = env_duration("AUDIT_CHECKPOINT_INTERVAL", "5m")
+if AUDIT_CHECKPOINT_INTERVAL.total_seconds() < 1:
+    raise ImproperlyConfigured("AUDIT_CHECKPOINT_INTERVAL: must be at least 1s")
+AUDIT_CHECKPOINT_FILE = env_str("AUDIT_CHECKPOINT_FILE", str(VAR_DIR / "audit-checkpoints.jsonl") if DEBUG else "")
+AUDIT_CHECKPOINT_SYSLOG = env_str("AUDIT_CHECKPOINT_SYSLOG").strip()
+if AUDIT_CHECKPOINT_SYSLOG and not AUDIT_CHECKPOINT_SYSLOG.startswith("/"):
+    _syslog = urlsplit(AUDIT_CHECKPOINT_SYSLOG)
+    try:
+        _syslog_port = _syslog.port
+    except ValueError:
+        _syslog_port = None
+    if _syslog.scheme != "udp" or not _syslog.hostname or not _syslog_port:
+        raise ImproperlyConfigured(
+            "AUDIT_CHECKPOINT_SYSLOG: expected the path of a local syslog socket (/dev/log) or udp://host:port"
+        )
+AUDIT_CHECKPOINT_WEBHOOK_URL = env_url("AUDIT_CHECKPOINT_WEBHOOK_URL", "", schemes={"http", "https"})
+AUDIT_CHECKPOINT_WEBHOOK_TIMEOUT = env_duration("AUDIT_CHECKPOINT_WEBHOOK_TIMEOUT", "5s")
+if not 0 < AUDIT_CHECKPOINT_WEBHOOK_TIMEOUT.total_seconds() <= 60:
+    raise ImproperlyConfigured("AUDIT_CHECKPOINT_WEBHOOK_TIMEOUT: must be more than 0s and at most 1m")
+
 CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "grants.tasks.sweep", "schedule": SWEEP_INTERVAL.total_seconds()},
     "expire-requests": {"task": "approvals.tasks.expire_requests", "schedule": SWEEP_INTERVAL.total_seconds()},
@@ -430,6 +488,10 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile": {"task": "grants.tasks.reconcile", "schedule": RECONCILE_INTERVAL.total_seconds()},
     "notify-scan": {"task": "notifications.tasks.scan", "schedule": NOTIFY_SCAN_INTERVAL.total_seconds()},
     "audit-verify": {"task": "broker.tasks.verify_audit", "schedule": AUDIT_VERIFY_INTERVAL.total_seconds()},
+    "audit-checkpoint": {
+        "task": "broker.tasks.audit_checkpoint",
+        "schedule": AUDIT_CHECKPOINT_INTERVAL.total_seconds(),
+    },
 }
 
 # --- Cache (rate limits of the API) --------------------------------------------------------------

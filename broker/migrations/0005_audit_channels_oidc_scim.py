@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('broker', '0002_apitoken_moved_to_accounts'),
+        ('broker', '0004_seal_unkeyed_audit_trail'),
     ]
 
     operations = [
