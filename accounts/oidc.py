@@ -34,6 +34,7 @@ import requests
 from authlib.integrations.django_client import DjangoOAuth2App, OAuthError
 from django.conf import settings
 from django.contrib.auth import login
+from django.db import IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -259,17 +260,22 @@ def oidc_callback(request: HttpRequest) -> HttpResponse:
         )  # fmt: skip
         return redirect(data.get("next") or settings.LOGIN_REDIRECT_URL)
 
+    profile = {
+        "issuer": issuer,
+        "subject": subject,
+        "username": username,
+        "email": claims.get(settings.OIDC_EMAIL_CLAIM) if settings.OIDC_EMAIL_CLAIM else None,
+        "first_name": claims.get(settings.OIDC_FIRST_NAME_CLAIM) if settings.OIDC_FIRST_NAME_CLAIM else None,
+        "last_name": claims.get(settings.OIDC_LAST_NAME_CLAIM) if settings.OIDC_LAST_NAME_CLAIM else None,
+        "ip": ip,
+        "now": now,
+    }
     try:
-        user, created = identity.identity_for_sign_in(
-            issuer=issuer,
-            subject=subject,
-            username=username,
-            email=claims.get(settings.OIDC_EMAIL_CLAIM) if settings.OIDC_EMAIL_CLAIM else None,
-            first_name=claims.get(settings.OIDC_FIRST_NAME_CLAIM) if settings.OIDC_FIRST_NAME_CLAIM else None,
-            last_name=claims.get(settings.OIDC_LAST_NAME_CLAIM) if settings.OIDC_LAST_NAME_CLAIM else None,
-            ip=ip,
-            now=now,
-        )
+        try:
+            user, created = identity.identity_for_sign_in(**profile)
+        except IntegrityError:
+            # The same person's first sign-in in two tabs at once: the other one created the account.
+            user, created = identity.identity_for_sign_in(**profile)
     except BrokerError as exc:
         status = 403 if exc.code in {"account_inactive", "username_taken", "not_provisioned"} else 400
         return _refuse(request, IdPError(exc.code, exc.detail, status=status), username=shown)
