@@ -61,7 +61,9 @@ def test_a_first_sign_in_creates_the_account_with_the_groups_the_broker_manages(
     assert login.channel == "oidc" and login.data["method"] == "oidc" and login.data["created"] is True
 
 
-@pytest.mark.parametrize("fault", ["tampered", "wrong_audience", "wrong_nonce", "expired"])
+@pytest.mark.parametrize(
+    "fault", ["tampered", "wrong_audience", "wrong_audience_with_our_azp", "wrong_nonce", "expired"]
+)
 def test_an_id_token_that_fails_a_check_signs_nobody_in(client, sso, fault):
     sso.person("mallory", groups=["idp-dba"])
     authorize = start(client)

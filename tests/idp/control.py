@@ -42,7 +42,7 @@ def person(request):
 
 @csrf_exempt
 def fault(request):
-    """The next ID token is: tampered, wrong_audience, wrong_nonce or expired."""
+    """The next ID token is: tampered, wrong_audience(_with_our_azp), wrong_nonce or expired."""
     if not _authorised(request):
         return HttpResponseForbidden()
     FAULT["next"] = json.loads(request.body)["fault"]

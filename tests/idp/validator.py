@@ -42,6 +42,9 @@ class Validator(OAuth2Validator):
         fault = control.FAULT.pop("next", None)
         if fault == "wrong_audience":
             id_token["aud"] = "another-client"
+        elif fault == "wrong_audience_with_our_azp":
+            id_token["aud"] = "another-client"
+            id_token["azp"] = request.client_id  # issued to us, for someone else's audience
         elif fault == "wrong_nonce":
             id_token["nonce"] = "a-nonce-from-another-sign-in"
         elif fault == "expired":
