@@ -19,6 +19,10 @@ class Channel(models.TextChoices):
     EMAIL = "email"
     WORKER = "worker"
     CLI = "cli"
+    # The company's identity provider: sign-ins through OpenID Connect (and the group changes they
+    # bring), and SCIM 2.0 provisioning (joiners, movers, leavers).
+    OIDC = "oidc"
+    SCIM = "scim"
 
 
 class RoleQuerySet(models.QuerySet):

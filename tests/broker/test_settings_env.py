@@ -146,3 +146,57 @@ def test_debug_keeps_a_random_audit_key_under_var(tmp_path):
     result = import_settings(tmp_path, DEBUG="1")
     assert result.returncode == 0, result.stderr
     assert len((tmp_path / "dev-audit-key").read_text()) >= 32
+
+
+# --- Identity: OpenID Connect, SCIM ----------------------------------------------------------------
+
+
+def _start(tmp_path, **variables):
+    import os
+    import subprocess
+    import sys
+
+    env_vars = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE",)}
+    env_vars.update({"BROKER_VAR_DIR": str(tmp_path), "DEBUG": "1", **variables})
+    return subprocess.run(
+        [sys.executable, "-c", "import broker.settings"], env=env_vars, capture_output=True, text=True, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"OIDC_ISSUER": "https://idp.example.com"}, "OIDC_CLIENT_ID: required when OIDC_ISSUER is set"),
+        ({"OIDC_ISSUER": "ftp://idp.example.com"}, "OIDC_ISSUER: unsupported scheme 'ftp'"),
+        (
+            {"OIDC_ISSUER": "http://idp.example.com", "OIDC_CLIENT_ID": "b", "DEBUG": "0", "SECRET_KEY": "k" * 40,
+             "ALLOWED_HOSTS": "x", "AUDIT_KEY": "a" * 40},
+            "OIDC_ISSUER: must be an https:// URL",
+        ),
+        ({"OIDC_ISSUER": "https://idp.example.com", "OIDC_CLIENT_ID": "b", "OIDC_SCOPES": "email profile"},
+         "OIDC_SCOPES: must include openid"),
+        ({"LOCAL_LOGIN": "off"}, "LOCAL_LOGIN: off needs OIDC_ISSUER"),
+        ({"LOCAL_LOGIN": "perhaps"}, "LOCAL_LOGIN: expected true or false"),
+        ({"OIDC_STEP_UP": "both"}, "OIDC_STEP_UP: expected idp or local"),
+        ({"IDP_MANAGED_GROUPS": "=dba"}, "IDP_MANAGED_GROUPS: '=dba' is neither"),
+        ({"SCIM_TOKEN": "short"}, "SCIM_TOKEN: must be at least 32 characters"),
+    ],
+)  # fmt: skip
+def test_identity_settings_refuse_to_start_naming_the_variable(tmp_path, variables, message):
+    result = _start(tmp_path, **variables)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_the_client_secret_and_the_scim_token_may_come_from_files(tmp_path):
+    (tmp_path / "secret").write_text("s3cret\n")
+    (tmp_path / "scim").write_text("t" * 40 + "\n")
+    result = _start(
+        tmp_path,
+        OIDC_ISSUER="https://login.example.com/realms/corp/",
+        OIDC_CLIENT_ID="access-broker",
+        OIDC_CLIENT_SECRET_FILE=str(tmp_path / "secret"),
+        SCIM_TOKEN_FILE=str(tmp_path / "scim"),
+        OIDC_SCOPES="openid,email profile groups",
+    )
+    assert result.returncode == 0, result.stderr

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('broker', '0004_seal_unkeyed_audit_trail'),
+        ('broker', '0005_audit_channels_oidc_scim'),
     ]
 
     operations = [
