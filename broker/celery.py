@@ -1,9 +1,10 @@
 """The Celery app: ``celery -A broker worker --beat`` runs a worker with the scheduler."""
 
+import logging
 import os
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import beat_init, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "broker.settings")
 
@@ -15,6 +16,16 @@ app.autodiscover_tasks()
 # processes and in the worker alike.
 import broker.telemetry.context  # noqa: E402, F401
 from broker.telemetry.multiproc import remove_dead_files  # noqa: E402
+
+
+@beat_init.connect
+def _first_heartbeat(**kwargs) -> None:
+    """Beat queues a heartbeat as it starts, not one HEARTBEAT_INTERVAL later: /readyz is ready as soon
+    as a worker runs it."""
+    try:
+        app.send_task("broker.tasks.heartbeat", expires=60)
+    except Exception:  # noqa: BLE001 - the scheduled heartbeats follow anyway
+        logging.getLogger(__name__).warning("could not queue the first heartbeat", exc_info=True)
 
 
 @worker_init.connect
