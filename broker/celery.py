@@ -24,7 +24,7 @@ def _first_heartbeat(**kwargs) -> None:
     as a worker runs it."""
     try:
         app.send_task("broker.tasks.heartbeat", expires=60)
-    except Exception:  # noqa: BLE001 - the scheduled heartbeats follow anyway
+    except Exception:
         logging.getLogger(__name__).warning("could not queue the first heartbeat", exc_info=True)
 
 
