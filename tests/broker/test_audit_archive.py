@@ -213,3 +213,24 @@ def test_archive_before_refuses_an_existing_file(tmp_path):
     with pytest.raises(ArchiveError, match="exists already"):
         archive_before(timezone.now(), tmp_path)
     assert AuditEvent.objects.count() == 2
+
+
+def test_a_walk_that_an_archive_overtakes_walks_again_from_the_new_boundary(tmp_path, monkeypatch):
+    """The walk read "no boundary", then an archive committed and removed the events it expected:
+    it must not report the trail broken, but walk again from the new boundary."""
+    from broker.audit import boundary, chain
+
+    write(6)
+    archive(tmp_path, before=AuditEvent.objects.get(seq=4).at)  # #1-3 archived meanwhile
+    real, seen = boundary.current_boundary, []
+
+    def stale_first(keyring=None):
+        seen.append(1)
+        return boundary.NONE if len(seen) == 1 else real(keyring)
+
+    monkeypatch.setattr(chain, "current_boundary", stale_first)
+
+    result = audit.verify()
+
+    assert result.ok, result.reason
+    assert len(seen) >= 3  # the stale read, the check that it moved, the walk again
