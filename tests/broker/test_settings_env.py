@@ -200,3 +200,32 @@ def test_the_client_secret_and_the_scim_token_may_come_from_files(tmp_path):
         OIDC_SCOPES="openid,email profile groups",
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT: expected text or json"),
+        ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN: must be at least 16 characters long"),
+        ({"METRICS_ALLOWED_IPS": "10.0.0.0/8, intranet"}, "METRICS_ALLOWED_IPS: 'intranet' is not an IP address"),
+        ({"HEARTBEAT_INTERVAL": "1m", "HEARTBEAT_MAX_AGE": "30s"}, "HEARTBEAT_MAX_AGE: must be longer"),
+        ({"SLACK_WEBHOOK_URL": "ftp://hooks"}, "SLACK_WEBHOOK_URL: unsupported scheme 'ftp'"),
+        ({"CHAT_WEBHOOK_TIMEOUT": "2m"}, "CHAT_WEBHOOK_TIMEOUT: must be more than 0s and at most 30s"),
+    ],
+)
+def test_operations_settings_refuse_to_start_naming_the_variable(tmp_path, variables, message):
+    result = import_settings(tmp_path, AUDIT_KEY=GOOD_KEY, **variables)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_metrics_networks_are_parsed(monkeypatch):
+    monkeypatch.setenv("X_NETS", "10.0.0.0/8, 192.0.2.7, ::1")
+    assert [str(n) for n in env.env_networks("X_NETS")] == ["10.0.0.0/8", "192.0.2.7/32", "::1/128"]
+
+
+def test_postgres_gets_a_connect_timeout(monkeypatch):
+    monkeypatch.setenv("X_DB", "postgresql://u@h:5432/db")
+    assert env.env_database("X_DB", {})["OPTIONS"]["connect_timeout"] == 5
+    monkeypatch.setenv("X_DB", "postgresql://u@h:5432/db?connect_timeout=2")
+    assert env.env_database("X_DB", {})["OPTIONS"]["connect_timeout"] == 2  # the URL wins
