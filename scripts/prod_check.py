@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -330,8 +331,16 @@ def main() -> int:
     (tmp / "metrics").mkdir()
     stack = Stack(tmp, env, port)
     step(f"a throwaway database {database} and queue {queue}; files in {tmp}")
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{database}"')
+    try:
+        with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'CREATE DATABASE "{database}"')
+    except psycopg.Error as exc:
+        print(
+            f"cannot create the throwaway database {database} with DATABASE_URL's server and user: {exc}\n"
+            "prod-check needs a user that may create databases (it drops it again at the end)",
+            file=sys.stderr,
+        )
+        return 2
     ok = False
     try:
         step("migrate, collectstatic, check --deploy, the policy, two API tokens")
@@ -403,6 +412,10 @@ def main() -> int:
                 print(
                     f"--- last lines of {name}.log:\n" + "\n".join(stack.log(name).splitlines()[-15:]), file=sys.stderr
                 )
+    if ok:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(f"the logs stay in {tmp}", file=sys.stderr)
     print("prod-check passed" if ok else "prod-check FAILED", flush=True)
     return 0 if ok else 1
 
