@@ -59,7 +59,10 @@ class DecisionOut(serializers.ModelSerializer):
 
     class Meta:
         model = Decision
-        fields = ["approver", "stage", "verdict", "comment", "channel", "created_at"]
+        fields = ["approver", "stage", "verdict", "escalation", "comment", "channel", "created_at"]
+        extra_kwargs = {
+            "escalation": {"help_text": "Taken by an escalation approver after the stage was escalated."}
+        }
 
     def get_stage(self, obj: Decision) -> int:
         return obj.stage + 1
@@ -77,6 +80,9 @@ class RequestOut(serializers.ModelSerializer):
         source="decisions", many=True, read_only=True, help_text="Every decision so far, approvals and denials."
     )
     grant = serializers.SerializerMethodField(help_text="The id of the grant this request produced, or null.")
+    escalated_stage = serializers.SerializerMethodField(
+        help_text="The stage (1 = first) last escalated because nobody decided it in time; null if none was."
+    )
 
     class Meta:
         model = AccessRequest
@@ -98,10 +104,13 @@ class RequestOut(serializers.ModelSerializer):
             "decided_at",
             "closed_reason",
             "current_stage",
+            "escalated_stage",
+            "escalated_at",
             "approvals",
             "grant",
         ]
         read_only_fields = fields
+        extra_kwargs = {"escalated_at": {"help_text": "When that stage was escalated; null if none was."}}
 
     def get_duration_seconds(self, obj: AccessRequest) -> int:
         return int(obj.duration.total_seconds())
@@ -109,6 +118,10 @@ class RequestOut(serializers.ModelSerializer):
     @extend_schema_field({"type": "integer", "nullable": True})
     def get_current_stage(self, obj: AccessRequest) -> int | None:
         return obj.current_stage + 1 if obj.status == AccessRequest.Status.PENDING else None
+
+    @extend_schema_field({"type": "integer", "nullable": True})
+    def get_escalated_stage(self, obj: AccessRequest) -> int | None:
+        return obj.escalated_stage + 1 if obj.escalated_stage is not None else None
 
     @extend_schema_field({"type": "integer", "nullable": True})
     def get_grant(self, obj: AccessRequest) -> int | None:

@@ -313,6 +313,9 @@ EMAIL_LINK_FAILURE_LIMIT = env_int("EMAIL_LINK_FAILURE_LIMIT", 20, minimum=1)
 EMAIL_LINK_FAILURE_WINDOW = env_duration("EMAIL_LINK_FAILURE_WINDOW", "15m")
 # How far ahead a request may schedule its start.
 REQUEST_MAX_SCHEDULE_AHEAD = env_duration("REQUEST_MAX_SCHEDULE_AHEAD", "30d")
+# Escalation: the group whose members decide stages that waited too long (role.escalation_delay),
+# for roles whose policy names no escalation approvers of their own. Empty: only those roles escalate.
+ESCALATION_GROUP = env_str("ESCALATION_GROUP", "").strip()
 
 if REVOKE_ETA_HORIZON.total_seconds() >= 3000:
     raise ImproperlyConfigured(
@@ -328,6 +331,10 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-eligibility": {"task": "approvals.tasks.sweep_eligibility", "schedule": SWEEP_INTERVAL.total_seconds()},
     "reconcile": {"task": "grants.tasks.reconcile", "schedule": RECONCILE_INTERVAL.total_seconds()},
     "notify-scan": {"task": "notifications.tasks.scan", "schedule": NOTIFY_SCAN_INTERVAL.total_seconds()},
+    "escalate-requests": {
+        "task": "approvals.tasks.escalate_requests",
+        "schedule": NOTIFY_SCAN_INTERVAL.total_seconds(),
+    },
     "audit-verify": {"task": "broker.tasks.verify_audit", "schedule": AUDIT_VERIFY_INTERVAL.total_seconds()},
 }
 
