@@ -126,7 +126,7 @@ class IdempotencyKey(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=200)
-    # SHA-256 of the request body (without the one-time code), canonical JSON.
+    # SHA-256 of the validated input (defaults applied, without the one-time code), canonical JSON.
     fingerprint = models.CharField(max_length=64)
     status_code = models.PositiveSmallIntegerField()
     response = models.JSONField(default=dict)

@@ -51,10 +51,12 @@ def grants_live_for(user: AbstractBaseUser) -> QuerySet[Grant]:
     return Grant.objects.unfinished().filter(user=user).order_by("expires_at", "pk")
 
 
-def break_glass_awaiting_review(viewer: AbstractBaseUser) -> QuerySet[Grant]:
+def break_glass_awaiting_review(viewer: AbstractBaseUser, *, admin: bool | None = None) -> QuerySet[Grant]:
     """Break-glass grants ``viewer`` may see that nobody reviewed yet (or whose review an extension reopened)."""
     return (
-        grants_visible_to(viewer).filter(break_glass=True, reviewed_at__isnull=True).exclude(status=Grant.Status.FAILED)
+        grants_visible_to(viewer, admin=admin)
+        .filter(break_glass=True, reviewed_at__isnull=True)
+        .exclude(status=Grant.Status.FAILED)
     )
 
 

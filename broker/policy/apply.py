@@ -185,6 +185,7 @@ def apply(
     prune: bool = False,
     dry_run: bool = False,
     via: str = "cli",
+    ip: str | None = None,
     source: str = "",
     now=None,
 ) -> list[Change]:
@@ -231,6 +232,7 @@ def apply(
                 actor=actor,
                 target=("policy", policy.digest[:12]),
                 via=via,
+                ip=ip,
                 data={
                     "sha256": policy.digest,
                     "source": source,

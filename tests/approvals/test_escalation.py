@@ -166,9 +166,7 @@ def test_an_escalation_approver_may_deny_the_escalated_stage(escalating, request
     assert AuditEvent.objects.get(action="request.denied", target_id=str(req.pk)).data["escalation"] is True
 
 
-def test_the_stage_s_own_approver_still_decides_an_escalated_stage_as_usual(
-    escalating, request_role, approver, clock
-):
+def test_the_stage_s_own_approver_still_decides_an_escalated_stage_as_usual(escalating, request_role, approver, clock):
     req = request_role(escalating)
     clock.shift(timedelta(hours=12))
     services.requests_escalate()
@@ -200,7 +198,11 @@ def test_each_stage_gets_its_own_time_before_it_is_escalated(make_role, request_
     services.requests_escalate()
     services.request_approve(request_id=req.pk, approver=approver, via=Channel.PORTAL)
     req.refresh_from_db()
-    assert (req.current_stage, req.stage_started_at, req.is_escalated) == (1, req.created_at + timedelta(hours=12), False)
+    assert (req.current_stage, req.stage_started_at, req.is_escalated) == (
+        1,
+        req.created_at + timedelta(hours=12),
+        False,
+    )
 
     # Stage 2 is not escalated: bea may not decide it yet, and its clock started when stage 1 passed.
     with pytest.raises(NotAllowed):

@@ -442,4 +442,6 @@ def test_an_unknown_escalation_approver_is_an_error(directory):
 
 def test_roles_approved_at_once_cannot_escalate(bea):
     text = ESCALATING.replace("auto_approve: false", "auto_approve: true")
-    assert errors_of(text) == ["line 16: roles[0].approval.escalation: roles approved at once have no stage to escalate"]
+    assert errors_of(text) == [
+        "line 16: roles[0].approval.escalation: roles approved at once have no stage to escalate"
+    ]
