@@ -49,6 +49,8 @@ class TokenCreatedOut(TokenOut):
     ],
 )
 class TokenIn(StrictSerializer):
+    """A new personal API token."""
+
     name = Text(required=False, allow_blank=True, max_length=100, help_text="A label for you. Empty when left out.")
     scopes = serializers.ListField(
         child=serializers.ChoiceField(choices=ALL_SCOPES),

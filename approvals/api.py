@@ -190,6 +190,8 @@ class RequestOut(serializers.ModelSerializer):
     ],
 )
 class RequestIn(StrictSerializer):
+    """Asking for a role."""
+
     role = Slug(max_length=64, help_text="The role's slug.")
     duration_seconds = WholeNumber(
         required=False,
@@ -222,6 +224,8 @@ class RequestIn(StrictSerializer):
     examples=[OpenApiExample("Go ahead", value={"comment": "go ahead", "otp": "654321"}, request_only=True)],
 )
 class ApproveIn(StrictSerializer):
+    """Approving the current stage of a request."""
+
     comment = Text(
         required=False,
         allow_blank=True,
@@ -238,13 +242,15 @@ class ApproveIn(StrictSerializer):
     examples=[OpenApiExample("Not now", value={"comment": "use the read replica", "otp": "654321"}, request_only=True)],
 )
 class DenyIn(StrictSerializer):
+    """Denying a request: the comment is required."""
+
     comment = Text(max_length=MAX_COMMENT, help_text="Why; the requester sees it.")
     otp = otp_field()
 
 
 @extend_schema_serializer(component_name="CancelInput")
 class CancelIn(StrictSerializer):
-    pass
+    """Withdrawing your pending request: nothing to send (an empty object)."""
 
 
 class RequestFilter(FilterSet):
@@ -269,6 +275,8 @@ class RequestFilter(FilterSet):
     ],
 )
 class ExtendIn(StrictSerializer):
+    """Asking for more time on your grant."""
+
     duration_seconds = WholeNumber(
         min_value=1, max_value=MAX_DURATION_SECONDS, help_text="How much longer; within the role's limits."
     )

@@ -129,6 +129,8 @@ class GrantOut(serializers.ModelSerializer):
     component_name="RevokeInput", examples=[OpenApiExample("Done", value={"reason": "done"}, request_only=True)]
 )
 class RevokeIn(StrictSerializer):
+    """Ending a grant early."""
+
     reason = Text(
         required=False,
         allow_blank=True,
@@ -150,6 +152,8 @@ class RevokeIn(StrictSerializer):
     ],
 )
 class ReviewIn(StrictSerializer):
+    """The post-hoc review of a break-glass grant."""
+
     note = Text(
         max_length=MAX_REASON,
         help_text="What you checked: the incident, what was done with the access. Recorded in the audit trail.",
@@ -389,7 +393,7 @@ class ReconciliationList(generics.ListAPIView):
 
 @extend_schema_serializer(component_name="ReconcileInput")
 class ReconcileIn(StrictSerializer):
-    pass
+    """A reconciliation run: nothing to send (an empty object)."""
 
 
 @extend_schema_serializer(component_name="ReconcileOutcome")

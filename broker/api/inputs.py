@@ -21,12 +21,14 @@ MAX_DURATION_SECONDS = int(MAX_DURATION.total_seconds())
 
 
 class StrictSerializer(serializers.Serializer):
-    """Input serializers: an unknown field is an error (a typo must not be silently ignored).
-
-    ``omitted`` gives the values of optional fields left out. They are applied after validation
-    rather than declared as DRF ``default``s, which the schema would show as ``default:``: TypeScript
-    generators then make the field required in the request type.
-    """
+    # Input serializers: an unknown field is an error (a typo must not be silently ignored).
+    #
+    # ``omitted`` gives the values of optional fields left out. They are applied after validation
+    # rather than declared as DRF ``default``s, which the schema would show as ``default:``:
+    # TypeScript generators then make the field required in the request type.
+    #
+    # (Comments, not a docstring: the schema takes a serializer's docstring, or its bases', as the
+    # description of its component, and each input says what it is itself.)
 
     omitted: dict = {}
 

@@ -58,6 +58,8 @@ eligibility:
     examples=[OpenApiExample("A pull request's policy file", value={"policy": EXAMPLE_POLICY})],
 )
 class PlanIn(StrictSerializer):
+    """A policy file to plan."""
+
     policy = Text(
         max_length=MAX_POLICY_BYTES,
         trim_whitespace=False,
@@ -74,6 +76,8 @@ class PlanIn(StrictSerializer):
     examples=[OpenApiExample("Apply on merge", value={"policy": EXAMPLE_POLICY, "otp": "123456"})],
 )
 class ApplyIn(PlanIn):
+    """A policy file to apply, with a fresh one-time code."""
+
     otp = otp_field()
 
 

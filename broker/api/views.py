@@ -383,6 +383,8 @@ class AuditExport(generics.GenericAPIView):
 
 @extend_schema_serializer(component_name="SignalInput")
 class SignalIn(StrictSerializer):
+    """A risk signal about a user."""
+
     user = Text(max_length=150, help_text="Username of the account at risk.")
     event = serializers.ChoiceField(choices=list(risk.EVENTS))
     reason = Text(max_length=risk.MAX_REASON)
