@@ -158,3 +158,9 @@ def test_a_policy_larger_than_other_bodies_is_read_up_to_a_mebibyte(world, root)
     assert plan(root, padded).status_code == 200
     too_big = plan(root, POLICY + "# " + "x" * (1024 * 1024) + "\n")
     assert (too_big.status_code, too_big.json()["error"]) == (413, "payload_too_large")
+
+
+def test_a_policy_with_a_control_character_is_a_400_not_a_500(world, root):
+    response = plan(root, POLICY.replace("Reporting", "Repor\x10ting"))
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_policy")
+    assert response.json()["fields"]["policy"] == ["line 3: not valid YAML: character 0x0010 is not allowed"]

@@ -445,3 +445,11 @@ def test_roles_approved_at_once_cannot_escalate(bea):
     assert errors_of(text) == [
         "line 16: roles[0].approval.escalation: roles approved at once have no stage to escalate"
     ]
+
+
+@pytest.mark.parametrize(("bad", "shown"), [("\x05", "0x0005"), ("\udb8b", "0xdb8b")])
+def test_a_character_yaml_does_not_allow_is_an_error_with_its_line_not_a_crash(directory, bad, shown):
+    # Found by schemathesis through POST policy/plan/: JSON can carry control characters and lone surrogates.
+    assert errors_of(GOOD.replace("Superuser", f"Super{bad}user")) == [
+        f"line 4: not valid YAML: character {shown} is not allowed"
+    ]
