@@ -7,6 +7,7 @@ a message an operator can act on, instead of falling back silently to a default.
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -110,3 +111,59 @@ def env_url(name: str, default: str, *, schemes: set[str]) -> str:
             f"{name}: unsupported scheme {scheme!r}; expected one of {', '.join(sorted(schemes))}"
         )
     return value
+
+
+# A key id is stored with every audit event: short, and free of the separators of a key list.
+KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,15}")
+
+
+def env_key_id(name: str, default: str) -> str:
+    value = _raw(name)
+    text = default if value is None or value.strip() == "" else value.strip()
+    if not KEY_ID.fullmatch(text):
+        raise ImproperlyConfigured(
+            f"{name}: expected a key id of 1 to 16 letters, digits, dots, hyphens or underscores, got {text!r}"
+        )
+    return text
+
+
+def _check_key(name: str, key: str, *, min_length: int, where: str = "") -> None:
+    # The messages never include the key: they end up in logs.
+    if len(key) < min_length:
+        raise ImproperlyConfigured(f"{name}: {where}must be at least {min_length} characters long, got {len(key)}")
+    if key != key.strip():
+        raise ImproperlyConfigured(f"{name}: {where}must not start or end with whitespace")
+    if "," in key or "\n" in key:
+        raise ImproperlyConfigured(f"{name}: {where}must not contain a comma or a line break (key lists use them)")
+
+
+def env_key(name: str, *, min_length: int) -> str:
+    """A secret key from NAME or NAME_FILE, or "" when neither is set."""
+    value = _raw(name)
+    if value is None or value == "":
+        return ""
+    _check_key(name, value, min_length=min_length)
+    return value
+
+
+def env_keys(name: str, *, min_length: int) -> dict[str, str]:
+    """Keys by id from NAME or NAME_FILE: ``id:key`` entries separated by commas or line breaks."""
+    value = _raw(name)
+    keys: dict[str, str] = {}
+    if value is None:
+        return keys
+    entries = [item.strip() for item in value.replace("\n", ",").split(",") if item.strip()]
+    for position, entry in enumerate(entries, start=1):
+        key_id, colon, key = entry.partition(":")
+        if not colon:
+            raise ImproperlyConfigured(f"{name}: entry {position} is not of the form id:key")
+        if not KEY_ID.fullmatch(key_id):
+            raise ImproperlyConfigured(
+                f"{name}: entry {position} has the key id {key_id!r}; "
+                "use 1 to 16 letters, digits, dots, hyphens or underscores"
+            )
+        if key_id in keys:
+            raise ImproperlyConfigured(f"{name}: key id {key_id!r} is listed twice")
+        _check_key(name, key, min_length=min_length, where=f"the key of id {key_id!r} ")
+        keys[key_id] = key
+    return keys

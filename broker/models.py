@@ -19,6 +19,10 @@ class Channel(models.TextChoices):
     EMAIL = "email"
     WORKER = "worker"
     CLI = "cli"
+    # The company's identity provider: sign-ins through OpenID Connect (and the group changes they
+    # bring), and SCIM 2.0 provisioning (joiners, movers, leavers).
+    OIDC = "oidc"
+    SCIM = "scim"
 
 
 class RoleQuerySet(models.QuerySet):
@@ -191,7 +195,7 @@ class Eligibility(models.Model):
 
 
 class AuditEvent(models.Model):
-    """One link of the tamper-evident trail; see broker/audit.py for how the chain is built."""
+    """One link of the tamper-evident trail; see broker/audit/chain.py for how the chain is built."""
 
     seq = models.BigIntegerField(unique=True)
     at = models.DateTimeField(db_index=True)
@@ -209,7 +213,10 @@ class AuditEvent(models.Model):
     ip = models.CharField(max_length=45, blank=True)
     data = models.JSONField(default=dict)
     prev_hash = models.CharField(max_length=64)
+    # HMAC-SHA256 of the event's canonical content under the key named by key_id (never stored
+    # here). Empty key_id: an event from before the trail was keyed, hashed with plain SHA-256.
     hash = models.CharField(max_length=64, unique=True)
+    key_id = models.CharField(max_length=16, blank=True)
 
     class Meta:
         ordering = ["-seq"]
@@ -231,3 +238,29 @@ class AuditHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit head #{self.seq}"
+
+
+class AuditVerification(models.Model):
+    """The outcome of the last scheduled walk of the whole chain (a single row).
+
+    Pages verify only the events after ``seq`` and show this for the rest. The row carries a MAC
+    under the audit key, so that writing to the database cannot fake a verified state.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    # The last event that verified, and its hash.
+    seq = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64)
+    at = models.DateTimeField()
+    ok = models.BooleanField()
+    checked = models.BigIntegerField(default=0)
+    broken_seq = models.BigIntegerField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    key_id = models.CharField(max_length=16)
+    mac = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="audit_verification_singleton")]
+
+    def __str__(self) -> str:
+        return f"audit verified up to #{self.seq}" if self.ok else f"audit broken at #{self.broken_seq}"

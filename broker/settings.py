@@ -18,6 +18,9 @@ from broker.env import (
     env_database,
     env_duration,
     env_int,
+    env_key,
+    env_key_id,
+    env_keys,
     env_list,
     env_str,
     env_url,
@@ -114,6 +117,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "broker.portal.context_processors.portal",
                 "approvals.context_processors.inbox",
+                "accounts.context_processors.identity",
             ],
             # The portal's template tags live with the rest of the portal plumbing.
             "libraries": {"portal": "broker.portal.templatetags"},
@@ -182,6 +186,106 @@ if _SITE.scheme == "https":
 else:
     OTP_WEBAUTHN_RP_ID = "localhost"
     OTP_WEBAUTHN_ALLOWED_ORIGINS = [f"http://localhost:{_SITE.port or 80}"]
+
+# --- Enterprise identity: OpenID Connect sign-in, groups from the IdP, SCIM 2.0 ----------------------
+# Sign-in through the company's OpenID Connect provider (accounts/oidc.py, Authlib): set OIDC_ISSUER
+# (the provider's issuer URL; its /.well-known/openid-configuration is read on first use) and the
+# client registered there. Empty OIDC_ISSUER: no SSO, local passwords only.
+OIDC_ISSUER = env_url("OIDC_ISSUER", "", schemes={"https", "http"}).rstrip("/")
+OIDC_CLIENT_ID = env_str("OIDC_CLIENT_ID").strip()
+OIDC_CLIENT_SECRET = env_str("OIDC_CLIENT_SECRET").strip()  # or OIDC_CLIENT_SECRET_FILE; empty: public client (PKCE)
+OIDC_SCOPES = env_str("OIDC_SCOPES", "openid email profile").replace(",", " ").split()  # spaces or commas
+OIDC_PROVIDER_NAME = env_str("OIDC_PROVIDER_NAME", "single sign-on").strip() or "single sign-on"
+OIDC_SUBJECT_CLAIM = env_str("OIDC_SUBJECT_CLAIM", "sub").strip()
+OIDC_USERNAME_CLAIM = env_str("OIDC_USERNAME_CLAIM", "preferred_username").strip()
+OIDC_EMAIL_CLAIM = env_str("OIDC_EMAIL_CLAIM", "email").strip()
+OIDC_FIRST_NAME_CLAIM = env_str("OIDC_FIRST_NAME_CLAIM", "given_name").strip()
+OIDC_LAST_NAME_CLAIM = env_str("OIDC_LAST_NAME_CLAIM", "family_name").strip()
+OIDC_GROUPS_CLAIM = env_str("OIDC_GROUPS_CLAIM", "groups").strip()  # empty: groups never come from sign-in
+# Claims every ID token must carry with these values ("claim=value", comma-separated), e.g. Google's
+# hd=example.com or Entra's tid=<tenant id>: otherwise anyone with an account at the provider gets in.
+OIDC_REQUIRED_CLAIMS = env_list("OIDC_REQUIRED_CLAIMS")
+# Off: only people SCIM provisioned (or who signed in before) may sign in; nobody else gets an account.
+OIDC_CREATE_USERS = env_bool("OIDC_CREATE_USERS", True)
+# Step-up from the IdP: a sign-in whose auth_time is within MFA_STEP_UP_WINDOW and whose amr holds one
+# of OIDC_STRONG_AMR (or whose acr is one of OIDC_STRONG_ACR) counts as the broker's step-up.
+OIDC_STRONG_AMR = env_list("OIDC_STRONG_AMR", ["mfa", "hwk"])
+OIDC_STRONG_ACR = env_list("OIDC_STRONG_ACR", ["phr", "phrh"])
+# When a fresh second factor is needed: "idp" sends people who signed in through the IdP back to it
+# (prompt, max_age=0, acr_values); "local" asks for the broker's own second factor, as for everyone.
+OIDC_STEP_UP = env_str("OIDC_STEP_UP", "idp").strip().lower()
+if OIDC_STEP_UP not in {"idp", "local"}:
+    raise ImproperlyConfigured(f"OIDC_STEP_UP: expected idp or local, got {OIDC_STEP_UP!r}")
+OIDC_STEP_UP_PROMPT = env_str("OIDC_STEP_UP_PROMPT", "login").strip()  # empty for providers without prompt=login
+OIDC_STEP_UP_ACR_VALUES = " ".join(env_str("OIDC_STEP_UP_ACR_VALUES").replace(",", " ").split())
+OIDC_TIMEOUT = env_duration("OIDC_TIMEOUT", "10s")
+OIDC_CLOCK_SKEW = env_duration("OIDC_CLOCK_SKEW", "60s")
+# API calls with the provider's own tokens (JWTs signed with its keys) instead of a personal broker
+# token: the audience they must carry (the API's identifier at the provider, or OIDC_CLIENT_ID to
+# accept ID tokens). Empty: only broker tokens. A person's token holds OIDC_API_SCOPES; a workload's
+# (client credentials) token acts as a broker service account: "client-id=username[:scope+scope]".
+OIDC_API_AUDIENCE = env_str("OIDC_API_AUDIENCE").strip()
+OIDC_API_SCOPES = env_list("OIDC_API_SCOPES", ["read", "request"])
+OIDC_API_CLIENTS = env_list("OIDC_API_CLIENTS")
+# The groups the identity provider decides (by sign-in claims and by SCIM): those whose names start
+# with IDP_MANAGED_GROUP_PREFIX, and those listed in IDP_MANAGED_GROUPS ("name", or "idp-value=name"
+# to map a value such as an Entra group object id onto a group name). The broker never touches other
+# groups, and never a django_group connector's target group.
+IDP_MANAGED_GROUP_PREFIX = env_str("IDP_MANAGED_GROUP_PREFIX").strip()
+IDP_MANAGED_GROUPS = env_list("IDP_MANAGED_GROUPS")
+# Local passwords (the portal's sign-in form, password reset). Off: people sign in through the IdP
+# only; the break-glass path stays: superusers sign in at /admin/login/ with password and one-time code.
+LOCAL_LOGIN = env_bool("LOCAL_LOGIN", True)
+# SCIM 2.0 provisioning at /scim/v2/ (accounts/scim/): the bearer token the IdP sends (SCIM_TOKEN or
+# SCIM_TOKEN_FILE, at least 32 characters). Empty: SCIM is off (404).
+SCIM_TOKEN = env_str("SCIM_TOKEN").strip()
+
+
+def _check_identity_settings() -> None:
+    from urllib.parse import urlsplit as _split
+
+    if OIDC_ISSUER:
+        if not OIDC_CLIENT_ID:
+            raise ImproperlyConfigured("OIDC_CLIENT_ID: required when OIDC_ISSUER is set")
+        host = _split(OIDC_ISSUER).hostname or ""
+        if _split(OIDC_ISSUER).scheme != "https" and not DEBUG and host not in {"localhost", "127.0.0.1", "::1"}:
+            raise ImproperlyConfigured("OIDC_ISSUER: must be an https:// URL (http only on localhost or with DEBUG)")
+        if "openid" not in OIDC_SCOPES:
+            raise ImproperlyConfigured(f"OIDC_SCOPES: must include openid, got {' '.join(OIDC_SCOPES)!r}")
+        for name in ("OIDC_SUBJECT_CLAIM", "OIDC_USERNAME_CLAIM"):
+            if not globals()[name]:
+                raise ImproperlyConfigured(f"{name}: must name a claim")
+    for entry in OIDC_REQUIRED_CLAIMS:
+        claim, sep, value = entry.partition("=")
+        if not sep or not claim.strip() or not value.strip():
+            raise ImproperlyConfigured(f"OIDC_REQUIRED_CLAIMS: {entry!r} is not 'claim=value'")
+    if not LOCAL_LOGIN and not OIDC_ISSUER:
+        raise ImproperlyConfigured("LOCAL_LOGIN: off needs OIDC_ISSUER (otherwise nobody could sign in)")
+    for entry in IDP_MANAGED_GROUPS:
+        value, _, name = entry.rpartition("=") if "=" in entry else ("", "", entry)
+        if not name.strip() or ("=" in entry and not value.strip()):
+            raise ImproperlyConfigured(f"IDP_MANAGED_GROUPS: {entry!r} is neither 'name' nor 'idp-value=name'")
+    if OIDC_API_AUDIENCE and not OIDC_ISSUER:
+        raise ImproperlyConfigured("OIDC_API_AUDIENCE: needs OIDC_ISSUER (the provider whose tokens the API accepts)")
+    scopes = {"read", "request", "approve", "admin"}
+    for name in OIDC_API_SCOPES:
+        if name not in scopes:
+            raise ImproperlyConfigured(f"OIDC_API_SCOPES: unknown scope {name!r}; use read, request, approve, admin")
+    for entry in OIDC_API_CLIENTS:
+        client_id, sep, rest = entry.partition("=")
+        username, _, wanted = rest.partition(":")
+        if (
+            not sep
+            or not client_id.strip()
+            or not username.strip()
+            or not set(filter(None, wanted.split("+"))) <= scopes
+        ):
+            raise ImproperlyConfigured(f"OIDC_API_CLIENTS: {entry!r} is not 'client-id=username[:read+request+...]'")
+    if SCIM_TOKEN and len(SCIM_TOKEN) < 32:
+        raise ImproperlyConfigured("SCIM_TOKEN: must be at least 32 characters long (e.g. openssl rand -hex 32)")
+
+
+_check_identity_settings()
 
 # --- Security headers and cookies ----------------------------------------------------------------
 _HTTPS = env_bool("HTTPS", not DEBUG)
@@ -304,8 +408,6 @@ MFA_ENROLMENT_CODE_LIFETIME = env_duration("MFA_ENROLMENT_CODE_LIFETIME", "3d")
 NOTIFY_EXPIRY_LEAD = env_duration("NOTIFY_EXPIRY_LEAD", "15m")
 NOTIFY_SCAN_INTERVAL = env_duration("NOTIFY_SCAN_INTERVAL", "30s")
 NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 5, minimum=1, maximum=50)
-# How often the worker walks the whole audit chain (the security group hears of a break, once).
-AUDIT_VERIFY_INTERVAL = env_duration("AUDIT_VERIFY_INTERVAL", "1h")
 # Approver email links whose signature does not verify (made up, cut short, altered), per client
 # address within the window: refused without an audit event each; past the limit 429 with
 # Retry-After and one summary event per address and window.
@@ -325,6 +427,63 @@ if REVOKE_ETA_HORIZON.total_seconds() >= 3000:
 # How often targets are compared with the grants (drift detection; removal on authoritative targets).
 RECONCILE_INTERVAL = env_duration("RECONCILE_INTERVAL", "5m")
 
+# --- The audit trail -------------------------------------------------------------------------------
+# Every event carries an HMAC-SHA256 under AUDIT_KEY, a key that is not in the database, and the id
+# of that key (AUDIT_KEY_ID). Older keys stay in AUDIT_OLD_KEYS so that events written before a
+# rotation still verify. See "The audit trail" in docs/architecture.md.
+AUDIT_KEY_MIN_LENGTH = 32
+
+
+def _audit_key() -> str:
+    key = env_key("AUDIT_KEY", min_length=AUDIT_KEY_MIN_LENGTH)
+    if key:
+        return key
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "AUDIT_KEY: required when DEBUG is off (set AUDIT_KEY or AUDIT_KEY_FILE to a random string of at "
+            "least 32 characters, kept outside the database, e.g. python -c 'import secrets; "
+            "print(secrets.token_urlsafe(48))')"
+        )
+    # Development only: a random key kept under var/, like dev-secret-key.
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    path = VAR_DIR / "dev-audit-key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+AUDIT_KEY = _audit_key()
+AUDIT_KEY_ID = env_key_id("AUDIT_KEY_ID", "1")
+AUDIT_OLD_KEYS = env_keys("AUDIT_OLD_KEYS", min_length=AUDIT_KEY_MIN_LENGTH)
+if AUDIT_KEY_ID in AUDIT_OLD_KEYS:
+    raise ImproperlyConfigured(
+        f"AUDIT_OLD_KEYS: key id {AUDIT_KEY_ID!r} is also AUDIT_KEY_ID; give the new key a new id "
+        "(ids are never reused: each event names the key it was written with)"
+    )
+# How often the worker walks the whole audit chain (the security group hears of a break, once).
+AUDIT_VERIFY_INTERVAL = env_duration("AUDIT_VERIFY_INTERVAL", "1h")
+# How often a signed checkpoint of the chain's head is written outside the database.
+AUDIT_CHECKPOINT_INTERVAL = env_duration("AUDIT_CHECKPOINT_INTERVAL", "5m")
+if AUDIT_CHECKPOINT_INTERVAL.total_seconds() < 1:
+    raise ImproperlyConfigured("AUDIT_CHECKPOINT_INTERVAL: must be at least 1s")
+AUDIT_CHECKPOINT_FILE = env_str("AUDIT_CHECKPOINT_FILE", str(VAR_DIR / "audit-checkpoints.jsonl") if DEBUG else "")
+AUDIT_CHECKPOINT_SYSLOG = env_str("AUDIT_CHECKPOINT_SYSLOG").strip()
+if AUDIT_CHECKPOINT_SYSLOG and not AUDIT_CHECKPOINT_SYSLOG.startswith("/"):
+    _syslog = urlsplit(AUDIT_CHECKPOINT_SYSLOG)
+    try:
+        _syslog_port = _syslog.port
+    except ValueError:
+        _syslog_port = None
+    if _syslog.scheme != "udp" or not _syslog.hostname or not _syslog_port:
+        raise ImproperlyConfigured(
+            "AUDIT_CHECKPOINT_SYSLOG: expected the path of a local syslog socket (/dev/log) or udp://host:port"
+        )
+AUDIT_CHECKPOINT_WEBHOOK_URL = env_url("AUDIT_CHECKPOINT_WEBHOOK_URL", "", schemes={"http", "https"})
+AUDIT_CHECKPOINT_WEBHOOK_TIMEOUT = env_duration("AUDIT_CHECKPOINT_WEBHOOK_TIMEOUT", "5s")
+if not 0 < AUDIT_CHECKPOINT_WEBHOOK_TIMEOUT.total_seconds() <= 60:
+    raise ImproperlyConfigured("AUDIT_CHECKPOINT_WEBHOOK_TIMEOUT: must be more than 0s and at most 1m")
+
 CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "grants.tasks.sweep", "schedule": SWEEP_INTERVAL.total_seconds()},
     "expire-requests": {"task": "approvals.tasks.expire_requests", "schedule": SWEEP_INTERVAL.total_seconds()},
@@ -336,6 +495,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": NOTIFY_SCAN_INTERVAL.total_seconds(),
     },
     "audit-verify": {"task": "broker.tasks.verify_audit", "schedule": AUDIT_VERIFY_INTERVAL.total_seconds()},
+    "audit-checkpoint": {
+        "task": "broker.tasks.audit_checkpoint",
+        "schedule": AUDIT_CHECKPOINT_INTERVAL.total_seconds(),
+    },
 }
 
 # --- Cache (rate limits of the API) --------------------------------------------------------------

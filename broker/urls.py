@@ -18,6 +18,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("api/", include(("broker.api.urls", "api"), namespace="api")),
+    # SCIM 2.0 provisioning from the company's identity provider (bearer token: SCIM_TOKEN).
+    path("scim/v2/", include("accounts.scim")),
     path("", home, name="portal-home"),
     path("", include("accounts.urls")),
     path("", include("approvals.urls")),

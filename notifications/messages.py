@@ -20,7 +20,8 @@ from django.utils import timezone
 
 from approvals import email_links
 from approvals.models import AccessRequest, Decision
-from broker import audit, links
+from broker import links
+from broker.audit.status import stored_verification
 from broker.catalog import SECURITY_GROUP, escalation_approvers, stage_approvers
 from broker.durations import humanize_duration
 from broker.models import AuditEvent
@@ -405,19 +406,20 @@ def _revoke_failed(object_id: int, revision: int, now: datetime) -> list[Draft]:
 
 
 def _audit_broken(object_id: int, revision: int, now: datetime) -> list[Draft]:
-    """``object_id`` is the sequence number of the first event that does not fit the chain."""
-    result = audit.verify()
-    if result.ok or result.broken_seq != object_id:
+    """``object_id`` is the sequence number of the first event that does not fit the chain (0: none named)."""
+    found, authentic = stored_verification()  # what the scheduled walk that asked for this message found
+    if found is None or found.ok or not authentic or (found.broken_seq or 0) != object_id:
         return []  # nothing (or something else) is broken now: that finding has its own message
+    where = f"event #{found.broken_seq}" if found.broken_seq else "its checkpoints"
     intro = [
-        f"The scheduled check of the audit trail found it broken at event #{result.broken_seq}: {result.reason}.",
-        f"Events up to #{result.head_seq} still verify (head hash {result.head_hash}). Compare with the head "
-        "hashes kept outside the database, and find out who changed the database directly.",
+        f"The scheduled check of the audit trail found it broken at {where}: {found.reason}.",
+        f"Events up to #{found.seq} still verify (head hash {found.hash}). Compare with the signed "
+        "checkpoints kept outside the database, and find out who changed the database directly.",
     ]
     return [
         Draft(
             recipient=person,
-            subject=f"Audit trail broken at event #{result.broken_seq}",
+            subject=f"Audit trail broken at {where}",
             intro=intro,
             why=f"You get this because you are in the {SECURITY_GROUP} group.",
             action_label="Open the audit log",

@@ -3,6 +3,7 @@
 import os
 
 os.environ.setdefault("SECRET_KEY", "tests-only-not-a-secret-0123456789abcdefghij")
+os.environ.setdefault("AUDIT_KEY", "tests-only-audit-key-not-a-secret-0123456789")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 
 from broker.settings import *  # noqa: F403

@@ -1,8 +1,8 @@
 """Streamed exports of the audit trail (CSV and JSON Lines), shared by the portal and the API.
 
 Events are read with ``iterator()`` in chain order and written one line at a time, so an export
-of any size takes constant memory. JSON Lines keeps every field exactly (hashes included, so an
-export can be verified offline); CSV cells that a spreadsheet would run as a formula are defused.
+of any size takes constant memory. JSON Lines keeps every field exactly (hashes and key ids
+included, so an export can be verified offline with the key: ``manage.py audit_verify --export``); CSV cells that a spreadsheet would run as a formula are defused.
 
 Every export is itself recorded (``audit.exported``: who, from which channel and address, which
 filter, which format), as auditors of the auditors expect; the export covers the chain up to that
@@ -41,6 +41,7 @@ FIELDS = [
     "data",
     "prev_hash",
     "hash",
+    "key_id",
 ]
 # What one line of JSON Lines (or one row of CSV) holds: the OpenAPI schema's AuditExportRow.
 ROW_SCHEMA = {
@@ -64,7 +65,12 @@ ROW_SCHEMA = {
         "ip": {"type": "string", "description": "Client address, or empty."},
         "data": {"type": "object", "additionalProperties": True, "description": "The event's own facts."},
         "prev_hash": {"type": "string", "description": "Hash of the event before (the chain)."},
-        "hash": {"type": "string"},
+        "hash": {"type": "string", "description": "This event's link in the chain, keyed by `key_id`."},
+        "key_id": {
+            "type": "string",
+            "description": "Which audit key made `hash` (HMAC-SHA256); empty for events from before the trail was "
+            "keyed (plain SHA-256).",
+        },
     },
     "required": list(FIELDS),
 }
@@ -89,6 +95,7 @@ def row(event: AuditEvent) -> dict:
         "data": event.data,
         "prev_hash": event.prev_hash,
         "hash": event.hash,
+        "key_id": event.key_id,
     }
 
 

@@ -184,3 +184,14 @@ def test_an_export_is_a_snapshot_up_to_its_own_record(world, bearer):
     second = [json.loads(line) for line in lines(erin.get("/api/v1/audit/export/?format=jsonl"))]
     assert len(first) == before
     assert [e["action"] for e in second[before:]] == ["audit.exported"]  # the first export, not its own
+
+
+def test_every_exported_line_is_an_audit_export_row_of_the_schema(world, bearer):
+    import jsonschema
+
+    from broker.audit.export import FIELDS, ROW_SCHEMA
+
+    assert list(ROW_SCHEMA["properties"]) == FIELDS == ROW_SCHEMA["required"]
+    schema = {**ROW_SCHEMA, "additionalProperties": False}
+    for line in lines(bearer(world.erin).get("/api/v1/audit/export/?format=jsonl")):
+        jsonschema.validate(json.loads(line), schema)

@@ -78,3 +78,125 @@ def test_an_unknown_enrolment_code_rule_stops_the_start_naming_the_variable(tmp_
     )
     assert result.returncode != 0
     assert "MFA_ENROLMENT_CODE_REQUIRED: expected approvers, all or off" in result.stderr
+
+
+# --- The audit key ------------------------------------------------------------------------------------
+
+GOOD_KEY = "a-good-audit-key-of-more-than-32-characters"
+
+
+def import_settings(tmp_path, **env_vars):
+    import os
+    import subprocess
+    import sys
+
+    names = ("DEBUG", "DJANGO_SETTINGS_MODULE", "AUDIT_KEY", "AUDIT_KEY_FILE", "AUDIT_OLD_KEYS", "AUDIT_KEY_ID")
+    base = {k: v for k, v in os.environ.items() if k not in names}
+    base.update(BROKER_VAR_DIR=str(tmp_path), ALLOWED_HOSTS="x", SECRET_KEY="s" * 40)
+    return subprocess.run(
+        [sys.executable, "-c", "import broker.settings"],
+        env={**base, **env_vars},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env_vars", "message"),
+    [
+        ({}, "AUDIT_KEY: required when DEBUG is off"),
+        ({"AUDIT_KEY": "short-key"}, "AUDIT_KEY: must be at least 32 characters long, got 9"),
+        ({"AUDIT_KEY": GOOD_KEY, "AUDIT_KEY_FILE": "/dev/null"}, "AUDIT_KEY and AUDIT_KEY_FILE are both set"),
+        ({"AUDIT_KEY": GOOD_KEY, "AUDIT_KEY_ID": "one two"}, "AUDIT_KEY_ID: expected a key id"),
+        (
+            {"AUDIT_KEY": GOOD_KEY, "AUDIT_OLD_KEYS": "no-colon-here"},
+            "AUDIT_OLD_KEYS: entry 1 is not of the form id:key",
+        ),
+        (
+            {"AUDIT_KEY": GOOD_KEY, "AUDIT_OLD_KEYS": f"0:{GOOD_KEY},0:{GOOD_KEY}x"},
+            "AUDIT_OLD_KEYS: key id '0' is listed twice",
+        ),
+        (
+            {"AUDIT_KEY": GOOD_KEY, "AUDIT_OLD_KEYS": f"0:{GOOD_KEY},old:tooshort"},
+            "AUDIT_OLD_KEYS: the key of id 'old' must be at least 32 characters long",
+        ),
+        (
+            {"AUDIT_KEY": GOOD_KEY, "AUDIT_OLD_KEYS": f"1:{GOOD_KEY}x"},
+            "AUDIT_OLD_KEYS: key id '1' is also AUDIT_KEY_ID",
+        ),
+        ({"AUDIT_KEY": GOOD_KEY, "AUDIT_CHECKPOINT_SYSLOG": "tcp://h:514"}, "AUDIT_CHECKPOINT_SYSLOG: expected"),
+    ],
+)
+def test_settings_refuse_a_missing_or_malformed_audit_key(tmp_path, env_vars, message):
+    result = import_settings(tmp_path, **env_vars)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert GOOD_KEY not in result.stderr  # keys never reach the logs
+
+
+def test_old_audit_keys_can_come_from_a_file_one_per_line(monkeypatch, tmp_path):
+    keys = tmp_path / "old-keys"
+    keys.write_text(f"1:{GOOD_KEY}\n2:{GOOD_KEY[::-1]}\n")
+    monkeypatch.setenv("X_OLD_KEYS_FILE", str(keys))
+    assert env.env_keys("X_OLD_KEYS", min_length=32) == {"1": GOOD_KEY, "2": GOOD_KEY[::-1]}
+
+
+def test_debug_keeps_a_random_audit_key_under_var(tmp_path):
+    result = import_settings(tmp_path, DEBUG="1")
+    assert result.returncode == 0, result.stderr
+    assert len((tmp_path / "dev-audit-key").read_text()) >= 32
+
+
+# --- Identity: OpenID Connect, SCIM ----------------------------------------------------------------
+
+
+def _start(tmp_path, **variables):
+    import os
+    import subprocess
+    import sys
+
+    env_vars = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE",)}
+    env_vars.update({"BROKER_VAR_DIR": str(tmp_path), "DEBUG": "1", **variables})
+    return subprocess.run(
+        [sys.executable, "-c", "import broker.settings"], env=env_vars, capture_output=True, text=True, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"OIDC_ISSUER": "https://idp.example.com"}, "OIDC_CLIENT_ID: required when OIDC_ISSUER is set"),
+        ({"OIDC_ISSUER": "ftp://idp.example.com"}, "OIDC_ISSUER: unsupported scheme 'ftp'"),
+        (
+            {"OIDC_ISSUER": "http://idp.example.com", "OIDC_CLIENT_ID": "b", "DEBUG": "0", "SECRET_KEY": "k" * 40,
+             "ALLOWED_HOSTS": "x", "AUDIT_KEY": "a" * 40},
+            "OIDC_ISSUER: must be an https:// URL",
+        ),
+        ({"OIDC_ISSUER": "https://idp.example.com", "OIDC_CLIENT_ID": "b", "OIDC_SCOPES": "email profile"},
+         "OIDC_SCOPES: must include openid"),
+        ({"LOCAL_LOGIN": "off"}, "LOCAL_LOGIN: off needs OIDC_ISSUER"),
+        ({"LOCAL_LOGIN": "perhaps"}, "LOCAL_LOGIN: expected true or false"),
+        ({"OIDC_STEP_UP": "both"}, "OIDC_STEP_UP: expected idp or local"),
+        ({"IDP_MANAGED_GROUPS": "=dba"}, "IDP_MANAGED_GROUPS: '=dba' is neither"),
+        ({"SCIM_TOKEN": "short"}, "SCIM_TOKEN: must be at least 32 characters"),
+    ],
+)  # fmt: skip
+def test_identity_settings_refuse_to_start_naming_the_variable(tmp_path, variables, message):
+    result = _start(tmp_path, **variables)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_the_client_secret_and_the_scim_token_may_come_from_files(tmp_path):
+    (tmp_path / "secret").write_text("s3cret\n")
+    (tmp_path / "scim").write_text("t" * 40 + "\n")
+    result = _start(
+        tmp_path,
+        OIDC_ISSUER="https://login.example.com/realms/corp/",
+        OIDC_CLIENT_ID="access-broker",
+        OIDC_CLIENT_SECRET_FILE=str(tmp_path / "secret"),
+        SCIM_TOKEN_FILE=str(tmp_path / "scim"),
+        OIDC_SCOPES="openid,email profile groups",
+    )
+    assert result.returncode == 0, result.stderr

@@ -21,6 +21,7 @@ ENV = {
     "PATH": "/usr/bin:/bin",
     "DJANGO_SETTINGS_MODULE": "broker.settings",
     "SECRET_KEY": "k" * 50,
+    "AUDIT_KEY": "a" * 40,
     "ALLOWED_HOSTS": "localhost",
 }
 

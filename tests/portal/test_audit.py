@@ -7,9 +7,14 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from broker.models import AuditEvent
+from broker.audit import status as chain_status
+from broker.models import AuditEvent, AuditVerification
+from broker.tasks import verify_audit
 from grants.models import Grant
 from grants.selectors import elevation_review
 from tests.factories import GrantFactory, UserFactory
@@ -103,6 +108,33 @@ def test_jsonl_export_keeps_the_hashes(client, story, auditor):
         assert current["prev_hash"] == previous["hash"]
 
 
+def export_to_file(client, path):
+    response = client.get("/audit/export/?format=jsonl")
+    path.write_bytes(b"".join(response.streaming_content))
+    return path
+
+
+def test_a_jsonl_export_verifies_offline_with_the_key(client, story, auditor, tmp_path):
+    client.force_login(auditor)
+    exported = export_to_file(client, tmp_path / "audit.jsonl")
+    out = io.StringIO()
+    call_command("audit_verify", "--export", str(exported), stdout=out)
+    count = AuditEvent.objects.exclude(action="audit.exported").count()
+    assert f"export OK: {count} event(s) verified (#1 to #{count}, contiguous" in out.getvalue()
+
+
+def test_an_edited_line_of_an_export_fails_offline_verification(client, story, auditor, tmp_path):
+    client.force_login(auditor)
+    exported = export_to_file(client, tmp_path / "audit.jsonl")
+    lines = exported.read_text().splitlines()
+    edited = json.loads(lines[1]) | {"actor": "someone-else"}
+    exported.write_text("\n".join([lines[0], json.dumps(edited), *lines[2:]]) + "\n")
+    err = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("audit_verify", "--export", str(exported), stderr=err)
+    assert "BROKEN at event #2: its content does not match its MAC" in err.getvalue()
+
+
 def test_csv_export_defuses_spreadsheet_formulas(client, auditor, many_events):
     from django.db import transaction
 
@@ -189,3 +221,77 @@ def test_a_portal_export_is_recorded_in_the_trail(client, story, auditor):
     event = AuditEvent.objects.get(action="audit.exported")
     assert (event.actor, event.channel) == (auditor, "portal")
     assert event.data == {"format": "csv", "filters": {"actor": "carol"}}
+
+
+# --- Incremental verification ----------------------------------------------------------------------
+
+
+def chain_on_page(client):
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/audit/")
+    assert response.status_code == 200
+    return response.context["chain"], len(queries), response.content.decode()
+
+
+def test_the_page_verifies_only_the_events_after_the_last_scheduled_walk(client, auditor, many_events):
+    many_events(100)
+    verify_audit()  # stores the point it verified: #100
+    many_events(3)
+    client.force_login(auditor)
+    chain, queries_with_100_old, _ = chain_on_page(client)
+    assert (chain.ok, chain.verified_seq, chain.walked_now) == (True, 103, 4)  # the stored point and 3 newer
+
+    many_events(400)
+    verify_audit()
+    many_events(3)
+    chain, queries_with_500_old, body = chain_on_page(client)
+    assert (chain.verified_seq, chain.walked_now) == (506, 4)  # 500 more old events, no more rows read
+    assert queries_with_500_old == queries_with_100_old
+    assert "Hash chain verified up to event #506" in body
+    assert "this page verified the 4 newest events from there" in body
+
+
+def test_an_edit_older_than_the_stored_point_is_caught_by_the_next_scheduled_walk(client, auditor, many_events):
+    many_events(20)
+    verify_audit()
+    AuditEvent.objects.filter(seq=5).update(data={"edited": "after the check"})
+    client.force_login(auditor)
+    assert chain_on_page(client)[0].ok  # the page trusts the stored walk for #1..#20
+
+    result = verify_audit()
+
+    assert (result["ok"], result["broken_seq"]) == (False, 5)
+    chain, _, body = chain_on_page(client)
+    assert (chain.ok, chain.broken_seq, chain.walked_now) == (False, 5, 0)
+    assert "Hash chain broken at event #5" in body
+
+
+def test_a_stored_verification_changed_in_the_database_is_not_trusted(client, auditor, many_events):
+    many_events(5)
+    verify_audit()
+    AuditEvent.objects.filter(seq=3).update(data={"edited": "and the stored point moved"})
+    AuditVerification.objects.update(seq=0, hash="0" * 64)  # as if nothing were verified yet
+    client.force_login(auditor)
+    chain, _, body = chain_on_page(client)
+    assert not chain.ok
+    assert "does not carry a valid MAC" in body
+
+
+def test_too_many_new_events_are_left_to_the_scheduled_walk(client, auditor, many_events, monkeypatch):
+    monkeypatch.setattr(chain_status, "PAGE_VERIFY_LIMIT", 10)
+    many_events(5)
+    verify_audit()
+    many_events(11)
+    client.force_login(auditor)
+    chain, _, body = chain_on_page(client)
+    assert (chain.ok, chain.verified_seq, chain.waiting, chain.walked_now) == (True, 5, 11, 0)
+    assert "11 newer events are too many to verify while this page loads" in body
+
+
+def test_audit_verify_can_start_from_the_stored_point(many_events):
+    many_events(30)
+    verify_audit()
+    many_events(2)
+    out = io.StringIO()
+    call_command("audit_verify", "--incremental", stdout=out)
+    assert "audit chain OK: 3 event(s) after #30 verified" in out.getvalue()

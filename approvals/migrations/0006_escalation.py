@@ -12,7 +12,7 @@ def stage_started_at_creation(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('approvals', '0004_merge_0003_approvallink_0003_idempotency_key'),
+        ('approvals', '0005_channels_oidc_scim'),
     ]
 
     operations = [

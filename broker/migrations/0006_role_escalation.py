@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('auth', '0012_alter_user_first_name_max_length'),
-        ('broker', '0002_apitoken_moved_to_accounts'),
+        ('broker', '0005_audit_channels_oidc_scim'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
