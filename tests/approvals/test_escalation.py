@@ -285,3 +285,39 @@ def test_the_api_shows_the_escalation_and_who_decided_as_escalation_approver(
     assert (body["escalated_stage"], body["escalated_at"]) == (1, "2026-03-02T21:00:00Z")
     assert [(d["approver"], d["escalation"]) for d in body["approvals"]] == [("bea", True)]
     assert Decision.objects.get(request=req).escalation
+
+
+def test_the_escalation_approver_decides_through_the_link_in_the_escalation_email(
+    escalating, request_role, boss, clock, sent, client
+):
+    from tests.otp import authenticator, code_of, link_in
+
+    device = authenticator(boss)
+    with sent():
+        req = request_role(escalating)
+        clock.shift(timedelta(hours=12))
+        services.requests_escalate()
+    client.force_login(boss)
+    link = link_in(messages_to(boss)[-1])
+    response = client.post(link, {"decision": "approve", "code": code_of(device), "comment": "covering"})
+    assert response.status_code == 200
+    req.refresh_from_db()
+    assert req.status == AccessRequest.Status.APPROVED
+    decision = req.decisions.get()
+    assert (decision.approver, decision.channel, decision.escalation) == (boss, "email", True)
+
+
+def test_the_escalation_approver_decides_in_the_portal(escalating, request_role, boss, clock, client):
+    from tests.otp import sign_in_verified
+
+    req = request_role(escalating)
+    clock.shift(timedelta(hours=12))
+    services.requests_escalate()
+    sign_in_verified(client, boss)
+    assert f"/requests/{req.pk}/" in client.get("/approvals/").content.decode()
+    page = client.get(f"/requests/{req.pk}/")
+    assert page.status_code == 200 and b"Your decision" in page.content
+    response = client.post(f"/requests/{req.pk}/decide/", {"verdict": "approve", "comment": "covering"})
+    assert response.status_code in (200, 302)
+    req.refresh_from_db()
+    assert (req.status, req.decisions.get().escalation) == (AccessRequest.Status.APPROVED, True)
