@@ -3,6 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Tools from the npm registry (package.json, pinned in package-lock.json): Redocly CLI lints the schema.
+NODE_STAMP := node_modules/.installed
+REDOCLY := REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true node_modules/.bin/redocly
 
 .DEFAULT_GOAL := help
 .PHONY: help run test test-unit e2e fuzz screenshots lint format clean openapi prod-check
@@ -16,6 +19,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	@touch $(STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed for the schema linter (apt-get install nodejs npm)"; exit 2; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
 
 run: export DEBUG := 1
 run: $(STAMP) ## set up everything and run the broker (portal, API, worker, scheduler) with demo data
@@ -50,11 +58,12 @@ screenshots: e2e ## refresh the README's portal screenshots (docs/screenshots/) 
 	cp test-artifacts/screenshots/07-requester-grant-active.png docs/screenshots/requester-home.png
 	cp test-artifacts/screenshots/11-auditor-audit-log.png docs/screenshots/auditor-audit-log.png
 
-lint: $(STAMP) ## ruff, formatting, one-way dependencies (import-linter) and missing migrations
+lint: $(STAMP) $(NODE_STAMP) ## ruff, formatting, one-way dependencies (import-linter), missing migrations, the OpenAPI schema (Redocly)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
 	DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
+	$(REDOCLY) lint --config redocly.yaml docs/openapi.yaml
 
 openapi: $(STAMP) ## regenerate docs/openapi.yaml from the code (a test fails when it is out of date)
 	DEBUG=1 $(PY) manage.py spectacular --validate --fail-on-warn --file docs/openapi.yaml
@@ -63,5 +72,5 @@ format: $(STAMP) ## format the code
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-clean: ## remove the virtual environment and local data (var/)
-	rm -rf $(VENV) var
+clean: ## remove the virtual environment, the npm tools and local data (var/)
+	rm -rf $(VENV) node_modules var

@@ -49,6 +49,12 @@ class Role(models.Model):
 
     auto_approve = models.BooleanField(default=False)
     request_ttl = models.DurationField(default=timedelta(hours=24))
+    # Escalation (approval.escalation in the policy file): a stage undecided for this long is
+    # escalated to the people below (empty: the ESCALATION_GROUP setting's group), who may then
+    # decide it. Empty: half of request_ttl.
+    escalation_after = models.DurationField(null=True, blank=True)
+    escalation_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+    escalation_groups = models.ManyToManyField(Group, blank=True, related_name="+")
 
     connector = models.CharField(max_length=64, default="django_group")
     connector_config = models.JSONField(default=dict, blank=True)
@@ -80,12 +86,20 @@ class Role(models.Model):
         "break_glass",
         "auto_approve",
         "request_ttl",
+        "escalation_after",
         "connector",
         "connector_config",
         "authoritative",
         "chat_webhooks",
     )
-    OPERATOR_ONLY_FIELDS = ("request_ttl", "connector", "connector_config", "authoritative", "chat_webhooks")
+    OPERATOR_ONLY_FIELDS = (
+        "request_ttl",
+        "escalation_after",
+        "connector",
+        "connector_config",
+        "authoritative",
+        "chat_webhooks",
+    )
 
     class Meta:
         ordering = ["slug"]
@@ -101,6 +115,11 @@ class Role(models.Model):
             models.CheckConstraint(
                 condition=Q(max_total_duration__isnull=True) | Q(max_total_duration__gte=F("max_duration")),
                 name="role_total_at_least_max",
+            ),
+            models.CheckConstraint(
+                condition=Q(escalation_after__isnull=True)
+                | Q(escalation_after__gt=timedelta(0), escalation_after__lt=F("request_ttl")),
+                name="role_escalation_within_ttl",
             ),
         ]
 
@@ -124,6 +143,11 @@ class Role(models.Model):
     def approved_at_once(self) -> bool:
         """Nobody approves: auto-approve roles, and break-glass (reviewed afterwards instead)."""
         return self.auto_approve or self.break_glass
+
+    @property
+    def escalation_delay(self) -> timedelta:
+        """How long a stage may wait undecided before it is escalated (default: half the request TTL)."""
+        return self.escalation_after or self.request_ttl / 2
 
     @property
     def requires_reason(self) -> bool:

@@ -16,6 +16,8 @@ NOTIFY_TASK = "notifications.tasks.notify"
 class Message(models.TextChoices):
     DECISION_NEEDED = "decision_needed"
     REMINDER = "reminder"
+    # object: the request; revision: the stage (0-based) that waited too long and was escalated
+    ESCALATED = "escalated"
     APPROVED = "approved"
     DENIED = "denied"
     EXPIRED = "expired"

@@ -420,6 +420,9 @@ EMAIL_LINK_FAILURE_LIMIT = env_int("EMAIL_LINK_FAILURE_LIMIT", 20, minimum=1)
 EMAIL_LINK_FAILURE_WINDOW = env_duration("EMAIL_LINK_FAILURE_WINDOW", "15m")
 # How far ahead a request may schedule its start.
 REQUEST_MAX_SCHEDULE_AHEAD = env_duration("REQUEST_MAX_SCHEDULE_AHEAD", "30d")
+# Escalation: the group whose members decide stages that waited too long (role.escalation_delay),
+# for roles whose policy names no escalation approvers of their own. Empty: only those roles escalate.
+ESCALATION_GROUP = env_str("ESCALATION_GROUP", "").strip()
 
 if REVOKE_ETA_HORIZON.total_seconds() >= 3000:
     raise ImproperlyConfigured(
@@ -492,6 +495,10 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-eligibility": {"task": "approvals.tasks.sweep_eligibility", "schedule": SWEEP_INTERVAL.total_seconds()},
     "reconcile": {"task": "grants.tasks.reconcile", "schedule": RECONCILE_INTERVAL.total_seconds()},
     "notify-scan": {"task": "notifications.tasks.scan", "schedule": NOTIFY_SCAN_INTERVAL.total_seconds()},
+    "escalate-requests": {
+        "task": "approvals.tasks.escalate_requests",
+        "schedule": NOTIFY_SCAN_INTERVAL.total_seconds(),
+    },
     "audit-verify": {"task": "broker.tasks.verify_audit", "schedule": AUDIT_VERIFY_INTERVAL.total_seconds()},
     "audit-checkpoint": {
         "task": "broker.tasks.audit_checkpoint",
@@ -584,11 +591,28 @@ API_OTP_FAILURE_LIMIT = env_int("API_OTP_FAILURE_LIMIT", 10, minimum=1)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Privileged access broker API",
     "DESCRIPTION": (
-        "Just-in-time privileged access: request a role, approve, hold a time-boxed grant, check, audit. "
-        "Authenticate with `Authorization: Bearer <token>` (a personal API token) or the portal's session "
-        "(with its CSRF token). Errors are JSON: `{error, detail}`, plus `fields` for 400."
+        "Just-in-time privileged access: request a role, approve, hold a time-boxed grant, check, audit, and "
+        "manage the policy as code. Authenticate with `Authorization: Bearer <token>` (a personal API token; each "
+        "operation names the scope it needs) or the portal's session cookie (with its CSRF token in `X-CSRFToken` "
+        "on POST and DELETE). Users are named by username and roles by slug. Errors are JSON: `{error, detail}`, "
+        "plus `fields` for 400; each operation lists the `error` codes it can answer (`x-error-codes`). Lists are "
+        'newest first and paged: follow `next` as it is. The contract is docs/design.md ("REST API v1").'
     ),
     "VERSION": "1.0.0",
+    "LICENSE": {"name": "Proprietary"},
+    # Relative: the broker that serves this schema (generated clients take their base URL as an argument).
+    "SERVERS": [{"url": "/", "description": "The broker serving this schema, e.g. https://access.example.com"}],
+    "TAGS": [
+        {"name": "roles", "description": "The roles you may ask for."},
+        {"name": "requests", "description": "Asking for a role, and deciding as an approver."},
+        {"name": "grants", "description": "Time-boxed grants: follow, give back, extend, revoke, review break-glass."},
+        {"name": "check", "description": "Does someone hold a role right now? For systems that pull decisions."},
+        {"name": "tokens", "description": "Your personal API tokens."},
+        {"name": "audit", "description": "The hash-chained audit trail: pages and exports (auditors, administrators)."},
+        {"name": "signals", "description": "Risk signals about a user (administrators)."},
+        {"name": "reconciliation", "description": "Drift between the targets and the grants, per target."},
+        {"name": "policy", "description": "Policy as code: plan and apply the roles-and-eligibility YAML file."},
+    ],
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "SERVE_INCLUDE_SCHEMA": False,
     "ENUM_NAME_OVERRIDES": {

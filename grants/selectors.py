@@ -18,7 +18,7 @@ from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from broker.catalog import AUDITORS_GROUP, is_security, sees_everything, stages_naming
+from broker.catalog import AUDITORS_GROUP, is_security, roles_escalated_to, sees_everything, stages_naming
 from grants.models import Grant
 
 
@@ -27,7 +27,8 @@ def grants_visible_to(user: AbstractBaseUser, *, admin: bool | None = None) -> Q
 
     That is the rule of ``approvals.selectors.requests_visible_to`` read from the grant's side (its
     holder is the requester, its role the request's role): the holder, the approvers of the role's
-    stages, whoever decided its request, auditors and administrators. Spelled here with the
+    stages, whoever decided its request, the role's escalation approvers once its request was
+    escalated, auditors and administrators. Spelled here with the
     catalog's rule and the database relation to the request's decisions, because approvals sits
     above grants and is never imported from here.
     """
@@ -37,7 +38,8 @@ def grants_visible_to(user: AbstractBaseUser, *, admin: bool | None = None) -> Q
         return Grant.objects.all()
     approves_role = stages_naming(user).filter(role=OuterRef("role"))
     decided = Grant.objects.filter(pk=OuterRef("pk"), request__decisions__approver=user)
-    visible = Q(user=user) | Exists(approves_role) | Exists(decided)
+    escalated = Q(request__escalated_at__isnull=False, role__in=roles_escalated_to(user))
+    visible = Q(user=user) | Exists(approves_role) | Exists(decided) | escalated
     if is_security(user):
         # Security reviews every break-glass activation after the fact.
         visible |= Q(break_glass=True)
@@ -49,10 +51,12 @@ def grants_live_for(user: AbstractBaseUser) -> QuerySet[Grant]:
     return Grant.objects.unfinished().filter(user=user).order_by("expires_at", "pk")
 
 
-def break_glass_awaiting_review(viewer: AbstractBaseUser) -> QuerySet[Grant]:
+def break_glass_awaiting_review(viewer: AbstractBaseUser, *, admin: bool | None = None) -> QuerySet[Grant]:
     """Break-glass grants ``viewer`` may see that nobody reviewed yet (or whose review an extension reopened)."""
     return (
-        grants_visible_to(viewer).filter(break_glass=True, reviewed_at__isnull=True).exclude(status=Grant.Status.FAILED)
+        grants_visible_to(viewer, admin=admin)
+        .filter(break_glass=True, reviewed_at__isnull=True)
+        .exclude(status=Grant.Status.FAILED)
     )
 
 
