@@ -3,9 +3,12 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Tools from the npm registry (package.json, pinned in package-lock.json): Redocly CLI lints the schema.
+NODE_STAMP := node_modules/.installed
+REDOCLY := REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true node_modules/.bin/redocly
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-unit e2e fuzz screenshots lint format clean openapi bench
+.PHONY: help run test test-unit e2e fuzz screenshots lint format clean openapi prod-check bench
 
 help: ## list the commands
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -16,6 +19,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	@touch $(STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed for the schema linter (apt-get install nodejs npm)"; exit 2; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
 
 run: export DEBUG := 1
 run: $(STAMP) ## set up everything and run the broker (portal, API, worker, scheduler) with demo data
@@ -38,6 +46,9 @@ fuzz: $(STAMP) ## fuzz the API with schemathesis, random seed, 100 examples (nee
 	@test -n "$$DATABASE_URL" -a -n "$$CELERY_BROKER_URL" || { echo "set DATABASE_URL and CELERY_BROKER_URL (see README)"; exit 2; }
 	env -u SCHEMATHESIS_SEED SCHEMATHESIS_MAX_EXAMPLES=$${SCHEMATHESIS_MAX_EXAMPLES:-100} $(PY) -m pytest tests/integration/test_schemathesis.py
 
+prod-check: $(STAMP) ## start gunicorn + worker + beat as in production (DEBUG off) on DATABASE_URL and CELERY_BROKER_URL, run the lifecycle, stop
+	$(PY) scripts/prod_check.py
+
 e2e: $(STAMP) ## only the browser tests (Playwright + /usr/bin/chromium); screenshots in test-artifacts/screenshots/
 	$(PY) -m pytest tests/e2e
 
@@ -54,11 +65,12 @@ bench: $(STAMP) ## run every benchmark and print their tables (PostgreSQL, Redis
 	@command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk"; exit 2; }
 	@for name in $(BENCHES); do echo "== $$name"; $(PY) bench/run.py $$name || exit 1; done
 
-lint: $(STAMP) ## ruff, formatting, one-way dependencies (import-linter) and missing migrations
+lint: $(STAMP) $(NODE_STAMP) ## ruff, formatting, one-way dependencies (import-linter), missing migrations, the OpenAPI schema (Redocly)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
 	DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
+	$(REDOCLY) lint --config redocly.yaml docs/openapi.yaml
 
 openapi: $(STAMP) ## regenerate docs/openapi.yaml from the code (a test fails when it is out of date)
 	DEBUG=1 $(PY) manage.py spectacular --validate --fail-on-warn --file docs/openapi.yaml
@@ -67,5 +79,5 @@ format: $(STAMP) ## format the code
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-clean: ## remove the virtual environment and local data (var/)
-	rm -rf $(VENV) var
+clean: ## remove the virtual environment, the npm tools and local data (var/)
+	rm -rf $(VENV) node_modules var

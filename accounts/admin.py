@@ -24,7 +24,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.enrolment import enrolment_code_issue
 from accounts.events import record_auth_event
-from accounts.models import ApiToken
+from accounts.models import ApiToken, ExternalIdentity
 from accounts.tokens import token_revoke
 from broker.admin import ADMIN_CHANGED, AuditedAdmin, ReadOnlyAdmin, plain
 from broker.http import client_ip
@@ -165,3 +165,12 @@ class ApiTokenAdmin(ReadOnlyAdmin):
                 token_id=token.pk, owner=token.user, actor=request.user, via=Channel.PORTAL, ip=client_ip(request)
             )
         messages.success(request, "Tokens revoked.")
+
+
+@admin.register(ExternalIdentity)
+class ExternalIdentityAdmin(ReadOnlyAdmin):
+    """Who is linked to the identity provider, by which subject: written by sign-in and SCIM only."""
+
+    list_display = ("user", "subject", "external_id", "provisioned_by_scim", "last_sign_in_at", "deleted_at")
+    list_filter = ("provisioned_by_scim", "deleted_at")
+    search_fields = ("user__username", "subject", "external_id")

@@ -3,7 +3,10 @@
 - Entering needs a session verified by a second factor (django-otp's ``OTPAdminSite``): the admin's
   own sign-in asks for the password and a one-time code together; a session signed in through the
   portal but not verified is sent to the portal's step-up page (or enrolment) and back. Any portal
-  step-up (``accounts.stepup.mark_verified``, which calls ``django_otp.login``) counts.
+  step-up (``accounts.stepup.mark_verified``, which calls ``django_otp.login``) counts, and so does a
+  strong authentication at the company's identity provider in this session (accounts/oidc.py).
+- With LOCAL_LOGIN=off, the admin's own sign-in (password and one-time code) is the break-glass
+  path: superusers only, audited with ``break_glass``.
 - Changing what a ModelAdmin marks with ``step_up_for_changes`` (the catalog, users, groups, second
   factors) needs a step-up within MFA_STEP_UP_WINDOW: opening an add, change or delete page, or
   posting to its list (actions), sends a stale session to verify and back to the same page.
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 from functools import update_wrapper
 
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.admin import AdminSite
 from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.shortcuts import redirect
 from django.urls import reverse
@@ -41,9 +46,13 @@ class BrokerAdminSite(OTPAdminSite):
         # OTPAdminSite names itself "otpadmin"; ours stays the admin at /admin/ with its usual URL names.
         super().__init__(name)
 
+    def has_permission(self, request):
+        verified = request.user.is_verified() or stepup.verified_by_idp(request)
+        return AdminSite.has_permission(self, request) and verified
+
     def login(self, request, extra_context=None):
         user = request.user
-        if user.is_active and user.is_staff and not user.is_verified():
+        if user.is_active and user.is_staff and not self.has_permission(request):
             # Signed in (through the portal) without a verified second factor in this session.
             target = request.GET.get(REDIRECT_FIELD_NAME) or reverse("admin:index", current_app=self.name)
             return redirect(stepup.step_up_url(request, target))
@@ -53,7 +62,10 @@ class BrokerAdminSite(OTPAdminSite):
             # The code typed with the password is a fresh verification, as on the step-up page.
             stepup.mark_verified(request, device)
             record_auth_event(
-                "auth.login", user=request.user, ip=client_ip(request), data={"admin": True, "second_factor": True}
+                "auth.login",
+                user=request.user,
+                ip=client_ip(request),
+                data={"admin": True, "second_factor": True, "break_glass": not settings.LOCAL_LOGIN},
             )
         return response
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.response import Response
 
@@ -38,26 +38,37 @@ class TokenCreatedOut(TokenOut):
         read_only_fields = fields
 
 
-@extend_schema_serializer(component_name="ApiTokenInput")
+@extend_schema_serializer(
+    component_name="ApiTokenInput",
+    examples=[
+        OpenApiExample(
+            "A read-only token for a dashboard",
+            value={"name": "dashboard", "scopes": ["read"], "expires_in_seconds": 2592000, "otp": "123456"},
+            request_only=True,
+        )
+    ],
+)
 class TokenIn(StrictSerializer):
-    name = Text(required=False, allow_blank=True, max_length=100, default="")
+    """A new personal API token."""
+
+    name = Text(required=False, allow_blank=True, max_length=100, help_text="A label for you. Empty when left out.")
     scopes = serializers.ListField(
         child=serializers.ChoiceField(choices=ALL_SCOPES),
         required=False,
         min_length=1,
         max_length=len(ALL_SCOPES),
-        default=list(DEFAULT_SCOPES),
-        help_text="Default read, request, approve; admin only for administrators.",
+        help_text="read, request and approve when left out; admin only for administrators.",
     )
     expires_in_seconds = WholeNumber(
         required=False,
         allow_null=True,
-        default=None,
         min_value=1,
         max_value=int(MAX_LIFETIME.total_seconds()),
         help_text="Lifetime; no expiry when left out (a token made with an expiring token must expire first).",
     )
     otp = otp_field()
+
+    omitted = {"name": "", "scopes": list(DEFAULT_SCOPES), "expires_in_seconds": None}
 
 
 class TokenFilter(FilterSet):
@@ -75,6 +86,13 @@ class TokenViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.Destro
     lookup_value_regex = ID_PATTERN
     # Revoking only ever takes power away: any token of yours may revoke any of your tokens.
     required_scopes = {"list": "read", "create": ANY_SCOPE, "destroy": ANY_SCOPE}
+    operation_ids = {"list": "tokens_list", "create": "tokens_create", "destroy": "tokens_revoke"}
+    error_codes = {
+        "create": {
+            "403": ["mfa_required", "mfa_invalid", "mfa_not_enrolled", "scope_escalation"],
+            "409": ["too_many_tokens"],
+        }
+    }
 
     def get_queryset(self):
         user = self.request.user

@@ -1,28 +1,85 @@
 """Who is calling the API and with which powers: bearer tokens, the session, scopes.
 
 A bearer token is looked up with one indexed query (``accounts.tokens.token_authenticate``: a keyed
-hash, no password hashing). Its scopes only ever narrow what its user may do: every permission is
+hash, no password hashing). With OIDC_API_AUDIENCE set, a JWT the company's identity provider signed
+is accepted too (``IdPToken``): verified against the provider's keys, issuer and audience; a person's
+token is mapped by its subject to their linked account (OIDC_API_SCOPES), a workload's client
+credentials token to the service account OIDC_API_CLIENTS names (with its scopes). Its scopes only ever narrow what its user may do: every permission is
 still checked against the user, and staff powers need the ``admin`` scope on top of ``is_staff``.
 The browser session counts as holding every scope of its user, and DRF enforces CSRF on it.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 
-from accounts import ratelimit
-from accounts.models import ApiToken
-from accounts.tokens import token_authenticate
+from accounts import idp, ratelimit
+from accounts.models import ApiToken, ExternalIdentity
+from accounts.tokens import TOKEN_PREFIX, token_authenticate
 from broker.http import client_ip
 
 # last_used_at is written at most this often per token: a conditional UPDATE, not one per request.
 LAST_USED_GRANULARITY = timedelta(minutes=1)
 ANY_SCOPE = "any"
+
+
+@dataclass(frozen=True)
+class IdPToken:
+    """A verified token from the identity provider: who it acts as, its scopes, when it ends, and the
+    step-up it stands for (a person's fresh, strong authentication there; see accounts/idp.py)."""
+
+    user: object
+    scopes: tuple[str, ...]
+    expires_at: datetime | None
+    subject: str
+    client: str
+    mfa_at: datetime | None
+
+
+def _looks_like_jwt(text: str) -> bool:
+    return text.count(".") == 2 and not text.startswith(TOKEN_PREFIX) and len(text) <= 16384
+
+
+def idp_token_authenticate(text: str) -> IdPToken | None:
+    """The account and scopes an IdP-signed JWT stands for, or None (refused, unknown or inactive)."""
+    from django.contrib.auth import get_user_model
+
+    try:
+        claims = idp.verify_bearer_jwt(text)
+    except idp.IdPError:
+        return None
+    subject = str(claims.get(settings.OIDC_SUBJECT_CLAIM) or claims.get("sub"))
+    client = next((str(claims[c]) for c in ("client_id", "azp", "appid") if isinstance(claims.get(c), str)), "")
+    exp = claims.get("exp")
+    expires_at = datetime.fromtimestamp(exp, tz=UTC) if isinstance(exp, int | float) else None
+    issuer = idp.metadata(idp.client())["issuer"]
+    person = ExternalIdentity.objects.select_related("user").filter(issuer=issuer, subject=subject).first()
+    if person is not None:
+        user, scopes, mfa_at = person.user, tuple(settings.OIDC_API_SCOPES), idp.step_up_time(claims)
+    else:
+        workloads = {}
+        for entry in settings.OIDC_API_CLIENTS:
+            client_id, _, rest = entry.partition("=")
+            username, _, wanted = rest.partition(":")
+            workloads[client_id.strip()] = (username.strip(), tuple(filter(None, wanted.split("+"))) or ("read",))
+        if client not in workloads:
+            return None
+        username, scopes = workloads[client]
+        user = get_user_model().objects.filter(username=username).first()
+        mfa_at = None  # a workload proves no second factor
+        if user is None:
+            return None
+    if not user.is_active:
+        return None
+    if "admin" in scopes and not user.is_staff:
+        scopes = tuple(s for s in scopes if s != "admin")
+    return IdPToken(user=user, scopes=scopes, expires_at=expires_at, subject=subject, client=client, mfa_at=mfa_at)
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
@@ -40,6 +97,11 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             text = header[1].decode("ascii")
         except UnicodeDecodeError:
             self._fail(request, "the token contains characters that no token has")
+        if settings.OIDC_API_AUDIENCE and _looks_like_jwt(text):
+            credential = idp_token_authenticate(text)
+            if credential is None:
+                self._fail(request, "the identity provider's token was refused, or maps to no active account")
+            return credential.user, credential
         token = token_authenticate(text)
         if token is None:
             self._fail(request, "the token is unknown, expired or revoked")
@@ -77,9 +139,10 @@ def touch(token_id: int, last_used_at, now=None):
     return now
 
 
-def token_of(request) -> ApiToken | None:
+def token_of(request) -> ApiToken | IdPToken | None:
+    """The bearer credential of the request (a broker token or the provider's), None for a session."""
     auth = getattr(request, "auth", None)
-    return auth if isinstance(auth, ApiToken) else None
+    return auth if isinstance(auth, ApiToken | IdPToken) else None
 
 
 def has_scope(request, scope: str) -> bool:

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
+from django.http import HttpResponseForbidden
 
 from accounts import mfa, ratelimit
 from accounts.events import record_auth_event
@@ -95,6 +96,15 @@ class OTPAdminAuthenticationForm(AdminAuthenticationForm):
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
     )
 
+    def confirm_login_allowed(self, user):
+        super().confirm_login_allowed(user)
+        if not settings.LOCAL_LOGIN and not user.is_superuser:
+            # The break-glass path only: everyone else signs in through the identity provider.
+            raise forms.ValidationError(
+                "Local passwords are switched off (LOCAL_LOGIN=off): sign in through single sign-on.",
+                code="local_login_off",
+            )
+
     def clean(self):
         cleaned = super().clean()
         user = self.get_user()
@@ -117,10 +127,16 @@ def _humanize(seconds: int) -> str:
 
 
 class LoginView(auth_views.LoginView):
-    """Django's login (which cycles the session key), throttled and audited."""
+    """Django's login (which cycles the session key), throttled and audited; with LOCAL_LOGIN=off only
+    the single sign-on button is offered, and a posted password is refused."""
 
     form_class = ThrottledAuthenticationForm
     redirect_authenticated_user = True
+
+    def post(self, request, *args, **kwargs):
+        if not settings.LOCAL_LOGIN:
+            return HttpResponseForbidden("Local passwords are switched off: sign in through single sign-on.")
+        return super().post(request, *args, **kwargs)
 
     def form_valid(self, form):
         response = super().form_valid(form)

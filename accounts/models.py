@@ -75,3 +75,40 @@ class EnrolmentCode(models.Model):
 
     def __str__(self) -> str:
         return f"enrolment code for {self.user} ({self.created_at:%Y-%m-%d %H:%M})"
+
+
+class ExternalIdentity(models.Model):
+    """The link between a local account and the company's identity provider (accounts/identity.py).
+
+    ``subject`` is the provider's stable identifier (OIDC_SUBJECT_CLAIM, ``sub`` by default) and the
+    key a sign-in looks for: never the email or the username, which people and admins can change.
+    A person the IdP provisioned over SCIM has no subject until their first sign-in; they are found
+    by ``external_id`` (SCIM's ``externalId``, when it carries the same value) or by username, and
+    linked then. ``deleted_at``: the IdP deleted the person over SCIM; the account stays (requests
+    and grants keep it), deactivated, and SCIM no longer sees it.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="external_identity")
+    issuer = models.CharField(max_length=255, blank=True)
+    subject = models.CharField(max_length=255, null=True, blank=True)
+    external_id = models.CharField(max_length=255, null=True, blank=True)
+    provisioned_by_scim = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_sign_in_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "external identities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["issuer", "subject"], condition=models.Q(subject__isnull=False), name="identity_unique_subject"
+            ),
+            models.UniqueConstraint(
+                fields=["external_id"],
+                condition=models.Q(external_id__isnull=False),
+                name="identity_unique_external_id",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.subject or self.external_id or 'not signed in yet'})"

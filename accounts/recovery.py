@@ -21,6 +21,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import PasswordResetForm
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.http import Http404
 from django.urls import path, reverse_lazy
 from django.utils import timezone
 
@@ -102,21 +103,32 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
         return response
 
 
+def _local_only(view):
+    """Password resets exist only while local passwords do (LOCAL_LOGIN)."""
+
+    def wrapper(request, *args, **kwargs):
+        if not settings.LOCAL_LOGIN:
+            raise Http404("local passwords are switched off")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
 urlpatterns = [
-    path("account/password-reset/", PasswordResetView.as_view(), name="password_reset"),
+    path("account/password-reset/", _local_only(PasswordResetView.as_view()), name="password_reset"),
     path(
         "account/password-reset/sent/",
-        auth_views.PasswordResetDoneView.as_view(),
+        _local_only(auth_views.PasswordResetDoneView.as_view()),
         name="password_reset_done",
     ),
     path(
         "account/password-reset/<uidb64>/<token>/",
-        PasswordResetConfirmView.as_view(),
+        _local_only(PasswordResetConfirmView.as_view()),
         name="password_reset_confirm",
     ),
     path(
         "account/password-reset/done/",
-        auth_views.PasswordResetCompleteView.as_view(),
+        _local_only(auth_views.PasswordResetCompleteView.as_view()),
         name="password_reset_complete",
     ),
 ]

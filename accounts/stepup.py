@@ -35,6 +35,12 @@ from broker.http import client_ip
 from broker.models import Channel
 
 SESSION_KEY = "broker_mfa_at"
+# Set for a session signed in through the company's identity provider (accounts/oidc.py): its
+# step-ups go back to the provider when OIDC_STEP_UP is "idp".
+IDP_SESSION_KEY = "broker_idp_sign_in"
+# The provider confirmed a strong authentication in this session: counts as a verified second factor
+# for the admin site too (like django-otp's device in the session).
+IDP_VERIFIED_KEY = "broker_idp_verified"
 
 
 def verified_at(request: HttpRequest) -> datetime | None:
@@ -52,6 +58,26 @@ def mark_verified(request: HttpRequest, device: Device, *, now: datetime | None 
     otp_login(request, device)
     request.session.cycle_key()
     request.session[SESSION_KEY] = (now or timezone.now()).isoformat()
+
+
+def mark_verified_by_idp(request: HttpRequest, *, at: datetime) -> None:
+    """A strong, recent authentication at the identity provider (``auth_time`` = ``at``) counts as a step-up."""
+    request.session.cycle_key()
+    request.session[SESSION_KEY] = at.isoformat()
+    request.session[IDP_VERIFIED_KEY] = True
+
+
+def verified_by_idp(request: HttpRequest) -> bool:
+    return bool(request.session.get(IDP_VERIFIED_KEY))
+
+
+def idp_step_up(request: HttpRequest) -> bool:
+    """Whether this session steps up at the identity provider rather than with the broker's own factor."""
+    return bool(settings.OIDC_ISSUER and settings.OIDC_STEP_UP == "idp" and request.session.get(IDP_SESSION_KEY))
+
+
+def idp_step_up_url(next_url: str) -> str:
+    return f"{reverse('oidc-login')}?{urlencode({'step_up': '1', 'next': next_url})}"
 
 
 def _verify(request: HttpRequest, code: str | None, *, via: str, mark: bool) -> datetime:
@@ -96,6 +122,8 @@ def verify_and_mark(request: HttpRequest, code: str | None, *, via: str = Channe
 def mfa_at(request: HttpRequest, code: str | None, *, via: str) -> datetime | None:
     """When the caller last proved a second factor: the services' ``mfa_at``, for every channel.
 
+    - A token from the identity provider whose ``auth_time`` is recent and whose ``amr``/``acr`` is
+      strong (accounts/idp.py) stands for that step-up, like a session that stepped up.
     - A browser session that stepped up within MFA_STEP_UP_WINDOW needs no new code, also when one
       was typed: it may be the code a first attempt of this very form just accepted, and checking it
       again would be a replay. A bearer token never borrows the step-up of a session cookie.
@@ -103,9 +131,12 @@ def mfa_at(request: HttpRequest, code: str | None, *, via: str) -> datetime | No
       session, so a decision at 3 a.m. is one form. API calls do not upgrade a session.
     - Without a code: None, and a service that needs a fresh factor refuses with ``mfa_required``.
     """
-    from_token = token_of(request) is not None
+    token = token_of(request)
+    from_token = token is not None
     if not from_token and is_recent(request):
         return verified_at(request)
+    if from_token and mfa.is_fresh(getattr(token, "mfa_at", None)):
+        return token.mfa_at  # the provider's token says the person just authenticated strongly
     if not code:
         return None
     return _verify(request, code, via=via, mark=not from_token and via != Channel.API)
@@ -134,7 +165,10 @@ def enrol_hint(user) -> Iterator[None]:
 
 
 def step_up_url(request: HttpRequest, next_url: str | None = None) -> str:
-    """Where to send the user: verification, or enrolment if they have no device yet."""
+    """Where to send the user: the identity provider (sessions signed in there, OIDC_STEP_UP=idp),
+    verification, or enrolment if they have no device yet."""
+    if idp_step_up(request):
+        return idp_step_up_url(next_url or request.get_full_path())
     name = "mfa-verify" if user_has_device(request.user) else "mfa-enrol"
     return f"{reverse(name)}?{urlencode({'next': next_url or request.get_full_path()})}"
 

@@ -160,8 +160,10 @@ def token_revoke(
     via: str,
     ip: str | None = None,
     now: datetime | None = None,
+    by_system: bool = False,
 ) -> ApiToken:
-    """Revoke one of owner's tokens (by the owner, or by ``actor``, an administrator)."""
+    """Revoke one of owner's tokens (by the owner, or by ``actor``, an administrator; ``by_system``:
+    by the broker itself, such as a SCIM leaver, written with no actor)."""
     now = now or timezone.now()
     with transaction.atomic():
         token = ApiToken.objects.select_for_update().filter(pk=token_id, user=owner, revoked_at__isnull=True).first()
@@ -171,7 +173,7 @@ def token_revoke(
         token.save(update_fields=["revoked_at"])
         audit.record(
             "token.revoked",
-            actor=actor or owner,
+            actor=None if by_system else (actor or owner),
             target=token,
             via=via,
             ip=ip,

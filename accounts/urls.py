@@ -3,11 +3,13 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from accounts import passkeys, recovery, views
+from accounts import oidc, passkeys, recovery, views
 from accounts.login import LoginView
 
 urlpatterns = [
     path("account/login/", LoginView.as_view(), name="login"),
+    path("account/oidc/login/", oidc.oidc_login, name="oidc-login"),
+    path("account/oidc/callback/", oidc.oidc_callback, name="oidc-callback"),
     path("account/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/mfa/", views.mfa_devices, name="mfa-devices"),
     path("account/mfa/enrol/", views.mfa_enrol, name="mfa-enrol"),

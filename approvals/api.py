@@ -9,8 +9,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import django_filters
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+)
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
@@ -59,13 +64,53 @@ class DecisionOut(serializers.ModelSerializer):
 
     class Meta:
         model = Decision
-        fields = ["approver", "stage", "verdict", "comment", "channel", "created_at"]
+        fields = ["approver", "stage", "verdict", "escalation", "comment", "channel", "created_at"]
+        extra_kwargs = {"escalation": {"help_text": "Taken by an escalation approver after the stage was escalated."}}
 
     def get_stage(self, obj: Decision) -> int:
         return obj.stage + 1
 
 
-@extend_schema_serializer(component_name="AccessRequest")
+# From the README's API story: alice asks for prod-db-admin, carol approves.
+REQUEST_EXAMPLE = {
+    "id": 3,
+    "role": "prod-db-admin",
+    "requester": "alice",
+    "status": "approved",
+    "kind": "new",
+    "extends_grant": None,
+    "duration_seconds": 600,
+    "justification": "INC-42: vacuum",
+    "ticket": "",
+    "starts_at": None,
+    "break_glass": False,
+    "channel": "api",
+    "created_at": "2026-12-01T09:00:00Z",
+    "expires_at": "2026-12-02T09:00:00Z",
+    "decided_at": "2026-12-01T09:02:10Z",
+    "closed_reason": "",
+    "current_stage": None,
+    "escalated_stage": None,
+    "escalated_at": None,
+    "approvals": [
+        {
+            "approver": "carol",
+            "stage": 1,
+            "verdict": "approve",
+            "escalation": False,
+            "comment": "go ahead",
+            "channel": "api",
+            "created_at": "2026-12-01T09:02:10Z",
+        }
+    ],
+    "grant": 7,
+}
+
+
+@extend_schema_serializer(
+    component_name="AccessRequest",
+    examples=[OpenApiExample("Approved by carol", value=REQUEST_EXAMPLE, response_only=True)],
+)
 class RequestOut(serializers.ModelSerializer):
     role = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     requester = serializers.SlugRelatedField(slug_field="username", read_only=True)
@@ -77,6 +122,9 @@ class RequestOut(serializers.ModelSerializer):
         source="decisions", many=True, read_only=True, help_text="Every decision so far, approvals and denials."
     )
     grant = serializers.SerializerMethodField(help_text="The id of the grant this request produced, or null.")
+    escalated_stage = serializers.SerializerMethodField(
+        help_text="The stage (1 = first) last escalated because nobody decided it in time; null if none was."
+    )
 
     class Meta:
         model = AccessRequest
@@ -98,10 +146,13 @@ class RequestOut(serializers.ModelSerializer):
             "decided_at",
             "closed_reason",
             "current_stage",
+            "escalated_stage",
+            "escalated_at",
             "approvals",
             "grant",
         ]
         read_only_fields = fields
+        extra_kwargs = {"escalated_at": {"help_text": "When that stage was escalated; null if none was."}}
 
     def get_duration_seconds(self, obj: AccessRequest) -> int:
         return int(obj.duration.total_seconds())
@@ -109,6 +160,10 @@ class RequestOut(serializers.ModelSerializer):
     @extend_schema_field({"type": "integer", "nullable": True})
     def get_current_stage(self, obj: AccessRequest) -> int | None:
         return obj.current_stage + 1 if obj.status == AccessRequest.Status.PENDING else None
+
+    @extend_schema_field({"type": "integer", "nullable": True})
+    def get_escalated_stage(self, obj: AccessRequest) -> int | None:
+        return obj.escalated_stage + 1 if obj.escalated_stage is not None else None
 
     @extend_schema_field({"type": "integer", "nullable": True})
     def get_grant(self, obj: AccessRequest) -> int | None:
@@ -119,8 +174,24 @@ class RequestOut(serializers.ModelSerializer):
 # --- Input --------------------------------------------------------------------------------------------
 
 
-@extend_schema_serializer(component_name="NewAccessRequest")
+@extend_schema_serializer(
+    component_name="NewAccessRequest",
+    examples=[
+        OpenApiExample(
+            "prod-db-admin for 10 minutes",
+            value={
+                "role": "prod-db-admin",
+                "duration_seconds": 600,
+                "justification": "INC-42: vacuum",
+                "otp": "123456",
+            },
+            request_only=True,
+        )
+    ],
+)
 class RequestIn(StrictSerializer):
+    """Asking for a role."""
+
     role = Slug(max_length=64, help_text="The role's slug.")
     duration_seconds = WholeNumber(
         required=False,
@@ -128,29 +199,58 @@ class RequestIn(StrictSerializer):
         max_value=MAX_DURATION_SECONDS,
         help_text="How long the grant should last; the role's default when left out. At most the role's maximum.",
     )
-    justification = Text(required=False, allow_blank=True, max_length=MAX_JUSTIFICATION, default="")
-    ticket = Text(required=False, allow_blank=True, max_length=MAX_TICKET, default="")
+    justification = Text(
+        required=False,
+        allow_blank=True,
+        max_length=MAX_JUSTIFICATION,
+        help_text="Why you need it; required by most roles (`requires_justification`). Empty when left out.",
+    )
+    ticket = Text(
+        required=False,
+        allow_blank=True,
+        max_length=MAX_TICKET,
+        help_text="A ticket reference; required by roles with `requires_ticket`. Empty when left out.",
+    )
     starts_at = AwareDateTimeField(
-        required=False, allow_null=True, default=None, help_text="Start later (with a time zone); now when left out."
+        required=False, allow_null=True, help_text="Start later (with a time zone); now when left out or null."
     )
     otp = otp_field()
 
+    omitted = {"justification": "", "ticket": "", "starts_at": None}
 
-@extend_schema_serializer(component_name="ApproveInput")
+
+@extend_schema_serializer(
+    component_name="ApproveInput",
+    examples=[OpenApiExample("Go ahead", value={"comment": "go ahead", "otp": "654321"}, request_only=True)],
+)
 class ApproveIn(StrictSerializer):
-    comment = Text(required=False, allow_blank=True, max_length=MAX_COMMENT, default="")
+    """Approving the current stage of a request."""
+
+    comment = Text(
+        required=False,
+        allow_blank=True,
+        max_length=MAX_COMMENT,
+        help_text="Shown to the requester. Empty when left out.",
+    )
     otp = otp_field()
 
+    omitted = {"comment": ""}
 
-@extend_schema_serializer(component_name="DenyInput")
+
+@extend_schema_serializer(
+    component_name="DenyInput",
+    examples=[OpenApiExample("Not now", value={"comment": "use the read replica", "otp": "654321"}, request_only=True)],
+)
 class DenyIn(StrictSerializer):
+    """Denying a request: the comment is required."""
+
     comment = Text(max_length=MAX_COMMENT, help_text="Why; the requester sees it.")
     otp = otp_field()
 
 
 @extend_schema_serializer(component_name="CancelInput")
 class CancelIn(StrictSerializer):
-    pass
+    """Withdrawing your pending request: nothing to send (an empty object)."""
 
 
 class RequestFilter(FilterSet):
@@ -164,27 +264,55 @@ class RequestFilter(FilterSet):
         fields = ["status", "kind", "role", "requester"]
 
 
-@extend_schema_serializer(component_name="ExtendInput")
+@extend_schema_serializer(
+    component_name="ExtendInput",
+    examples=[
+        OpenApiExample(
+            "Ten more minutes",
+            value={"duration_seconds": 600, "justification": "the vacuum needs longer", "otp": "123456"},
+            request_only=True,
+        )
+    ],
+)
 class ExtendIn(StrictSerializer):
+    """Asking for more time on your grant."""
+
     duration_seconds = WholeNumber(
         min_value=1, max_value=MAX_DURATION_SECONDS, help_text="How much longer; within the role's limits."
     )
-    justification = Text(required=False, allow_blank=True, max_length=MAX_JUSTIFICATION, default="")
-    ticket = Text(required=False, allow_blank=True, max_length=MAX_TICKET, default="")
+    justification = Text(
+        required=False, allow_blank=True, max_length=MAX_JUSTIFICATION, help_text="Why more time. Empty when left out."
+    )
+    ticket = Text(required=False, allow_blank=True, max_length=MAX_TICKET, help_text="Empty when left out.")
     otp = otp_field()
+
+    omitted = {"justification": "", "ticket": ""}
 
 
 # --- Views --------------------------------------------------------------------------------------------
 
+# What a missing, wrong or impossible one-time code answers (403).
+MFA_CODES = ["mfa_required", "mfa_invalid", "mfa_not_enrolled"]
+
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
-    "Idempotency-Key",
-    OpenApiTypes.STR,
+    idempotency.HEADER,
+    {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[!-~]+$"},
     OpenApiParameter.HEADER,
     required=False,
     description=(
-        "Any unique string (a UUID): a retry with the same key and body returns the first answer instead of "
-        "making a second request; the same key with a different body is a 409. Kept for 24 hours."
+        "1 to 200 visible ASCII characters, unique per request you mean to make (a UUID): a retry with the same "
+        "key and the same input (compared after validation, with the defaults of the fields left out, and "
+        "without `otp`) returns the first answer instead of making a second request; the same key with other "
+        "input is a 409 `idempotency_key_reused`. Kept for 24 hours; a failed attempt leaves the key free."
     ),
+    examples=[OpenApiExample("A UUID", value="5b0e8c1e-3f52-4d2a-9a43-0c6f1f0f2b7e")],
+)
+REPLAYED_HEADER = OpenApiParameter(
+    "Idempotent-Replayed",
+    {"type": "string", "enum": ["true"]},
+    OpenApiParameter.HEADER,
+    response=[201],
+    description="`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`.",
 )
 
 
@@ -203,6 +331,29 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         "approve": "approve",
         "deny": "approve",
     }
+    operation_ids = {
+        "list": "requests_list",
+        "retrieve": "requests_get",
+        "create": "requests_create",
+        "approve": "requests_approve",
+        "deny": "requests_deny",
+        "cancel": "requests_cancel",
+    }
+    error_codes = {
+        "create": {
+            "403": ["not_eligible", *MFA_CODES],
+            "409": ["duplicate_request", "already_granted", "no_approvers", "idempotency_key_reused"],
+        },
+        "approve": {
+            "403": ["self_approval", "not_approver", *MFA_CODES],
+            "409": ["already_decided", "already_decided_by_you", "request_expired", "requester_not_eligible"],
+        },
+        "deny": {
+            "403": ["self_approval", "not_approver", *MFA_CODES],
+            "409": ["already_decided", "already_decided_by_you", "request_expired"],
+        },
+        "cancel": {"403": ["not_requester"], "409": ["already_decided"]},
+    }
 
     def get_queryset(self):
         return with_details(requests_visible_to(self.request.user, admin=acts_as_admin(self.request)))
@@ -213,7 +364,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(
         summary="Ask for a role",
         request=RequestIn,
-        parameters=[IDEMPOTENCY_PARAMETER],
+        parameters=[IDEMPOTENCY_PARAMETER, REPLAYED_HEADER],
         responses={201: RequestOut},
         description=(
             "Auto-approve and break-glass roles are approved at once (`status` approved, `grant` set). Roles that "
@@ -224,7 +375,9 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def create(self, request, *args, **kwargs):
         data = validated(RequestIn, request)
         key = idempotency.clean_key(request.headers.get(idempotency.HEADER))
-        print_ = idempotency.fingerprint(request.data)
+        # The validated input, defaults applied: a client that sends `"ticket": ""` makes the same
+        # request as one that leaves it out.
+        print_ = idempotency.fingerprint(data)
         earlier = idempotency.replay(request.user, key, print_)
         if earlier is not None:
             return Response(earlier.response, status=earlier.status_code, headers={"Idempotent-Replayed": "true"})
@@ -329,10 +482,16 @@ class GrantExtendView(APIView):
     """``POST grants/{id}/extend/``: an extension is a request, so it lives here, beside new requests."""
 
     required_scopes = {"POST": "request"}
+    operation_ids = {"POST": "grants_extend"}
+    error_codes = {
+        "POST": {
+            "403": ["not_holder", "not_eligible", *MFA_CODES],
+            "409": ["grant_ended", "duplicate_request", "no_approvers", "extension_cap"],
+        }
+    }
 
     @extend_schema(
         tags=["grants"],
-        operation_id="grants_extend_create",
         summary="Ask for more time on your grant",
         request=ExtendIn,
         responses={201: RequestOut},

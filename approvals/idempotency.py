@@ -1,8 +1,10 @@
 """``Idempotency-Key`` for creating requests: a retry never makes a second request.
 
-- Same user, same key, same body (the one-time code left out: a retry must be free to bring a
-  fresh one) → the first answer again, with ``Idempotent-Replayed: true``.
-- Same key, different body → 409 ``idempotency_key_reused``.
+- Same user, same key, same input (the validated input with the defaults of the fields left out
+  applied, so that `"ticket": ""` and no ticket are the same request; the one-time code left out:
+  a retry must be free to bring a fresh one) → the first answer again, with
+  ``Idempotent-Replayed: true``.
+- Same key, other input → 409 ``idempotency_key_reused``.
 - Only successful answers are kept. A failed attempt (invalid input, not eligible, wrong code)
   leaves the key free, so the client may fix the request and retry with the same key.
 - Keys are kept for KEY_TTL; an older key counts as new.
@@ -45,6 +47,7 @@ def clean_key(raw: str | None) -> str | None:
 
 
 def fingerprint(body: dict, *, ignore: tuple[str, ...] = ("otp",)) -> str:
+    """SHA-256 of the validated input as canonical JSON (times in UTC, as validation leaves them)."""
     content = {name: value for name, value in body.items() if name not in ignore}
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode()).hexdigest()

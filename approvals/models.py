@@ -36,8 +36,13 @@ class AccessRequest(models.Model):
     # When the requester wants the grant to start; null means as soon as it is approved.
     starts_at = models.DateTimeField(null=True, blank=True)
     break_glass = models.BooleanField(default=False)
-    # Index into role.stages of the stage that decides now.
+    # Index into role.stages of the stage that decides now, and since when it waits for a decision.
     current_stage = models.PositiveSmallIntegerField(default=0)
+    stage_started_at = models.DateTimeField()
+    # The stage that was escalated (role.escalation_delay undecided), and when: while it is the
+    # current stage, the role's escalation approvers may decide it too.
+    escalated_stage = models.PositiveSmallIntegerField(null=True, blank=True)
+    escalated_at = models.DateTimeField(null=True, blank=True)
     # Bumped on every change; approver email links are bound to the version they were sent for.
     version = models.PositiveIntegerField(default=1)
     channel = models.CharField(max_length=16, choices=Channel.choices)
@@ -79,6 +84,11 @@ class AccessRequest(models.Model):
     def is_pending(self) -> bool:
         return self.status == self.Status.PENDING
 
+    @property
+    def is_escalated(self) -> bool:
+        """Pending, and its current stage was escalated: the escalation approvers may decide it."""
+        return self.is_pending and self.escalated_stage is not None and self.escalated_stage == self.current_stage
+
 
 class Decision(models.Model):
     """One approver's approve or deny on one request. An approver decides a request once."""
@@ -91,6 +101,8 @@ class Decision(models.Model):
     approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     stage = models.PositiveSmallIntegerField()
     verdict = models.CharField(max_length=8, choices=Verdict.choices)
+    # Taken by an escalation approver of the role (the stage had been escalated), not a stage approver.
+    escalation = models.BooleanField(default=False)
     comment = models.TextField(blank=True)
     channel = models.CharField(max_length=16, choices=Channel.choices)
     created_at = models.DateTimeField()
@@ -116,7 +128,7 @@ class IdempotencyKey(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=200)
-    # SHA-256 of the request body (without the one-time code), canonical JSON.
+    # SHA-256 of the validated input (defaults applied, without the one-time code), canonical JSON.
     fingerprint = models.CharField(max_length=64)
     status_code = models.PositiveSmallIntegerField()
     response = models.JSONField(default=dict)

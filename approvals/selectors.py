@@ -6,6 +6,7 @@ one place; a person who may not see a request gets a 404, never a hint that it e
 - the requester sees their own requests;
 - an approver sees every request for a role whose approval policy names them in any stage,
   directly or through a group, and every request they decided themselves;
+- an escalation approver of a role sees its requests that were escalated;
 - auditors (the ``auditors`` group) and administrators see all requests.
 
 Seeing a request is not deciding it: ``approvals.services`` checks the current stage,
@@ -19,18 +20,19 @@ from datetime import datetime
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from approvals.models import AccessRequest, Decision
 from approvals.policy import StageSpec, Vote, evaluate
-from broker.catalog import sees_everything, stages_naming
+from broker.catalog import roles_escalated_to, sees_everything, stages_naming
 
 User = get_user_model()
 
 
 def requests_visible_to(user: AbstractBaseUser, *, admin: bool | None = None) -> QuerySet[AccessRequest]:
-    """Own requests; requests for roles the user approves or has decided; everything for auditors and staff."""
+    """Own requests; requests for roles the user approves or has decided; escalated requests of roles
+    the user is an escalation approver of; everything for auditors and staff."""
     base = AccessRequest.objects.all()
     if not user.is_authenticated or not user.is_active:
         return base.none()
@@ -40,6 +42,7 @@ def requests_visible_to(user: AbstractBaseUser, *, admin: bool | None = None) ->
         Q(requester=user)
         | Q(role_id__in=_ids(stages_naming(user).values_list("role_id", flat=True)))
         | Q(pk__in=_ids(Decision.objects.filter(approver=user).values_list("request_id", flat=True)))
+        | Q(escalated_at__isnull=False, role_id__in=_ids(roles_escalated_to(user).values_list("pk", flat=True)))
     )
 
 
@@ -63,16 +66,18 @@ def with_details(requests: QuerySet[AccessRequest]) -> QuerySet[AccessRequest]:
 
 
 def requests_awaiting(user: AbstractBaseUser, *, now: datetime | None = None) -> QuerySet[AccessRequest]:
-    """Pending requests whose current stage waits for this user's decision, oldest first."""
+    """Pending requests whose current stage waits for this user's decision (as one of its approvers,
+    or as an escalation approver once it was escalated), oldest first."""
     if not user.is_authenticated or not user.is_active:
         return AccessRequest.objects.none()
     now = now or timezone.now()
     current_stage = stages_naming(user).filter(role=OuterRef("role"), position=OuterRef("current_stage"))
     decided = Decision.objects.filter(request=OuterRef("pk"), approver=user)
+    escalated = Q(escalated_stage=F("current_stage"), role__in=roles_escalated_to(user))
     return (
         AccessRequest.objects.filter(status=AccessRequest.Status.PENDING, expires_at__gt=now)
         .exclude(requester=user)
-        .filter(Exists(current_stage))
+        .filter(Q(Exists(current_stage)) | escalated)
         .exclude(Exists(decided))
         .order_by("created_at", "pk")
     )

@@ -11,14 +11,20 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts import mfa
 from approvals.models import AccessRequest, Decision
 from approvals.policy import StageSpec, Vote, evaluate
 from broker import audit
-from broker.catalog import is_eligible, is_stage_approver, why_not_eligible
+from broker.catalog import (
+    escalation_approvers,
+    is_eligible,
+    is_escalation_approver,
+    is_stage_approver,
+    why_not_eligible,
+)
 from broker.durations import humanize_duration
 from broker.errors import Conflict, Invalid, NotAllowed, NotFound
 from broker.models import ApprovalStage, Channel, Role
@@ -203,6 +209,7 @@ def request_create(
                 break_glass=role.break_glass,
                 channel=via,
                 created_at=now,
+                stage_started_at=now,
                 # An extension is moot once its grant has ended.
                 expires_at=min(now + role.request_ttl, grant.expires_at) if grant else now + role.request_ttl,
             ),
@@ -213,7 +220,14 @@ def request_create(
             if grant is not None
             else {"starts_at": starts_at, "break_glass": role.break_glass},
         )
-    log.info("request %s created: %s asks for %s (%s)", req.pk, requester, role, req.status)
+    log.info(
+        "request %s created: %s asks for %s (%s)",
+        req.pk,
+        requester,
+        role,
+        req.status,
+        extra={"access_request_id": req.pk},
+    )
     return req
 
 
@@ -268,20 +282,25 @@ def _ensure_open(req: AccessRequest | None, request_id: int, now: datetime) -> A
     return req
 
 
-def _ensure_may_decide(req: AccessRequest, approver: AbstractBaseUser) -> ApprovalStage:
+def _ensure_may_decide(req: AccessRequest, approver: AbstractBaseUser) -> tuple[ApprovalStage, bool]:
+    """The stage ``approver`` decides now, and whether as an escalation approver (the stage was
+    escalated and they are not one of its own approvers)."""
     if approver.pk == req.requester_id:
         raise NotAllowed("you cannot approve or deny your own request", code="self_approval")
     stages = _stages(req.role)
     if req.current_stage >= len(stages):
         raise Conflict(f"request {req.pk} has no stage waiting for a decision", code="already_decided")
     stage = stages[req.current_stage]
+    escalation = False
     if not is_stage_approver(approver, stage):
-        raise NotAllowed(
-            f"you are not an approver of stage {req.current_stage + 1} for {req.role.slug}", code="not_approver"
-        )
+        escalation = req.is_escalated and is_escalation_approver(approver, req.role)
+        if not escalation:
+            raise NotAllowed(
+                f"you are not an approver of stage {req.current_stage + 1} for {req.role.slug}", code="not_approver"
+            )
     if req.decisions.filter(approver=approver).exists():
         raise Conflict(f"you have already decided request {req.pk}", code="already_decided_by_you")
-    return stage
+    return stage, escalation
 
 
 def may_decide(req: AccessRequest, user: AbstractBaseUser) -> bool:
@@ -303,16 +322,16 @@ def _record_decision(
     via: str,
     mfa_at: datetime | None,
     now: datetime,
-) -> tuple[AccessRequest, ApprovalStage]:
+) -> tuple[AccessRequest, ApprovalStage, Decision]:
     """Inside the caller's transaction: lock the request, check that ``approver`` may decide its
     current stage now (and, approving a role that requires MFA, with a fresh second factor), and
-    record the decision. Returns the locked request and the stage decided.
+    record the decision. Returns the locked request, the stage decided and the decision.
 
     A role that requires MFA needs a fresh second factor for every decision, approve or deny, on
     every channel: denying is a decision too (a stolen session must not be able to block access).
     """
     req = _ensure_open(_lock(request_id), request_id, now)
-    stage = _ensure_may_decide(req, approver)
+    stage, escalation = _ensure_may_decide(req, approver)
     if verdict == Decision.Verdict.APPROVE:
         why = why_not_eligible(req.requester, req.role)
         if why is not None:
@@ -325,16 +344,24 @@ def _record_decision(
     if req.role.requires_mfa:
         what = "approving" if verdict == Decision.Verdict.APPROVE else "denying"
         mfa.ensure_fresh(mfa_at, action=f"{what} {req.role.slug}", now=now)
-    Decision.objects.create(
+    decision = Decision.objects.create(
         request=req,
         approver=approver,
         stage=stage.position,
         verdict=verdict,
+        escalation=escalation,
         comment=comment,
         channel=via,
         created_at=now,
     )
-    return req, stage
+    return req, stage, decision
+
+
+def _decision_facts(stage: ApprovalStage, decision: Decision) -> dict:
+    facts = {"stage": stage.position + 1, "comment": decision.comment}
+    if decision.escalation:
+        facts["escalation"] = True  # decided by an escalation approver, not one of the stage's own
+    return facts
 
 
 def request_approve(
@@ -354,7 +381,7 @@ def request_approve(
     now = now or timezone.now()
     comment = _clean_text(comment, field="comment", required=False, limit=MAX_COMMENT, what="a comment")
     with transaction.atomic(), audit.batched():
-        req, stage = _record_decision(
+        req, stage, decision = _record_decision(
             request_id, approver, Decision.Verdict.APPROVE, comment=comment, via=via, mfa_at=mfa_at, now=now
         )
         stages = _stages(req.role)
@@ -373,7 +400,7 @@ def request_approve(
             via=via,
             ip=ip,
             **_facts(req),
-            data={"stage": stage.position + 1, "comment": comment},
+            data=_decision_facts(stage, decision),
         )
         if outcome.approved:
             _approve(req, actor=approver, via=via, now=now, why="approvals", ip=ip)
@@ -381,8 +408,10 @@ def request_approve(
         else:
             next_stage = outcome.current_stage
             if next_stage is not None and next_stage != req.current_stage:
+                # The next stage gets its own time to decide before it is escalated.
                 req.current_stage = next_stage
-            req.save(update_fields=["version", "current_stage"])
+                req.stage_started_at = now
+            req.save(update_fields=["version", "current_stage", "stage_started_at"])
             # The links sent for the previous version no longer work: the approvers still
             # waiting (this stage's, or the next stage's) get fresh ones.
             notify_on_commit(Message.DECISION_NEEDED, req.pk, req.version)
@@ -438,7 +467,7 @@ def request_deny(
     now = now or timezone.now()
     comment = _clean_text(comment, field="comment", required=True, limit=MAX_COMMENT, what="a comment")
     with transaction.atomic():
-        req, stage = _record_decision(
+        req, stage, decision = _record_decision(
             request_id, approver, Decision.Verdict.DENY, comment=comment, via=via, mfa_at=mfa_at, now=now
         )
         req.status = Status.DENIED
@@ -452,7 +481,7 @@ def request_deny(
             via=via,
             ip=ip,
             **_facts(req),
-            data={"stage": stage.position + 1, "comment": comment},
+            data=_decision_facts(stage, decision),
         )
         notify_on_commit(Message.DENIED, req.pk)
     return req
@@ -576,3 +605,70 @@ def requests_sweep(*, now: datetime | None = None, batch: int = 500) -> int:
         if req is not None and req.status == Status.EXPIRED:
             closed += 1
     return closed
+
+
+# --- Escalation -----------------------------------------------------------------------------------
+
+
+def escalation_due_at(req: AccessRequest) -> datetime | None:
+    """When the current stage of a pending request is escalated if still undecided; None when the
+    role has no approvers to wait for (auto-approve, break-glass)."""
+    if req.role.approved_at_once:
+        return None
+    return req.stage_started_at + req.role.escalation_delay
+
+
+def request_escalate(*, request_id: int, now: datetime | None = None, skip_locked: bool = False) -> bool:
+    """Escalate the current stage of a pending request nobody decided within the role's
+    escalation delay: its escalation approvers are told and may decide that stage. Idempotent:
+    False when it is not due, already escalated, or there is nobody to escalate to."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        req = _lock(request_id, skip_locked=skip_locked)
+        if req is None or req.status != Status.PENDING or now >= req.expires_at:
+            return False
+        if req.escalated_stage == req.current_stage:
+            return False
+        due = escalation_due_at(req)
+        if due is None or now < due:
+            return False
+        people = sorted(escalation_approvers(req.role).exclude(pk=req.requester_id).values_list("username", flat=True))
+        if not people:
+            return False
+        req.escalated_stage = req.current_stage
+        req.escalated_at = now
+        req.save(update_fields=["escalated_stage", "escalated_at"])
+        audit.record(
+            "request.escalated",
+            actor=None,
+            target=req,
+            via=Channel.WORKER,
+            **_facts(req),
+            data={
+                "stage": req.current_stage + 1,
+                "waited_seconds": int((now - req.stage_started_at).total_seconds()),
+                "escalated_to": people,
+            },
+        )
+        notify_on_commit(Message.ESCALATED, req.pk, req.current_stage)
+    log.info("request %s: stage %s escalated to %s", req.pk, req.current_stage + 1, ", ".join(people))
+    return True
+
+
+def requests_escalate(*, now: datetime | None = None, batch: int = 500) -> int:
+    """Escalate every pending request whose current stage has waited past its role's escalation delay."""
+    now = now or timezone.now()
+    candidates = (
+        AccessRequest.objects.filter(status=Status.PENDING, expires_at__gt=now, role__auto_approve=False)
+        .exclude(role__break_glass=True)
+        .exclude(escalated_stage=F("current_stage"))
+        .select_related("role")
+        .only("pk", "stage_started_at", "current_stage", "escalated_stage", "role")
+        .order_by("stage_started_at", "pk")
+    )
+    escalated = 0
+    for req in candidates.iterator(chunk_size=batch):
+        due = escalation_due_at(req)
+        if due is not None and due <= now and request_escalate(request_id=req.pk, now=now, skip_locked=True):
+            escalated += 1
+    return escalated

@@ -23,3 +23,9 @@ def sweep_eligibility() -> dict:
     """Periodic safety net: everyone against the catalog, for changes that sent no signal."""
     done = eligibility.eligibility_sweep()
     return {"requests_cancelled": done.requests_cancelled, "grants_ended": done.grants_ended}
+
+
+@shared_task(name="approvals.tasks.escalate_requests")
+def escalate_requests() -> int:
+    """Periodic: escalate pending requests whose current stage waited past the role's escalation delay."""
+    return services.requests_escalate()

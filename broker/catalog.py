@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from broker.models import ApprovalStage, Eligibility, Role
@@ -64,6 +65,44 @@ def is_stage_approver(user: AbstractBaseUser, stage: ApprovalStage) -> bool:
     if not user.is_active:
         return False
     return stage.users.filter(pk=user.pk).exists() or stage.groups.filter(pk__in=user.groups.values("pk")).exists()
+
+
+# --- Escalation: who may decide a stage that waited too long -----------------------------------
+
+
+def _own_escalation() -> Q:
+    """Roles that name their own escalation approvers (approval.escalation.approvers)."""
+    users = Role.escalation_users.through.objects.filter(role=OuterRef("pk"))
+    groups = Role.escalation_groups.through.objects.filter(role=OuterRef("pk"))
+    return Q(Exists(users)) | Q(Exists(groups))
+
+
+def escalation_approvers(role: Role) -> QuerySet:
+    """Active users a stage of ``role`` is escalated to: the role's own escalation approvers, or,
+    when it names none, the members of the ESCALATION_GROUP setting's group (nobody if unset)."""
+    users, groups = role.escalation_users.all(), role.escalation_groups.all()
+    if users.exists() or groups.exists():
+        named = Q(pk__in=users.values("pk")) | Q(groups__in=groups)
+    elif settings.ESCALATION_GROUP:
+        named = Q(groups__name=settings.ESCALATION_GROUP)
+    else:
+        return User.objects.none()
+    return User.objects.filter(named, is_active=True).distinct()
+
+
+def is_escalation_approver(user: AbstractBaseUser, role: Role) -> bool:
+    return user.is_active and escalation_approvers(role).filter(pk=user.pk).exists()
+
+
+def roles_escalated_to(user: AbstractBaseUser) -> QuerySet[Role]:
+    """The roles whose escalated stages ``user`` may decide (see ``escalation_approvers``)."""
+    if not user.is_authenticated or not user.is_active:
+        return Role.objects.none()
+    named = Q(escalation_users=user) | Q(escalation_groups__in=Group.objects.filter(user=user))
+    default = settings.ESCALATION_GROUP
+    if default and user.groups.filter(name=default).exists():
+        named |= ~_own_escalation()
+    return Role.objects.filter(pk__in=Role.objects.filter(named).values("pk"))
 
 
 def is_auditor(user: AbstractBaseUser) -> bool:

@@ -6,6 +6,7 @@ a message an operator can act on, instead of falling back silently to a default.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from datetime import timedelta
@@ -99,9 +100,12 @@ def env_database(name: str, default: dict) -> dict:
     if config["ENGINE"].endswith("postgresql"):
         if not config.get("NAME"):
             raise ImproperlyConfigured(f"{name}: the URL names no database")
+        options = config.setdefault("OPTIONS", {})
+        # Never wait for an unreachable server longer than this (libpq waits forever by default):
+        # a request answers 503 and /readyz says "database" within seconds. ?connect_timeout= wins.
+        options.setdefault("connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1, maximum=120))
         # No JIT compilation: the broker's queries are short, and a filter PostgreSQL misjudges as
         # expensive (visibility's ORs) spent 0.3-0.9 s compiling before running in 30 ms.
-        options = config.setdefault("OPTIONS", {})
         options["options"] = " ".join(filter(None, [options.get("options", ""), "-c jit=off"]))
     return config
 
@@ -172,3 +176,14 @@ def env_keys(name: str, *, min_length: int) -> dict[str, str]:
         _check_key(name, key, min_length=min_length, where=f"the key of id {key_id!r} ")
         keys[key_id] = key
     return keys
+
+
+def env_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated addresses or networks (``10.0.0.0/8, ::1``); an address is a network of one."""
+    networks = []
+    for item in env_list(name):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not an IP address or network") from None
+    return networks

@@ -19,6 +19,10 @@ class Channel(models.TextChoices):
     EMAIL = "email"
     WORKER = "worker"
     CLI = "cli"
+    # The company's identity provider: sign-ins through OpenID Connect (and the group changes they
+    # bring), and SCIM 2.0 provisioning (joiners, movers, leavers).
+    OIDC = "oidc"
+    SCIM = "scim"
 
 
 class RoleQuerySet(models.QuerySet):
@@ -45,10 +49,19 @@ class Role(models.Model):
 
     auto_approve = models.BooleanField(default=False)
     request_ttl = models.DurationField(default=timedelta(hours=24))
+    # Escalation (approval.escalation in the policy file): a stage undecided for this long is
+    # escalated to the people below (empty: the ESCALATION_GROUP setting's group), who may then
+    # decide it. Empty: half of request_ttl.
+    escalation_after = models.DurationField(null=True, blank=True)
+    escalation_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+    escalation_groups = models.ManyToManyField(Group, blank=True, related_name="+")
 
     connector = models.CharField(max_length=64, default="django_group")
     connector_config = models.JSONField(default=dict, blank=True)
     authoritative = models.BooleanField(default=False)
+    # Chat webhooks that hear of this role's requests and grants, besides the global ones: a list of
+    # {"format": "slack"|"teams", "url_env": NAME} or {"format": ..., "url_file": PATH} (never a URL).
+    chat_webhooks = models.JSONField(default=list, blank=True)
 
     managed_by_policy = models.BooleanField(default=False, editable=False)
     retired_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -73,11 +86,20 @@ class Role(models.Model):
         "break_glass",
         "auto_approve",
         "request_ttl",
+        "escalation_after",
         "connector",
         "connector_config",
         "authoritative",
+        "chat_webhooks",
     )
-    OPERATOR_ONLY_FIELDS = ("request_ttl", "connector", "connector_config", "authoritative")
+    OPERATOR_ONLY_FIELDS = (
+        "request_ttl",
+        "escalation_after",
+        "connector",
+        "connector_config",
+        "authoritative",
+        "chat_webhooks",
+    )
 
     class Meta:
         ordering = ["slug"]
@@ -93,6 +115,11 @@ class Role(models.Model):
             models.CheckConstraint(
                 condition=Q(max_total_duration__isnull=True) | Q(max_total_duration__gte=F("max_duration")),
                 name="role_total_at_least_max",
+            ),
+            models.CheckConstraint(
+                condition=Q(escalation_after__isnull=True)
+                | Q(escalation_after__gt=timedelta(0), escalation_after__lt=F("request_ttl")),
+                name="role_escalation_within_ttl",
             ),
         ]
 
@@ -116,6 +143,11 @@ class Role(models.Model):
     def approved_at_once(self) -> bool:
         """Nobody approves: auto-approve roles, and break-glass (reviewed afterwards instead)."""
         return self.auto_approve or self.break_glass
+
+    @property
+    def escalation_delay(self) -> timedelta:
+        """How long a stage may wait undecided before it is escalated (default: half the request TTL)."""
+        return self.escalation_after or self.request_ttl / 2
 
     @property
     def requires_reason(self) -> bool:
@@ -243,3 +275,44 @@ class AuditVerification(models.Model):
 
     def __str__(self) -> str:
         return f"audit verified up to #{self.seq}" if self.ok else f"audit broken at #{self.broken_seq}"
+
+
+class Heartbeat(models.Model):
+    """The newest proof that beat and a worker are alive: beat queues ``broker.tasks.heartbeat`` every
+    HEARTBEAT_INTERVAL, and the worker that runs it writes here (one row per name)."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    at = models.DateTimeField()  # when a worker ran it
+    queued_at = models.DateTimeField(null=True, blank=True)  # when beat queued it
+    worker = models.CharField(max_length=200, blank=True)  # the worker's host name
+
+    def __str__(self) -> str:
+        return f"{self.name} heartbeat at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class AuditArchive(models.Model):
+    """One archive that ``audit_archive`` wrote and removed from the database, newest last.
+
+    The newest row is the **boundary** of the trail kept in the database: the first remaining event
+    must be ``last_seq + 1`` and link to ``last_hash``. The row carries a MAC under the audit key
+    (like the checkpoints), so writing to the database cannot move the boundary to hide deleted events.
+    """
+
+    first_seq = models.BigIntegerField()
+    last_seq = models.BigIntegerField(unique=True)
+    first_prev_hash = models.CharField(max_length=64)
+    last_hash = models.CharField(max_length=64)
+    last_key_id = models.CharField(max_length=16, blank=True)  # of the newest archived event ("": unkeyed)
+    count = models.BigIntegerField()
+    name = models.CharField(max_length=200)  # the archive's file name
+    sha256 = models.CharField(max_length=64)  # of the compressed file
+    created_at = models.DateTimeField()
+    key_id = models.CharField(max_length=16)
+    mac = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["last_seq"]
+        constraints = [models.CheckConstraint(condition=Q(last_seq__gte=F("first_seq")), name="audit_archive_range")]
+
+    def __str__(self) -> str:
+        return f"audit archive #{self.first_seq}-#{self.last_seq}"

@@ -17,6 +17,8 @@ NOTIFY_MANY_TASK = "notifications.tasks.notify_many"
 class Message(models.TextChoices):
     DECISION_NEEDED = "decision_needed"
     REMINDER = "reminder"
+    # object: the request; revision: the stage (0-based) that waited too long and was escalated
+    ESCALATED = "escalated"
     APPROVED = "approved"
     DENIED = "denied"
     EXPIRED = "expired"

@@ -8,6 +8,7 @@ under ./var/ and a Celery broker on the filesystem, so that nothing but Python i
 from __future__ import annotations
 
 import secrets
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ from broker.env import (
     env_key_id,
     env_keys,
     env_list,
+    env_networks,
     env_str,
     env_url,
 )
@@ -84,6 +86,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: the request id (X-Request-ID, taken or made) for every log line and task of the
+    # request, echoed in the answer; and the HTTP metrics.
+    "broker.telemetry.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Outermost but one, so that every response (errors too) carries the policy.
     "broker.portal.middleware.ContentSecurityPolicyMiddleware",
@@ -117,6 +122,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "broker.portal.context_processors.portal",
                 "approvals.context_processors.inbox",
+                "accounts.context_processors.identity",
             ],
             # The portal's template tags live with the rest of the portal plumbing.
             "libraries": {"portal": "broker.portal.templatetags"},
@@ -185,6 +191,106 @@ if _SITE.scheme == "https":
 else:
     OTP_WEBAUTHN_RP_ID = "localhost"
     OTP_WEBAUTHN_ALLOWED_ORIGINS = [f"http://localhost:{_SITE.port or 80}"]
+
+# --- Enterprise identity: OpenID Connect sign-in, groups from the IdP, SCIM 2.0 ----------------------
+# Sign-in through the company's OpenID Connect provider (accounts/oidc.py, Authlib): set OIDC_ISSUER
+# (the provider's issuer URL; its /.well-known/openid-configuration is read on first use) and the
+# client registered there. Empty OIDC_ISSUER: no SSO, local passwords only.
+OIDC_ISSUER = env_url("OIDC_ISSUER", "", schemes={"https", "http"}).rstrip("/")
+OIDC_CLIENT_ID = env_str("OIDC_CLIENT_ID").strip()
+OIDC_CLIENT_SECRET = env_str("OIDC_CLIENT_SECRET").strip()  # or OIDC_CLIENT_SECRET_FILE; empty: public client (PKCE)
+OIDC_SCOPES = env_str("OIDC_SCOPES", "openid email profile").replace(",", " ").split()  # spaces or commas
+OIDC_PROVIDER_NAME = env_str("OIDC_PROVIDER_NAME", "single sign-on").strip() or "single sign-on"
+OIDC_SUBJECT_CLAIM = env_str("OIDC_SUBJECT_CLAIM", "sub").strip()
+OIDC_USERNAME_CLAIM = env_str("OIDC_USERNAME_CLAIM", "preferred_username").strip()
+OIDC_EMAIL_CLAIM = env_str("OIDC_EMAIL_CLAIM", "email").strip()
+OIDC_FIRST_NAME_CLAIM = env_str("OIDC_FIRST_NAME_CLAIM", "given_name").strip()
+OIDC_LAST_NAME_CLAIM = env_str("OIDC_LAST_NAME_CLAIM", "family_name").strip()
+OIDC_GROUPS_CLAIM = env_str("OIDC_GROUPS_CLAIM", "groups").strip()  # empty: groups never come from sign-in
+# Claims every ID token must carry with these values ("claim=value", comma-separated), e.g. Google's
+# hd=example.com or Entra's tid=<tenant id>: otherwise anyone with an account at the provider gets in.
+OIDC_REQUIRED_CLAIMS = env_list("OIDC_REQUIRED_CLAIMS")
+# Off: only people SCIM provisioned (or who signed in before) may sign in; nobody else gets an account.
+OIDC_CREATE_USERS = env_bool("OIDC_CREATE_USERS", True)
+# Step-up from the IdP: a sign-in whose auth_time is within MFA_STEP_UP_WINDOW and whose amr holds one
+# of OIDC_STRONG_AMR (or whose acr is one of OIDC_STRONG_ACR) counts as the broker's step-up.
+OIDC_STRONG_AMR = env_list("OIDC_STRONG_AMR", ["mfa", "hwk"])
+OIDC_STRONG_ACR = env_list("OIDC_STRONG_ACR", ["phr", "phrh"])
+# When a fresh second factor is needed: "idp" sends people who signed in through the IdP back to it
+# (prompt, max_age=0, acr_values); "local" asks for the broker's own second factor, as for everyone.
+OIDC_STEP_UP = env_str("OIDC_STEP_UP", "idp").strip().lower()
+if OIDC_STEP_UP not in {"idp", "local"}:
+    raise ImproperlyConfigured(f"OIDC_STEP_UP: expected idp or local, got {OIDC_STEP_UP!r}")
+OIDC_STEP_UP_PROMPT = env_str("OIDC_STEP_UP_PROMPT", "login").strip()  # empty for providers without prompt=login
+OIDC_STEP_UP_ACR_VALUES = " ".join(env_str("OIDC_STEP_UP_ACR_VALUES").replace(",", " ").split())
+OIDC_TIMEOUT = env_duration("OIDC_TIMEOUT", "10s")
+OIDC_CLOCK_SKEW = env_duration("OIDC_CLOCK_SKEW", "60s")
+# API calls with the provider's own tokens (JWTs signed with its keys) instead of a personal broker
+# token: the audience they must carry (the API's identifier at the provider, or OIDC_CLIENT_ID to
+# accept ID tokens). Empty: only broker tokens. A person's token holds OIDC_API_SCOPES; a workload's
+# (client credentials) token acts as a broker service account: "client-id=username[:scope+scope]".
+OIDC_API_AUDIENCE = env_str("OIDC_API_AUDIENCE").strip()
+OIDC_API_SCOPES = env_list("OIDC_API_SCOPES", ["read", "request"])
+OIDC_API_CLIENTS = env_list("OIDC_API_CLIENTS")
+# The groups the identity provider decides (by sign-in claims and by SCIM): those whose names start
+# with IDP_MANAGED_GROUP_PREFIX, and those listed in IDP_MANAGED_GROUPS ("name", or "idp-value=name"
+# to map a value such as an Entra group object id onto a group name). The broker never touches other
+# groups, and never a django_group connector's target group.
+IDP_MANAGED_GROUP_PREFIX = env_str("IDP_MANAGED_GROUP_PREFIX").strip()
+IDP_MANAGED_GROUPS = env_list("IDP_MANAGED_GROUPS")
+# Local passwords (the portal's sign-in form, password reset). Off: people sign in through the IdP
+# only; the break-glass path stays: superusers sign in at /admin/login/ with password and one-time code.
+LOCAL_LOGIN = env_bool("LOCAL_LOGIN", True)
+# SCIM 2.0 provisioning at /scim/v2/ (accounts/scim/): the bearer token the IdP sends (SCIM_TOKEN or
+# SCIM_TOKEN_FILE, at least 32 characters). Empty: SCIM is off (404).
+SCIM_TOKEN = env_str("SCIM_TOKEN").strip()
+
+
+def _check_identity_settings() -> None:
+    from urllib.parse import urlsplit as _split
+
+    if OIDC_ISSUER:
+        if not OIDC_CLIENT_ID:
+            raise ImproperlyConfigured("OIDC_CLIENT_ID: required when OIDC_ISSUER is set")
+        host = _split(OIDC_ISSUER).hostname or ""
+        if _split(OIDC_ISSUER).scheme != "https" and not DEBUG and host not in {"localhost", "127.0.0.1", "::1"}:
+            raise ImproperlyConfigured("OIDC_ISSUER: must be an https:// URL (http only on localhost or with DEBUG)")
+        if "openid" not in OIDC_SCOPES:
+            raise ImproperlyConfigured(f"OIDC_SCOPES: must include openid, got {' '.join(OIDC_SCOPES)!r}")
+        for name in ("OIDC_SUBJECT_CLAIM", "OIDC_USERNAME_CLAIM"):
+            if not globals()[name]:
+                raise ImproperlyConfigured(f"{name}: must name a claim")
+    for entry in OIDC_REQUIRED_CLAIMS:
+        claim, sep, value = entry.partition("=")
+        if not sep or not claim.strip() or not value.strip():
+            raise ImproperlyConfigured(f"OIDC_REQUIRED_CLAIMS: {entry!r} is not 'claim=value'")
+    if not LOCAL_LOGIN and not OIDC_ISSUER:
+        raise ImproperlyConfigured("LOCAL_LOGIN: off needs OIDC_ISSUER (otherwise nobody could sign in)")
+    for entry in IDP_MANAGED_GROUPS:
+        value, _, name = entry.rpartition("=") if "=" in entry else ("", "", entry)
+        if not name.strip() or ("=" in entry and not value.strip()):
+            raise ImproperlyConfigured(f"IDP_MANAGED_GROUPS: {entry!r} is neither 'name' nor 'idp-value=name'")
+    if OIDC_API_AUDIENCE and not OIDC_ISSUER:
+        raise ImproperlyConfigured("OIDC_API_AUDIENCE: needs OIDC_ISSUER (the provider whose tokens the API accepts)")
+    scopes = {"read", "request", "approve", "admin"}
+    for name in OIDC_API_SCOPES:
+        if name not in scopes:
+            raise ImproperlyConfigured(f"OIDC_API_SCOPES: unknown scope {name!r}; use read, request, approve, admin")
+    for entry in OIDC_API_CLIENTS:
+        client_id, sep, rest = entry.partition("=")
+        username, _, wanted = rest.partition(":")
+        if (
+            not sep
+            or not client_id.strip()
+            or not username.strip()
+            or not set(filter(None, wanted.split("+"))) <= scopes
+        ):
+            raise ImproperlyConfigured(f"OIDC_API_CLIENTS: {entry!r} is not 'client-id=username[:read+request+...]'")
+    if SCIM_TOKEN and len(SCIM_TOKEN) < 32:
+        raise ImproperlyConfigured("SCIM_TOKEN: must be at least 32 characters long (e.g. openssl rand -hex 32)")
+
+
+_check_identity_settings()
 
 # --- Security headers and cookies ----------------------------------------------------------------
 _HTTPS = env_bool("HTTPS", not DEBUG)
@@ -328,6 +434,9 @@ EMAIL_LINK_FAILURE_LIMIT = env_int("EMAIL_LINK_FAILURE_LIMIT", 20, minimum=1)
 EMAIL_LINK_FAILURE_WINDOW = env_duration("EMAIL_LINK_FAILURE_WINDOW", "15m")
 # How far ahead a request may schedule its start.
 REQUEST_MAX_SCHEDULE_AHEAD = env_duration("REQUEST_MAX_SCHEDULE_AHEAD", "30d")
+# Escalation: the group whose members decide stages that waited too long (role.escalation_delay),
+# for roles whose policy names no escalation approvers of their own. Empty: only those roles escalate.
+ESCALATION_GROUP = env_str("ESCALATION_GROUP", "").strip()
 
 if REVOKE_ETA_HORIZON.total_seconds() >= 3000:
     raise ImproperlyConfigured(
@@ -400,11 +509,48 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-eligibility": {"task": "approvals.tasks.sweep_eligibility", "schedule": SWEEP_INTERVAL.total_seconds()},
     "reconcile": {"task": "grants.tasks.reconcile", "schedule": RECONCILE_INTERVAL.total_seconds()},
     "notify-scan": {"task": "notifications.tasks.scan", "schedule": NOTIFY_SCAN_INTERVAL.total_seconds()},
+    "escalate-requests": {
+        "task": "approvals.tasks.escalate_requests",
+        "schedule": NOTIFY_SCAN_INTERVAL.total_seconds(),
+    },
     "audit-verify": {"task": "broker.tasks.verify_audit", "schedule": AUDIT_VERIFY_INTERVAL.total_seconds()},
     "audit-checkpoint": {
         "task": "broker.tasks.audit_checkpoint",
         "schedule": AUDIT_CHECKPOINT_INTERVAL.total_seconds(),
     },
+}
+
+# --- Operations: health, metrics, logs, chat --------------------------------------------------------
+# Beat queues a heartbeat task every HEARTBEAT_INTERVAL; the worker that runs it writes the time
+# to the database. /readyz and the metrics call the worker down when the newest one is older than
+# HEARTBEAT_MAX_AGE (beat or every worker stopped, or the queue so backed up that it waits).
+HEARTBEAT_INTERVAL = env_duration("HEARTBEAT_INTERVAL", "15s")
+HEARTBEAT_MAX_AGE = env_duration("HEARTBEAT_MAX_AGE", "1m")
+if HEARTBEAT_MAX_AGE <= HEARTBEAT_INTERVAL:
+    raise ImproperlyConfigured("HEARTBEAT_MAX_AGE: must be longer than HEARTBEAT_INTERVAL")
+# /metrics answers a bearer token (METRICS_TOKEN or METRICS_TOKEN_FILE) and/or client addresses in
+# METRICS_ALLOWED_IPS (addresses or networks, the client address as broker.http.client_ip finds
+# it); both set: both are required. Neither set: loopback only in DEBUG, nobody otherwise.
+METRICS_TOKEN = env_key("METRICS_TOKEN", min_length=16)
+METRICS_ALLOWED_IPS = env_networks("METRICS_ALLOWED_IPS")
+# prometheus-client's multiprocess mode: every web process and worker on a host writes its
+# counters to files in this folder and /metrics adds them up (see docs/operations.md).
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics") if DEBUG else "")
+# Chat: a Slack-compatible and a Microsoft Teams-compatible incoming webhook for every message of
+# interest (a role may name more in its policy, by environment variable or file: docs/policy.md).
+# The URLs are secrets (whoever has one can post): from the environment or *_FILE, never the policy.
+SLACK_WEBHOOK_URL = env_url("SLACK_WEBHOOK_URL", "", schemes={"https", "http"})
+TEAMS_WEBHOOK_URL = env_url("TEAMS_WEBHOOK_URL", "", schemes={"https", "http"})
+CHAT_WEBHOOK_TIMEOUT = env_duration("CHAT_WEBHOOK_TIMEOUT", "5s")
+if not 0 < CHAT_WEBHOOK_TIMEOUT.total_seconds() <= 30:
+    raise ImproperlyConfigured("CHAT_WEBHOOK_TIMEOUT: must be more than 0s and at most 30s")
+# Where audit_archive writes archives by default (and audit_verify --archive reads them).
+AUDIT_ARCHIVE_DIR = env_str("AUDIT_ARCHIVE_DIR", str(VAR_DIR / "audit-archive") if DEBUG else "")
+CELERY_BEAT_SCHEDULE["worker-heartbeat"] = {
+    "task": "broker.tasks.heartbeat",
+    "schedule": HEARTBEAT_INTERVAL.total_seconds(),
+    # Heartbeats that waited longer than this are stale: a restarted worker drops them.
+    "options": {"expires": HEARTBEAT_MAX_AGE.total_seconds()},
 }
 
 # --- Cache (rate limits of the API) --------------------------------------------------------------
@@ -459,11 +605,28 @@ API_OTP_FAILURE_LIMIT = env_int("API_OTP_FAILURE_LIMIT", 10, minimum=1)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Privileged access broker API",
     "DESCRIPTION": (
-        "Just-in-time privileged access: request a role, approve, hold a time-boxed grant, check, audit. "
-        "Authenticate with `Authorization: Bearer <token>` (a personal API token) or the portal's session "
-        "(with its CSRF token). Errors are JSON: `{error, detail}`, plus `fields` for 400."
+        "Just-in-time privileged access: request a role, approve, hold a time-boxed grant, check, audit, and "
+        "manage the policy as code. Authenticate with `Authorization: Bearer <token>` (a personal API token; each "
+        "operation names the scope it needs) or the portal's session cookie (with its CSRF token in `X-CSRFToken` "
+        "on POST and DELETE). Users are named by username and roles by slug. Errors are JSON: `{error, detail}`, "
+        "plus `fields` for 400; each operation lists the `error` codes it can answer (`x-error-codes`). Lists are "
+        'newest first and paged: follow `next` as it is. The contract is docs/design.md ("REST API v1").'
     ),
     "VERSION": "1.0.0",
+    "LICENSE": {"name": "Proprietary"},
+    # Relative: the broker that serves this schema (generated clients take their base URL as an argument).
+    "SERVERS": [{"url": "/", "description": "The broker serving this schema, e.g. https://access.example.com"}],
+    "TAGS": [
+        {"name": "roles", "description": "The roles you may ask for."},
+        {"name": "requests", "description": "Asking for a role, and deciding as an approver."},
+        {"name": "grants", "description": "Time-boxed grants: follow, give back, extend, revoke, review break-glass."},
+        {"name": "check", "description": "Does someone hold a role right now? For systems that pull decisions."},
+        {"name": "tokens", "description": "Your personal API tokens."},
+        {"name": "audit", "description": "The hash-chained audit trail: pages and exports (auditors, administrators)."},
+        {"name": "signals", "description": "Risk signals about a user (administrators)."},
+        {"name": "reconciliation", "description": "Drift between the targets and the grants, per target."},
+        {"name": "policy", "description": "Policy as code: plan and apply the roles-and-eligibility YAML file."},
+    ],
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "SERVE_INCLUDE_SCHEMA": False,
     "ENUM_NAME_OVERRIDES": {
@@ -486,14 +649,36 @@ SPECTACULAR_SETTINGS = {
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ImproperlyConfigured(f"LOG_LEVEL: expected DEBUG, INFO, WARNING or ERROR, got {LOG_LEVEL!r}")
+# LOG_FORMAT=json: one JSON object per line on stdout (time, level, logger, message, the request id
+# and the task, the grant and request ids of lifecycle lines), for a log pipeline. The default
+# stays readable text for `make run`. Both go through the same filters: the request id, and the
+# redaction of anything shaped like a token (broker/telemetry/logs.py).
+LOG_FORMAT = env_str("LOG_FORMAT", "text").strip().lower()
+if LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT: expected text or json, got {LOG_FORMAT!r}")
+# A management command's stdout is its answer (TOKEN=$(manage.py create_api_token alice)): its log
+# lines go to stderr whatever the format. The servers (gunicorn, celery, runserver) log to stdout.
+_COMMAND = Path(sys.argv[0]).name == "manage.py" and sys.argv[1:2] != ["runserver"]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "broker.telemetry.logs.ContextFilter"}},
+    "formatters": {
+        "text": {"()": "broker.telemetry.logs.TextFormatter"},
+        "json": {"()": "broker.telemetry.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+            "stream": "ext://sys.stdout" if LOG_FORMAT == "json" and not _COMMAND else "ext://sys.stderr",
+        }
+    },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "broker": {"level": LOG_LEVEL},
+        "accounts": {"level": LOG_LEVEL},
         "approvals": {"level": LOG_LEVEL},
         "grants": {"level": LOG_LEVEL},
         "notifications": {"level": LOG_LEVEL},

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from pathlib import Path
 
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 
 from broker import audit
 from broker.audit.checkpoints import checkpoint_head
 from broker.audit.status import store_verification
+from broker.models import Heartbeat
 from broker.notify import Message, notify
+from broker.telemetry.context import message_header
 
 log = logging.getLogger(__name__)
 
@@ -38,3 +42,17 @@ def audit_checkpoint() -> dict:
     """Periodic: append a signed checkpoint of the chain's head outside the database."""
     written = checkpoint_head()
     return {"seq": written.record["seq"], "delivered": written.delivered, "failed": written.failed}
+
+
+@shared_task(name="broker.tasks.heartbeat", bind=True, ignore_result=True)
+def heartbeat(self) -> None:
+    """Periodic (beat): prove that beat queues and a worker runs tasks; /readyz and the metrics read it."""
+    queued = message_header(self.request, "published_at")
+    try:
+        queued_at = datetime.fromisoformat(queued) if isinstance(queued, str) else None
+    except ValueError:
+        queued_at = None
+    Heartbeat.objects.update_or_create(
+        name="worker",
+        defaults={"at": timezone.now(), "queued_at": queued_at, "worker": (self.request.hostname or "")[:200]},
+    )

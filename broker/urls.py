@@ -1,23 +1,18 @@
 """Every route of the broker: the admin, health, the API, and each app's portal pages."""
 
 from django.contrib import admin
-from django.http import HttpResponse
 from django.urls import include, path
-from django.views.decorators.http import require_GET
 
 from broker.portal.home import home
-
-
-@require_GET
-def healthz(request):
-    return HttpResponse("ok\n", content_type="text/plain")
-
 
 urlpatterns = [
     # admin.site is accounts.admin_site.BrokerAdminSite (settings: accounts.apps.BrokerAdminConfig).
     path("admin/", admin.site.urls),
-    path("healthz", healthz, name="healthz"),
+    # /healthz, /readyz and /metrics.
+    path("", include("broker.ops.urls")),
     path("api/", include(("broker.api.urls", "api"), namespace="api")),
+    # SCIM 2.0 provisioning from the company's identity provider (bearer token: SCIM_TOKEN).
+    path("scim/v2/", include("accounts.scim")),
     path("", home, name="portal-home"),
     path("", include("accounts.urls")),
     path("", include("approvals.urls")),

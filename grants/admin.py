@@ -10,7 +10,7 @@ from broker.errors import BrokerError
 from broker.http import client_ip
 from broker.models import Channel
 from grants import services
-from grants.models import Grant
+from grants.models import Grant, TargetReport
 
 
 @admin.register(Grant)
@@ -63,3 +63,12 @@ class GrantAdmin(ReadOnlyAdmin):
             messages.info(
                 request, f"Grant #{grant.pk}: {grant.status}{' — ' + grant.last_error if grant.last_error else ''}."
             )
+
+
+@admin.register(TargetReport)
+class TargetReportAdmin(ReadOnlyAdmin):
+    """The latest reconciliation of each target (also GET /api/v1/reconciliation/)."""
+
+    list_display = ("target", "connector", "outcome", "checked_at", "holders", "authoritative")
+    list_filter = ("outcome", "connector", "authoritative")
+    search_fields = ("target",)

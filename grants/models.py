@@ -190,3 +190,43 @@ class AccessLock(models.Model):
 
     def __str__(self) -> str:
         return f"access lock {self.key[:12]} for user {self.user_id}"
+
+
+class TargetReport(models.Model):
+    """The latest reconciliation of one target (grants/reconcile.py): who held the access there
+    without an effective grant (drift) and what was done about it. One row per target, replaced at
+    every run; the audit trail keeps the history (drift.detected, drift.removed, drift.restored)."""
+
+    class Outcome(models.TextChoices):
+        # Every holder in the target has an effective grant, and every effective grant is there.
+        IN_SYNC = "in_sync"
+        # Drift was found: members without a grant (removed or reported) or missing grants (restored).
+        DRIFT = "drift"
+        # The target could not be read, or fixing it failed for someone (retried at the next run).
+        ERROR = "error"
+        # The connector cannot list who holds the access (a webhook): nothing to compare.
+        NOT_CHECKED = "not_checked"
+
+    key = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the connector's target_key()")
+    target = models.CharField(max_length=500)
+    connector = models.CharField(max_length=64)
+    roles = models.JSONField(default=list)
+    authoritative = models.BooleanField(default=False)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    checked_at = models.DateTimeField()
+    holders = models.PositiveIntegerField(null=True, blank=True)
+    removed = models.JSONField(default=list)
+    detected = models.JSONField(default=list)
+    restored = models.JSONField(default=list)
+    errors = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["target", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(outcome__in=["in_sync", "drift", "error", "not_checked"]), name="target_report_outcome"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.target}: {self.outcome} at {self.checked_at:%Y-%m-%d %H:%M}"

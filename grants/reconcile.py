@@ -8,24 +8,30 @@ the broker promised that access until ``expires_at``.
 
 People with a grant in flight (scheduled, active but overdue, revoking, revoke_failed) are left alone: the
 grant's own lifecycle is acting on them, and both would otherwise race.
+
+Each run keeps its findings per target (``TargetReport``, the latest only): what ``GET
+reconciliation/`` answers. ``reconcile_run`` is a run someone asked for (the API), audited with
+who asked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from broker import audit
 from broker.models import AuditEvent, Channel, Role
 from grants.connectors import connector_for, set_access
 from grants.events import drift_event, grant_event
-from grants.models import AccessLock, Grant
+from grants.models import AccessLock, Grant, TargetReport
 
 log = logging.getLogger(__name__)
 User = get_user_model()
@@ -54,27 +60,100 @@ def _targets() -> dict[tuple, list[Role]]:
 def reconcile(*, now: datetime | None = None) -> Report:
     now = now or timezone.now()
     report = Report()
-    for roles in _targets().values():
+    seen = []
+    for key, roles in _targets().items():
         connector = connector_for(roles[0])
+        seen.append(_key(key))
+        before = _lengths(report)
+        holders = None
         try:
             holders = connector.holders()
         except Exception as exc:  # noqa: BLE001 - a target that cannot be read is reported and skipped
             report.errors.append(f"{roles[0].slug}: {exc}")
-            continue
-        if holders is None:
-            continue
-        report.targets += 1
-        grants = Grant.objects.filter(role__in=roles)
-        # Usernames only: a target with 100,000 holders must not load 100,000 grants and users.
-        entitled = set(grants.effective(now).values_list("user__username", flat=True).iterator())
-        # Grants in flight (scheduled, overdue, being removed): their own lifecycle acts on these people.
-        busy = set(grants.unfinished().values_list("user__username", flat=True).iterator()) - entitled
-        authoritative = any(r.authoritative for r in roles)
-        for username in sorted(holders - entitled - busy):
-            _extra(username, roles, authoritative=authoritative, now=now, report=report)
-        for username in sorted(entitled - holders - busy):
-            _missing(username, roles, now=now, report=report)
+        if holders is not None:
+            report.targets += 1
+            grants = Grant.objects.filter(role__in=roles)
+            # Usernames only: a target with 100,000 holders must not load 100,000 grants and users.
+            entitled = set(grants.effective(now).values_list("user__username", flat=True).iterator())
+            # Grants in flight (scheduled, overdue, being removed): their own lifecycle acts on these people.
+            busy = set(grants.unfinished().values_list("user__username", flat=True).iterator()) - entitled
+            authoritative = any(r.authoritative for r in roles)
+            for username in sorted(holders - entitled - busy):
+                _extra(username, roles, authoritative=authoritative, now=now, report=report)
+            for username in sorted(entitled - holders - busy):
+                _missing(username, roles, now=now, report=report)
+        _keep(key, connector, roles, holders, report, before, now)
+    # Targets no live role points at any more (a retired role, a changed config) have no report.
+    TargetReport.objects.exclude(key__in=seen).delete()
     return report
+
+
+def reconcile_run(*, actor: AbstractBaseUser, via: str, ip: str | None = None) -> Report:
+    """A run someone asked for, now (the periodic one runs every RECONCILE_INTERVAL); audited."""
+    report = reconcile()
+    with transaction.atomic():
+        audit.record(
+            "reconcile.run",
+            actor=actor,
+            target=("reconciliation", ""),
+            via=via,
+            ip=ip,
+            data={
+                "targets": report.targets,
+                "removed": report.removed,
+                "detected": report.detected,
+                "restored": report.restored,
+                "errors": report.errors,
+            },
+        )
+    return report
+
+
+# --- The latest report per target ----------------------------------------------------------------
+
+_FINDINGS = ("removed", "detected", "restored", "errors")
+
+
+def _key(target_key: tuple) -> str:
+    return hashlib.sha256(repr(target_key).encode()).hexdigest()
+
+
+def _lengths(report: Report) -> dict[str, int]:
+    return {name: len(getattr(report, name)) for name in _FINDINGS}
+
+
+def _keep(
+    target_key: tuple, connector, roles: list[Role], holders: set[str] | None, report: Report, before, now
+) -> None:
+    """Replace the target's report with this run's findings (those added to ``report`` since ``before``)."""
+    found = {name: getattr(report, name)[before[name] :] for name in _FINDINGS}
+    # Findings read "role/username"; a target's report names the people (its roles are listed beside).
+    people = {name: [item.split("/", 1)[-1] for item in found[name]] for name in ("removed", "detected", "restored")}
+    if found["errors"]:
+        outcome = TargetReport.Outcome.ERROR
+    elif holders is None:
+        outcome = TargetReport.Outcome.NOT_CHECKED
+    elif any(people.values()):
+        outcome = TargetReport.Outcome.DRIFT
+    else:
+        outcome = TargetReport.Outcome.IN_SYNC
+    values = {
+        "target": connector.describe()[:500],
+        "connector": connector.name,
+        "roles": sorted(role.slug for role in roles),
+        "authoritative": any(role.authoritative for role in roles),
+        "outcome": outcome,
+        "checked_at": now,
+        "holders": len(holders) if holders is not None else None,
+        **people,
+        "errors": found["errors"],
+    }
+    key = _key(target_key)
+    try:
+        with transaction.atomic():
+            TargetReport.objects.update_or_create(key=key, defaults=values)
+    except IntegrityError:  # a concurrent run created it first: this run's findings replace its
+        TargetReport.objects.filter(key=key).update(**values)
 
 
 def _extra(username: str, roles: list[Role], *, authoritative: bool, now: datetime, report: Report) -> None:

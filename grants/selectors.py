@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from accounts.models import ApiToken
-from broker.catalog import AUDITORS_GROUP, is_security, sees_everything, stages_naming
+from broker.catalog import AUDITORS_GROUP, is_security, roles_escalated_to, sees_everything, stages_naming
 from grants.models import Grant
 
 
@@ -34,7 +34,8 @@ def grants_visible_to(user: AbstractBaseUser, *, admin: bool | None = None) -> Q
 
     That is the rule of ``approvals.selectors.requests_visible_to`` read from the grant's side (its
     holder is the requester, its role the request's role): the holder, the approvers of the role's
-    stages, whoever decided its request, auditors and administrators. Spelled here with the
+    stages, whoever decided its request, the role's escalation approvers once its request was
+    escalated, auditors and administrators. Spelled here with the
     catalog's rule and the database relation to the request's decisions, because approvals sits
     above grants and is never imported from here.
     """
@@ -49,6 +50,9 @@ def grants_visible_to(user: AbstractBaseUser, *, admin: bool | None = None) -> Q
     decided = Grant.objects.filter(request__decisions__approver=user).values_list("pk", flat=True)
     decided_ids = list(decided[: _LISTED + 1])
     visible = Q(user=user) | Q(role_id__in=approves) | Q(pk__in=decided_ids if len(decided_ids) <= _LISTED else decided)
+    escalated = list(roles_escalated_to(user).values_list("pk", flat=True))
+    if escalated:
+        visible |= Q(request__escalated_at__isnull=False, role_id__in=escalated)
     if is_security(user):
         # Security reviews every break-glass activation after the fact.
         visible |= Q(break_glass=True)
@@ -63,10 +67,12 @@ def grants_live_for(user: AbstractBaseUser) -> QuerySet[Grant]:
     return Grant.objects.unfinished().filter(user=user).order_by("expires_at", "pk")
 
 
-def break_glass_awaiting_review(viewer: AbstractBaseUser) -> QuerySet[Grant]:
+def break_glass_awaiting_review(viewer: AbstractBaseUser, *, admin: bool | None = None) -> QuerySet[Grant]:
     """Break-glass grants ``viewer`` may see that nobody reviewed yet (or whose review an extension reopened)."""
     return (
-        grants_visible_to(viewer).filter(break_glass=True, reviewed_at__isnull=True).exclude(status=Grant.Status.FAILED)
+        grants_visible_to(viewer, admin=admin)
+        .filter(break_glass=True, reviewed_at__isnull=True)
+        .exclude(status=Grant.Status.FAILED)
     )
 
 

@@ -531,7 +531,7 @@ def grant_review(
         if grant.reviewed_at is not None:
             raise Conflict(f"grant {grant.pk} was already reviewed", code="already_reviewed")
         if grant.user_id == reviewer.pk:
-            raise NotAllowed("you cannot review your own break-glass activation")
+            raise NotAllowed("you cannot review your own break-glass activation", code="self_review")
         grant.reviewed_at = now
         grant.reviewed_by = reviewer
         grant.review_note = note

@@ -7,8 +7,11 @@ from notifications.models import Notification
 
 @admin.register(Notification)
 class NotificationAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "kind", "object_id", "recipient", "revision", "status", "attempts", "sent_at")
-    list_filter = ("status", "kind")
+    list_display = (
+        "created_at", "kind", "object_id", "channel", "recipient", "destination", "revision", "status", "attempts",
+        "sent_at",
+    )  # fmt: skip
+    list_filter = ("status", "channel", "kind")
     search_fields = ("recipient__username", "object_id")
     date_hierarchy = "created_at"
 

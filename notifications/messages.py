@@ -22,7 +22,7 @@ from approvals import email_links
 from approvals.models import AccessRequest, Decision
 from broker import links
 from broker.audit.status import stored_verification
-from broker.catalog import SECURITY_GROUP, stage_approvers
+from broker.catalog import SECURITY_GROUP, escalation_approvers, stage_approvers
 from broker.durations import humanize_duration
 from broker.models import AuditEvent
 from broker.notify import Message
@@ -91,17 +91,27 @@ def _grant(object_id: int) -> Grant | None:
     return Grant.objects.select_related("role", "user", "request").filter(pk=object_id).first()
 
 
-def waiting_approvers(req: AccessRequest) -> list[AbstractBaseUser]:
-    """Approvers of the current stage who have not decided yet; never the requester."""
+def waiting_approvers(req: AccessRequest, *, escalation_only: bool = False) -> list[AbstractBaseUser]:
+    """Approvers of the current stage who have not decided yet (with the role's escalation approvers
+    once the stage was escalated; only those with ``escalation_only``); never the requester."""
     stages = list(req.role.stages.order_by("position"))
     if req.current_stage >= len(stages):
         return []
+    own = set(stage_approvers(stages[req.current_stage]).values_list("pk", flat=True))
+    escalation = set(escalation_approvers(req.role).values_list("pk", flat=True)) if req.is_escalated else set()
+    people = escalation - own if escalation_only else own | escalation
     return list(
-        stage_approvers(stages[req.current_stage])
+        User.objects.filter(pk__in=people)
         .exclude(pk=req.requester_id)
         .exclude(pk__in=req.decisions.values("approver_id"))
         .order_by("username")
     )
+
+
+def _escalation_why(req: AccessRequest) -> str:
+    if req.role.escalation_users.exists() or req.role.escalation_groups.exists():
+        return f"You get this because you are an escalation approver for the role {req.role.slug}."
+    return f"You get this because you are in the {settings.ESCALATION_GROUP} group, which decides escalated requests."
 
 
 def security_people() -> list[AbstractBaseUser]:
@@ -111,23 +121,35 @@ def security_people() -> list[AbstractBaseUser]:
 # --- One builder per kind ---------------------------------------------------------------------------
 
 
-def _approver_drafts(req: AccessRequest, *, reminder: bool, revision: int, now: datetime) -> list[Draft]:
+def _approver_drafts(
+    req: AccessRequest, *, reminder: bool, revision: int, now: datetime, escalated: bool = False
+) -> list[Draft]:
+    """Messages with a decision link: to the approvers waited for (``escalated``: to the escalation
+    approvers only, when the stage has just been escalated)."""
     stages = req.role.stages.count()
+    own = {u.pk for u in waiting_approvers(req)} - {u.pk for u in waiting_approvers(req, escalation_only=True)}
     drafts = []
-    for approver in waiting_approvers(req):
+    for approver in waiting_approvers(req, escalation_only=escalated):
 
         def late(approver=approver):
             token = email_links.link_issue(request=req, approver=approver, now=now)
             return {"action_url": links.absolute(reverse("approval-link", args=[token]))}
 
         who = req.requester.get_username()
+        waited = humanize_duration(now - req.stage_started_at)
         subject = (
-            f"Reminder: {who} is still waiting for {req.role.slug} (request #{req.pk})"
+            f"Escalated: {who} has waited {waited} for {req.role.slug} (request #{req.pk})"
+            if escalated
+            else f"Reminder: {who} is still waiting for {req.role.slug} (request #{req.pk})"
             if reminder
             else f"Decision needed: {who} asks for {req.role.slug} (request #{req.pk})"
         )
         intro = [
             f"{who} asks for {req.role.name} for {humanize_duration(req.duration)}.",
+            f"Stage {req.current_stage + 1} has waited {waited} without a decision, so it was escalated to you: "
+            "you may approve or deny it in place of its approvers."
+            if escalated
+            else "",
             "Half of the time to decide has passed without a decision." if reminder else "",
             f"The request expires unanswered at {_when(req.expires_at)}.",
             "The button opens a page with the facts; nothing is decided until you sign in, confirm with "
@@ -141,7 +163,9 @@ def _approver_drafts(req: AccessRequest, *, reminder: bool, revision: int, now: 
                 intro=[line for line in intro if line],
                 facts=[*_request_facts(req), ("Stage", f"{req.current_stage + 1} of {stages}")],
                 why=f"You get this because you are an approver of stage {req.current_stage + 1} "
-                f"for the role {req.role.slug}.",
+                f"for the role {req.role.slug}."
+                if approver.pk in own
+                else _escalation_why(req),
                 action_label="Review the request",
                 action_url="",
                 more_links=[
@@ -169,6 +193,14 @@ def _reminder(object_id: int, revision: int, now: datetime) -> list[Draft]:
     if now >= req.expires_at or now < reminder_due_at(req):
         return []
     return _approver_drafts(req, reminder=True, revision=revision, now=now)
+
+
+def _escalated(object_id: int, revision: int, now: datetime) -> list[Draft]:
+    """``revision`` is the stage (0-based) that was escalated: one message per stage and person."""
+    req = _request(object_id)
+    if req is None or not req.is_escalated or req.current_stage != revision or now >= req.expires_at:
+        return []
+    return _approver_drafts(req, reminder=False, revision=revision, now=now, escalated=True)
 
 
 def _requester_draft(req: AccessRequest, **fields) -> Draft:
@@ -429,6 +461,7 @@ def _mfa_device_added(object_id: int, revision: int, now: datetime) -> list[Draf
 BUILDERS: dict[str, Callable[[int, int, datetime], list[Draft]]] = {
     Kind.DECISION_NEEDED: _decision_needed,
     Kind.REMINDER: _reminder,
+    Kind.ESCALATED: _escalated,
     Kind.APPROVED: _approved,
     Kind.DENIED: _denied,
     Kind.EXPIRED: _expired,

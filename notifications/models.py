@@ -10,7 +10,7 @@ from broker.notify import Message
 
 
 class Notification(models.Model):
-    """A message to one person about one object, claimed before it is sent.
+    """A message to one person (email) or to one chat webhook about one object, claimed before it is sent.
 
     The unique key (kind, object_id, recipient, revision) is what makes a task that runs twice
     (a redelivered Celery message, two sweeps) send nothing the second time. ``revision`` tells
@@ -30,9 +30,19 @@ class Notification(models.Model):
         # nothing to send: the recipient has no address
         SKIPPED = "skipped"
 
+    class Channel(models.TextChoices):
+        EMAIL = "email"
+        CHAT = "chat"
+
     kind = models.CharField(max_length=32, choices=Kind.choices)
     object_id = models.BigIntegerField()
-    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.EMAIL)
+    # email: the person; chat: none, and the webhook is named by `destination`
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    # chat: which webhook, by name (never its URL, which is a secret): "slack", "teams", "teams:DBA_TEAMS_URL"
+    destination = models.CharField(max_length=200, blank=True)
     revision = models.BigIntegerField(default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SENDING)
     attempts = models.PositiveSmallIntegerField(default=1)
@@ -46,6 +56,16 @@ class Notification(models.Model):
             models.UniqueConstraint(
                 fields=["kind", "object_id", "recipient", "revision"], name="notification_once_per_key"
             ),
+            models.UniqueConstraint(
+                fields=["kind", "object_id", "destination", "revision"],
+                condition=Q(channel="chat"),
+                name="notification_chat_once_per_key",
+            ),
+            models.CheckConstraint(
+                condition=(Q(channel="email") & Q(recipient__isnull=False))
+                | (Q(channel="chat") & Q(recipient__isnull=True) & ~Q(destination="")),
+                name="notification_channel_has_address",
+            ),
             models.CheckConstraint(
                 condition=Q(status__in=["sending", "sent", "failed", "skipped"]), name="notification_status_valid"
             ),
@@ -53,4 +73,5 @@ class Notification(models.Model):
         indexes = [models.Index(fields=["kind", "object_id"], name="notification_object")]
 
     def __str__(self) -> str:
-        return f"{self.kind} #{self.object_id} to {self.recipient} ({self.status})"
+        to = self.recipient if self.channel == self.Channel.EMAIL else f"chat {self.destination}"
+        return f"{self.kind} #{self.object_id} to {to} ({self.status})"

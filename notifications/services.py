@@ -25,7 +25,7 @@ from django.utils import timezone
 from approvals.models import AccessRequest
 from broker.notify import notify as notify_later
 from grants.models import Grant
-from notifications import messages
+from notifications import chat, messages
 from notifications.messages import Draft, expiry_warning_applies, reminder_due_at
 from notifications.models import Notification
 
@@ -82,7 +82,7 @@ def _render(draft: Draft) -> EmailMultiAlternatives:
 
 
 def notify(*, kind: str, object_id: int, revision: int = 0, now: datetime | None = None) -> int:
-    """Send the messages of one kind about one object; return how many went out now."""
+    """Send the messages of one kind about one object (emails, then chat); return how many went out now."""
     now = now or timezone.now()
     drafts = messages.BUILDERS[kind](object_id, revision, now)
     sent, failed = 0, []
@@ -126,9 +126,12 @@ def notify(*, kind: str, object_id: int, revision: int = 0, now: datetime | None
                 last_error="",
             )
             sent += 1
+    # Chat after the emails, each webhook on its own: a failing or slow webhook never holds up an email.
+    chat_sent, chat_failed = chat.send(kind=kind, object_id=object_id, revision=revision, now=now)
+    failed += [f"chat {name}" for name in chat_failed]
     if failed:
         raise SendFailed(f"{kind} #{object_id}: not sent to {', '.join(failed)}")
-    return sent
+    return sent + chat_sent
 
 
 # --- The periodic scan ------------------------------------------------------------------------------

@@ -131,3 +131,29 @@ def active_grant(role, request_role, approver):
         return grant
 
     return make
+
+
+# --- A real OpenID Connect provider (tests/idp), for sign-in, step-up and e2e tests -------------------
+
+
+@pytest.fixture(scope="session")
+def idp(tmp_path_factory):
+    """The test identity provider, running as its own process on a spare port for the whole run."""
+    from tests.idp.driver import IdP
+
+    provider = IdP(tmp_path_factory.mktemp("idp"), redirect_uri="http://testserver/account/oidc/callback/")
+    provider.start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture
+def sso(settings, idp):
+    """The broker pointed at the test IdP, as the README's few variables do; groups prefixed idp- are its own."""
+    settings.OIDC_ISSUER = idp.issuer
+    settings.OIDC_CLIENT_ID = idp.client_id
+    settings.OIDC_CLIENT_SECRET = idp.client_secret
+    settings.OIDC_SCOPES = ["openid", "email", "profile"]
+    settings.IDP_MANAGED_GROUP_PREFIX = "idp-"
+    settings.SITE_URL = "http://testserver"
+    return idp

@@ -89,6 +89,7 @@ class AccessRequestFactory(factory.django.DjangoModelFactory):
     justification = factory.Sequence(lambda n: f"reason {n}")
     channel = Channel.PORTAL
     created_at = factory.LazyFunction(timezone.now)
+    stage_started_at = factory.SelfAttribute("created_at")
     expires_at = factory.LazyAttribute(lambda r: r.created_at + r.role.request_ttl)
     decided_at = factory.LazyAttribute(lambda r: None if r.status == AccessRequest.Status.PENDING else r.created_at)
 

@@ -5,8 +5,11 @@ Named in REST_FRAMEWORK's settings (DEFAULT_PAGINATION_CLASS): must not import D
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 from rest_framework import serializers
 from rest_framework.pagination import CursorPagination, PageNumberPagination
+from rest_framework.response import Response
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -42,8 +45,31 @@ class StrictPageSize:
         return parameters
 
 
+def _link(what: str, example: str) -> dict:
+    return {
+        "type": "string",
+        "nullable": True,
+        "format": "uri",
+        "description": f"The full URL of the {what}, or null: follow it as it is (it keeps your filters and page "
+        "size); do not build it yourself.",
+        "example": example,
+    }
+
+
 class Pagination(StrictPageSize, PageNumberPagination):
     """Every list: newest first, `page` and `page_size`. A page past the end is a 404."""
+
+    def get_paginated_response_schema(self, schema):
+        return {
+            "type": "object",
+            "required": ["count", "next", "previous", "results"],
+            "properties": {
+                "count": {"type": "integer", "description": "How many results there are in all.", "example": 2},
+                "next": _link("next page", "https://access.example.com/api/v1/grants/?page=2"),
+                "previous": _link("previous page", "https://access.example.com/api/v1/grants/?page=1"),
+                "results": schema,
+            },
+        }
 
     def get_page_number(self, request, paginator):
         raw = request.query_params.get(self.page_query_param)
@@ -58,3 +84,30 @@ class AuditPagination(StrictPageSize, CursorPagination):
     """The audit trail grows without bound: cursors cost the same on page 1 and page 10,000."""
 
     ordering = "-seq"
+
+    def get_paginated_response(self, data):
+        next_link = self.get_next_link()
+        cursor = parse_qs(urlsplit(next_link).query).get(self.cursor_query_param, [None])[0] if next_link else None
+        return Response(
+            {"next": next_link, "next_cursor": cursor, "previous": self.get_previous_link(), "results": data}
+        )
+
+    def get_paginated_response_schema(self, schema):
+        return {
+            "type": "object",
+            "required": ["next", "next_cursor", "previous", "results"],
+            "properties": {
+                "next": _link("next (older) page", "https://access.example.com/api/v1/audit/?cursor=cD0yMDA%3D"),
+                "next_cursor": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "The next page's cursor, or null on the last page: pass it as `cursor`, with the "
+                    "same filters and page size.",
+                    "example": "cD0yMDA=",
+                },
+                "previous": _link(
+                    "previous (newer) page", "https://access.example.com/api/v1/audit/?cursor=cj0xJnA9MjAx"
+                ),
+                "results": schema,
+            },
+        }

@@ -24,10 +24,12 @@ class JSONParser(parsers.JSONParser):
     bad UTF-8, NaN, or nesting deep enough to exhaust the stack. Bodies are read as UTF-8 whatever
     charset parameter they declare (RFC 8259: JSON exchanged between systems is UTF-8)."""
 
+    max_bytes = MAX_BODY_BYTES
+
     def parse(self, stream, media_type=None, parser_context=None):
-        raw = stream.read(MAX_BODY_BYTES + 1)
-        if len(raw) > MAX_BODY_BYTES:
-            raise PayloadTooLarge()
+        raw = stream.read(self.max_bytes + 1)
+        if len(raw) > self.max_bytes:
+            raise PayloadTooLarge(f"the request body is larger than {self.max_bytes} bytes")
         try:
             return json.loads(raw.decode("utf-8"), parse_constant=json.strict_constant)
         except UnicodeDecodeError:

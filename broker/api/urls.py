@@ -8,8 +8,9 @@ from accounts.api import TokenViewSet
 from approvals.api import GrantExtendView, RequestViewSet
 from broker.api import views as api
 from broker.api.inputs import ID_PATTERN
+from broker.api.policy import PolicyApply, PolicyPlan
 from broker.error_views import api_not_found
-from grants.api import GrantViewSet
+from grants.api import GrantViewSet, ReconciliationList, ReconciliationRun
 
 router = SimpleRouter()
 router.register("requests", RequestViewSet, basename="request")
@@ -20,7 +21,12 @@ v1 = [
     path("roles/", api.RoleList.as_view(), name="role-list"),
     path("check/", api.CheckView.as_view(), name="check"),
     path("audit/", api.AuditList.as_view(), name="audit-list"),
+    path("audit/export/", api.AuditExport.as_view(), name="audit-export"),
     path("signals/", api.SignalView.as_view(), name="signals"),
+    path("policy/plan/", PolicyPlan.as_view(), name="policy-plan"),
+    path("policy/apply/", PolicyApply.as_view(), name="policy-apply"),
+    path("reconciliation/", ReconciliationList.as_view(), name="reconciliation-list"),
+    path("reconciliation/run/", ReconciliationRun.as_view(), name="reconciliation-run"),
     # An extension is a request (approvals), answered under the grant it extends.
     re_path(rf"^grants/(?P<pk>{ID_PATTERN})/extend/$", GrantExtendView.as_view(), name="grant-extend"),
     *router.urls,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import django_filters
 from django.contrib.auth import get_user_model
@@ -18,6 +18,7 @@ from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
+    OpenApiExample,
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
@@ -98,6 +99,7 @@ class RoleList(generics.ListAPIView):
     serializer_class = RoleOut
     filterset_class = RoleFilter
     required_scopes = {"GET": "read"}
+    operation_ids = {"GET": "roles_list"}
 
     def get_queryset(self):
         return eligible_roles(self.request.user).order_by("slug")
@@ -111,7 +113,22 @@ class CheckQuery(StrictSerializer):
     role = Text(max_length=64, help_text="Role slug.")
 
 
-@extend_schema_serializer(component_name="CheckAnswer")
+@extend_schema_serializer(
+    component_name="CheckAnswer",
+    examples=[
+        OpenApiExample(
+            "alice holds prod-db-admin",
+            value={
+                "allowed": True,
+                "grant": 7,
+                "expires_at": "2026-12-01T09:12:10Z",
+                "user": "alice",
+                "role": "prod-db-admin",
+                "checked_at": "2026-12-01T09:02:13Z",
+            },
+        )
+    ],
+)
 class CheckOut(serializers.Serializer):
     allowed = serializers.BooleanField(help_text="The user holds the role right now (the effective rule).")
     grant = serializers.IntegerField(allow_null=True, help_text="The effective grant's id, or null.")
@@ -142,6 +159,7 @@ class CheckOut(serializers.Serializer):
 )
 class CheckView(APIView):
     required_scopes = {"GET": "read"}
+    operation_ids = {"GET": "check_access"}
 
     @classmethod
     def as_view(cls, **initkwargs):
@@ -281,34 +299,28 @@ class AuditQuery(serializers.Serializer):
     format = serializers.ChoiceField(choices=["json", "jsonl", "csv"], required=False, default="json")
 
 
+# The old way to export (`GET audit/?format=csv|jsonl`) works for this release, answered with these
+# headers; `GET audit/export/` replaces it.
+DEPRECATED_SINCE = datetime(2026, 12, 1, tzinfo=UTC)
+
+
 @extend_schema(
     tags=["audit"],
     summary="The audit trail (auditors and administrators)",
     description=(
-        "Newest first, cursor-paginated. `format=jsonl` or `format=csv` streams every matching event instead, oldest "
-        "first (in chain order), without pagination; the export never loads the table into memory. CSV cells that "
-        "start like a spreadsheet formula are prefixed with `'`."
+        "Newest first, cursor-paginated: follow `next` as it is, or pass `next_cursor` as `cursor`. To download "
+        "every matching event as CSV or JSON Lines, use `GET audit/export/`. (The former `format=csv` and "
+        "`format=jsonl` of this operation still stream an export in this release, with a `Deprecation` header and "
+        "a `Link` to `audit/export/`; they are not part of this operation's schema and will be removed.)"
     ),
-    parameters=[
-        OpenApiParameter(
-            "format",
-            OpenApiTypes.STR,
-            enum=["json", "jsonl", "csv"],
-            required=False,
-            description="json (default): a page of events; jsonl or csv: a streamed export.",
-        ),
-    ],
-    responses={
-        (200, "application/json"): AuditEventOut(many=True),
-        (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description="One JSON event a line."),
-        (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="A header line, then one event a line."),
-    },
+    responses={200: AuditEventOut(many=True)},
 )
 class AuditList(generics.ListAPIView):
     serializer_class = AuditEventOut
     filterset_class = AuditFilter
     pagination_class = AuditPagination
     required_scopes = {"GET": "read"}
+    operation_ids = {"GET": "audit_list"}
 
     def get_permissions(self):
         return [*super().get_permissions(), IsAuditorOrAdmin()]
@@ -322,8 +334,99 @@ class AuditList(generics.ListAPIView):
         kind = query.validated_data["format"]
         if kind == "json":
             return super().list(request, *args, **kwargs)
-        # An export is not paged, but a malformed page_size is still a 400, as on the pages.
+        # Deprecated: an export through the list. A malformed page_size is still a 400, as on the pages.
         self.paginator.get_page_size(request)
+        response = audit_export.export_response(
+            self.filter_queryset(self.get_queryset()),
+            kind,
+            actor=request.user,
+            params=request.query_params,
+            **audit_context(request),
+        )
+        response["Deprecation"] = f"@{int(DEPRECATED_SINCE.timestamp())}"
+        response["Link"] = '</api/v1/audit/export/>; rel="successor-version"'
+        return response
+
+
+class AuditExportFilter(AuditFilter):
+    # The filters of the list, and the format; an export is not paged (page_size, cursor: 400).
+    extra_parameters = ("format",)
+
+
+# Media types of the export, by preference when Accept allows any (no Accept, */*).
+EXPORT_TYPES = {"application/x-ndjson": "jsonl", "application/jsonl": "jsonl", "text/csv": "csv"}
+
+EXPORT_FORMAT = OpenApiParameter(
+    "format",
+    OpenApiTypes.STR,
+    enum=["csv", "jsonl"],
+    required=False,
+    description=(
+        "`csv` or `jsonl` (JSON Lines). When left out, the `Accept` header decides (`text/csv`, "
+        "`application/x-ndjson` or `application/jsonl`); JSON Lines when it allows either."
+    ),
+)
+
+
+@extend_schema(
+    tags=["audit"],
+    summary="Export the audit trail as CSV or JSON Lines (auditors and administrators)",
+    description=(
+        "Every event that matches the filters, oldest first (in chain order), streamed: an export of any size "
+        "takes the server constant memory. The export is itself recorded first (`audit.exported`, with its filters "
+        "and format), and covers the chain up to that record: a fixed snapshot while events keep arriving. Each "
+        "line or row is an `AuditExportRow`. Errors are JSON whatever the format asked for; an `Accept` that allows "
+        "neither format is a 406."
+    ),
+    filters=True,
+    parameters=[
+        EXPORT_FORMAT,
+        OpenApiParameter(
+            "Content-Disposition",
+            OpenApiTypes.STR,
+            OpenApiParameter.HEADER,
+            response=[200],
+            required=True,
+            description='`attachment; filename="audit-<UTC time>.csv"` (or `.jsonl`).',
+        ),
+    ],
+    responses={
+        (200, "text/csv"): OpenApiResponse(
+            {"type": "string", "description": "A header line, then one `AuditExportRow` per line (RFC 4180)."},
+            description="The export. `Content-Disposition` names a file `audit-<UTC time>.<format>`.",
+            examples=[
+                OpenApiExample(
+                    "CSV",
+                    value=(
+                        "seq,at,actor,action,target_type,target_id,role,subject,channel,ip,data,prev_hash,hash\r\n"
+                        "7,2026-12-01T09:00:00.000000+00:00,alice,request.created,request,3,prod-db-admin,alice,api,"
+                        '127.0.0.1,"{""duration_seconds"": 600, ""justification"": ""INC-42: vacuum""}",9f2c...,4b1e...\r\n'
+                    ),
+                    media_type="text/csv",
+                )
+            ],
+        ),
+        (200, "application/x-ndjson"): OpenApiResponse(
+            {"$ref": "#/components/schemas/AuditExportRow"},
+            description="JSON Lines: one `AuditExportRow` object per line.",
+        ),
+    },
+)
+class AuditExport(generics.GenericAPIView):
+    filterset_class = AuditExportFilter
+    pagination_class = None
+    required_scopes = {"GET": "read"}
+    operation_ids = {"GET": "audit_export"}
+    error_codes = {"GET": {"406": ["not_acceptable"]}}
+
+    def get_permissions(self):
+        return [*super().get_permissions(), IsAuditorOrAdmin()]
+
+    def get_queryset(self):
+        return AuditEvent.objects.all()
+
+    def get(self, request):
+        kind = self._format(request)
         return audit_export.export_response(
             self.filter_queryset(self.get_queryset()),
             kind,
@@ -332,12 +435,28 @@ class AuditList(generics.ListAPIView):
             **audit_context(request),
         )
 
+    @staticmethod
+    def _format(request) -> str:
+        asked = request.query_params.get("format")
+        if asked is not None:
+            if asked not in audit_export.FORMATS:
+                raise serializers.ValidationError({"format": ["csv or jsonl."]})
+            return asked
+        preferred = request._request.get_preferred_type(list(EXPORT_TYPES))
+        if preferred is None:
+            raise exceptions.NotAcceptable(
+                "the export is CSV (text/csv) or JSON Lines (application/x-ndjson); ask with Accept or `format`"
+            )
+        return EXPORT_TYPES[preferred]
+
 
 # --- Risk signals ---------------------------------------------------------------------------------------
 
 
 @extend_schema_serializer(component_name="SignalInput")
 class SignalIn(StrictSerializer):
+    """A risk signal about a user."""
+
     user = Text(max_length=150, help_text="Username of the account at risk.")
     event = serializers.ChoiceField(choices=list(risk.EVENTS))
     reason = Text(max_length=risk.MAX_REASON)
@@ -372,6 +491,7 @@ SignalOut = inline_serializer(
 )
 class SignalView(APIView):
     required_scopes = {"POST": "admin"}
+    operation_ids = {"POST": "signals_report"}
 
     def post(self, request):
         if not acts_as_admin(request):

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,16 +25,18 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, models
+from django.db import connection, models, transaction
 from django.db.models import CharField, F, Func
 from django.utils import timezone
 
+from broker.audit.boundary import Boundary, current_boundary
 from broker.audit.checkpoints import CheckpointError, Checkpoints, read_checkpoints
 from broker.audit.keys import GENESIS, Keyring, canonical, mac
 from broker.audit.walk import ROW, Anchor, walk
 from broker.models import AuditEvent, AuditHead, Channel
 
 SYSTEM = "system"
+_log = logging.getLogger("broker.audit")
 _CHUNK = 5000
 
 
@@ -166,6 +169,8 @@ def _append(events: list[AuditEvent]) -> None:
     head.seq, head.hash = link(events, after=(head.seq, head.hash), at=timezone.now())
     AuditEvent.objects.bulk_create(events)
     head.save(update_fields=["seq", "hash"])
+    for event in events:
+        _log_on_commit(event)
 
 
 def link(
@@ -202,6 +207,35 @@ def unlinked(entry: Entry) -> AuditEvent:
         ip=_normalise_ip(entry.ip),
         data=payload,
     )
+
+
+def lifecycle_ids(target_type: str, target_id: str, data: dict) -> dict:
+    """The grant and request ids an event is about, as log fields (``grant_id``, ``access_request_id``)."""
+    ids = {}
+    if target_type == "grant" and target_id.isdigit():
+        ids["grant_id"] = int(target_id)
+        if isinstance(data.get("request"), int):
+            ids["access_request_id"] = data["request"]
+    elif target_type == "request" and target_id.isdigit():
+        ids["access_request_id"] = int(target_id)
+        if isinstance(data.get("grant"), int):
+            ids["grant_id"] = data["grant"]
+    return ids
+
+
+def _log_on_commit(event: AuditEvent) -> None:
+    """Every recorded transition is also a log line (once it committed), with its ids as fields."""
+    fields = {
+        "audit_seq": event.seq,
+        "action": event.action,
+        "channel": event.channel,
+        **lifecycle_ids(event.target_type, event.target_id, event.data),
+    }
+    if event.role:
+        fields["role"] = event.role
+    what = f"{event.target_type} {event.target_id}".strip()
+    line = f"{event.action}: {what or '-'}" + (f" ({event.role}, {event.subject})" if event.role else "")
+    transaction.on_commit(lambda: _log.info(line, extra=fields))
 
 
 @dataclass(frozen=True)
@@ -269,27 +303,57 @@ def verify(
     checkpoints: Path | str | None = None,
     since: tuple[int, str] | None = None,
     keyring: Keyring | None = None,
+    archived: Callable[[], Iterable[tuple]] | None = None,
 ) -> Verification:
     """Walk the chain in order and report the first event that does not fit.
 
-    From the first event by default; ``since=(seq, hash)`` starts at a point verified earlier,
-    which must still have that hash. ``checkpoints`` is a file of signed checkpoints: every one of
-    them must match the trail, and the trail must reach the newest.
+    From the first event kept in the database by default (after the archive boundary, which must
+    verify: broker/audit/boundary.py); ``since=(seq, hash)`` starts at a point verified earlier,
+    which must still have that hash. ``archived`` gives the archived events (``audit_verify
+    --archive``): the walk then starts at event #1 in the archives and goes on into the database as
+    one chain. ``checkpoints`` is a file of signed checkpoints: every one of them must match the
+    trail, and the trail must reach the newest.
     """
     keyring = keyring or Keyring.from_settings()
+    for _attempt in range(3):
+        edge = current_boundary(keyring)
+        result = _verify(checkpoints=checkpoints, since=since, keyring=keyring, archived=archived, edge=edge)
+        # An archive that committed while this walk ran moves the start: walk again from the new one.
+        if result.ok or current_boundary(keyring) == edge:
+            return result
+    return result
+
+
+def _verify(
+    *,
+    checkpoints: Path | str | None,
+    since: tuple[int, str] | None,
+    keyring: Keyring,
+    archived: Callable[[], Iterable[tuple]] | None,
+    edge: Boundary,
+) -> Verification:
     found = Checkpoints()
     if checkpoints is not None:
         try:
             found = read_checkpoints(checkpoints, keyring)
         except CheckpointError as exc:
             return Verification(ok=False, checked=0, head_seq=0, head_hash=GENESIS, reason=str(exc))
+    if not edge.ok:
+        return Verification(
+            ok=False, checked=0, head_seq=0, head_hash=GENESIS, broken_seq=edge.seq + 1, reason=edge.reason
+        )
     anchors = {seq: list(items) for seq, items in found.anchors.items()}
     # The head first: events appended while the walk runs are then simply walked too, never taken
     # for a head that points past the trail.
     head = AuditHead.objects.filter(pk=1).values_list("seq", "hash").first()
     if head is not None and head[0] > 0:
         anchors.setdefault(head[0], []).append(Anchor(head[0], head[1], "the chain head"))
+    if archived is None and since is not None and since[0] <= edge.seq:
+        since = None  # the point verified earlier was archived since: start at the boundary
     start_seq, start_hash = since if since and since[0] > 0 else (0, GENESIS)
+    if archived is None and not start_seq:
+        # Archived events are not walked: anchors inside them cannot be compared here.
+        anchors = {seq: items for seq, items in anchors.items() if seq > edge.seq}
     if start_seq:
         # Start at the point verified earlier: that event must still be there with the same hash.
         anchors.setdefault(start_seq, []).append(Anchor(start_seq, start_hash, "the last full verification"))
@@ -297,6 +361,20 @@ def verify(
         walked = walk(
             rows, keys=keyring.keys, seq=start_seq, prev=None, unkeyed_allowed=False, anchors=anchors, raw=True
         )
+    elif archived is not None:
+        walked = walk(_archived_then_database(archived, edge), keys=keyring.keys, anchors=anchors, raw=True)
+    elif edge.seq:
+        walked = walk(
+            _rows(edge.seq + 1),
+            keys=keyring.keys,
+            seq=edge.seq + 1,
+            prev=edge.hash,
+            unkeyed_allowed=not edge.keyed,
+            anchors=anchors,
+            raw=True,
+        )
+        if walked.last_seq == edge.seq:  # nothing left after the boundary: the walk ends where it began
+            walked.last_hash = edge.hash
     else:
         walked = walk(_rows(0), keys=keyring.keys, anchors=anchors, raw=True)
     common = {
@@ -345,3 +423,11 @@ def verify(
             **common,
         )
     return Verification(ok=True, **common)
+
+
+def _archived_then_database(archived: Callable[[], Iterable[tuple]], edge: Boundary) -> Iterator[tuple]:
+    """The archived events, then the database's from the boundary on (raw rows: ``data`` as JSON text)."""
+    dumps = json.dumps
+    for row in archived():
+        yield (*row[:11], dumps(row[11]), *row[12:])
+    yield from _rows(edge.seq + 1) if edge.seq else _rows(0)

@@ -23,7 +23,7 @@ from django.http import StreamingHttpResponse
 from django.utils import timezone
 
 from broker import audit
-from broker.models import AuditEvent
+from broker.models import AuditEvent, Channel
 
 FORMATS = ("csv", "jsonl")
 _NOT_FILTERS = {"format", "page", "page_size"}
@@ -43,6 +43,39 @@ FIELDS = [
     "hash",
     "key_id",
 ]
+# What one line of JSON Lines (or one row of CSV) holds: the OpenAPI schema's AuditExportRow.
+ROW_SCHEMA = {
+    "type": "object",
+    "description": (
+        "One event of the export: a line of JSON Lines, or a row of the CSV (whose header line names these "
+        "columns, in this order; `data` as JSON text; a cell that starts like a spreadsheet formula, with `=`, "
+        "`+`, `-`, `@`, a tab or a carriage return, gets a leading `'`). JSON Lines keeps every value exactly, "
+        "hashes included, so an export can be checked offline."
+    ),
+    "properties": {
+        "seq": {"type": "integer", "description": "Position in the chain (1 = first event)."},
+        "at": {"type": "string", "format": "date-time", "description": "When, UTC, with microseconds."},
+        "actor": {"type": "string", "description": "Username of who acted; `system` for the broker itself."},
+        "action": {"type": "string", "example": "request.created"},
+        "target_type": {"type": "string", "example": "request"},
+        "target_id": {"type": "string"},
+        "role": {"type": "string", "description": "Role slug, or empty."},
+        "subject": {"type": "string", "description": "Username the event is about, or empty."},
+        "channel": {"type": "string", "enum": list(Channel.values)},
+        "ip": {"type": "string", "description": "Client address, or empty."},
+        "data": {"type": "object", "additionalProperties": True, "description": "The event's own facts."},
+        "prev_hash": {"type": "string", "description": "Hash of the event before (the chain)."},
+        "hash": {"type": "string", "description": "This event's link in the chain, keyed by `key_id`."},
+        "key_id": {
+            "type": "string",
+            "description": "Which audit key made `hash` (HMAC-SHA256); empty for events from before the trail was "
+            "keyed (plain SHA-256).",
+        },
+    },
+    "required": list(FIELDS),
+}
+
+
 # A cell a spreadsheet would run as a formula (OWASP "CSV injection"): usernames may start with + - @.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 

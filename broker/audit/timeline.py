@@ -66,7 +66,16 @@ def describe(event: AuditEvent) -> Entry:
             parts.append("Break-glass: security is notified; reviewed afterwards")
         return Entry(event, title, " · ".join(parts), "warn" if d.get("break_glass") else "")
     if action == "request.approval_given":
-        return Entry(event, f"{who} approved (stage {d.get('stage', '?')})", d.get("comment", ""), "good")
+        how = ", as escalation approver" if d.get("escalation") else ""
+        return Entry(event, f"{who} approved (stage {d.get('stage', '?')}{how})", d.get("comment", ""), "good")
+    if action == "request.escalated":
+        people = ", ".join(d.get("escalated_to") or [])
+        return Entry(
+            event,
+            f"Stage {d.get('stage', '?')} escalated after {_seconds(d.get('waited_seconds'))} without a decision",
+            f"Escalation approvers: {people}" if people else "",
+            "warn",
+        )
     if action == "request.approved":
         why = {
             "auto_approve": "Approved automatically: the role needs no approval",
@@ -74,7 +83,8 @@ def describe(event: AuditEvent) -> Entry:
         }.get(d.get("why"), "Approved: every stage has its approvals")
         return Entry(event, why, "", "warn" if d.get("why") == "break_glass" else "good")
     if action == "request.denied":
-        return Entry(event, f"{who} denied (stage {d.get('stage', '?')})", d.get("comment", ""), "bad")
+        how = ", as escalation approver" if d.get("escalation") else ""
+        return Entry(event, f"{who} denied (stage {d.get('stage', '?')}{how})", d.get("comment", ""), "bad")
     if action == "request.cancelled":
         title = f"{who} withdrew the request" if who == event.subject else "Request cancelled"
         return Entry(event, title, d.get("reason", ""), "bad")

@@ -43,9 +43,11 @@ class StageSpec:
 _NESTED = {
     "auto_approve": ("approval", "auto_approve"),
     "request_ttl": ("approval", "request_ttl"),
+    "escalation_after": ("approval", "escalation", "after"),
     "connector": ("target", "connector"),
     "connector_config": ("target", "config"),
     "authoritative": ("target", "authoritative"),
+    "chat_webhooks": ("notify", "chat"),
 }
 
 
@@ -55,7 +57,9 @@ def _catalog_values(spec: schema.Role) -> dict[str, Any]:
     for name in Role.POLICY_FIELDS:
         value: Any = spec
         for part in _NESTED.get(name, (name,)):
-            value = getattr(value, part)
+            value = getattr(value, part) if value is not None else None  # an optional mapping left out
+        if name == "chat_webhooks":
+            value = [hook.model_dump(exclude_none=True) for hook in value]
         values[name] = value
     return values
 
@@ -122,6 +126,19 @@ def _sync_role(spec: schema.Role, eligible_users: set[str], eligible_groups: set
         )
         changes.append(Change("updated", spec.slug, f"approval stages → {described or 'none'}"))
 
+    escalation = spec.approval.escalation
+    people = escalation.approvers if escalation is not None else None
+    wanted = (tuple(sorted(people.users)), tuple(sorted(people.groups))) if people else ((), ())
+    current = (
+        tuple(sorted(role.escalation_users.values_list("username", flat=True))),
+        tuple(sorted(role.escalation_groups.values_list("name", flat=True))),
+    )
+    if current != wanted:
+        role.escalation_users.set(User.objects.filter(username__in=wanted[0]))
+        role.escalation_groups.set(Group.objects.filter(name__in=wanted[1]))
+        described = f"users={list(wanted[0])} groups={list(wanted[1])}" if people else "the ESCALATION_GROUP setting"
+        changes.append(Change("updated", spec.slug, f"escalation approvers → {described}"))
+
     current_users = set(role.eligibilities.filter(user__isnull=False).values_list("user__username", flat=True))
     current_groups = set(role.eligibilities.filter(group__isnull=False).values_list("group__name", flat=True))
     add_users, drop_users = eligible_users - current_users, current_users - eligible_users
@@ -171,6 +188,7 @@ def apply(
     prune: bool = False,
     dry_run: bool = False,
     via: str = "cli",
+    ip: str | None = None,
     source: str = "",
     now=None,
 ) -> list[Change]:
@@ -217,6 +235,7 @@ def apply(
                 actor=actor,
                 target=("policy", policy.digest[:12]),
                 via=via,
+                ip=ip,
                 data={
                     "sha256": policy.digest,
                     "source": source,

@@ -70,20 +70,29 @@ class Reader:
     """Turns a YAML node tree into plain data, remembering the line of every path."""
 
     def __init__(self, text: str):
-        self.loader = _Loader(text)
+        self.text = text
+        self.loader: _Loader | None = None
         self.lines: dict[Path, int] = {}
         self.errors: list[PolicyError] = []
 
     def read(self) -> Any:
         try:
+            # Made here, not in __init__: the loader refuses a text with a control character (or a
+            # lone surrogate, which JSON can carry) as soon as it is given one.
+            self.loader = _Loader(self.text)
             node = self.loader.get_single_node()
+        except yaml.reader.ReaderError as exc:
+            line = self.text.count("\n", 0, exc.position) + 1
+            self.errors.append(PolicyError("", line, f"not valid YAML: character {exc.character:#06x} is not allowed"))
+            return None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             problem = getattr(exc, "problem", None) or str(exc)
             self.errors.append(PolicyError("", mark.line + 1 if mark else None, f"not valid YAML: {problem}"))
             return None
         finally:
-            self.loader.dispose()
+            if self.loader is not None:
+                self.loader.dispose()
         if self.loader.aliases:
             self.errors += list(dict.fromkeys(self.loader.aliases))  # once per line and anchor
             return None

@@ -14,11 +14,13 @@ except for true/false and numbers, where a blank is an error rather than a quiet
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Annotated, Any, get_args
 
 from annotated_types import Ge, Le
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -141,10 +143,33 @@ class Stage(_Model):
         return self
 
 
+class Escalation(_Model):
+    # A stage undecided for this long is escalated; half of request_ttl when absent.
+    after: Duration | None = None
+    # Who may then decide it; the members of the ESCALATION_GROUP setting's group when absent.
+    approvers: Approvers | None = None
+
+    @model_validator(mode="after")
+    def _someone_to_escalate_to(self) -> Escalation:
+        if self.approvers is None and not settings.ESCALATION_GROUP:
+            raise _problems("names no approvers, and the ESCALATION_GROUP setting is not set", at=("approvers",))
+        return self
+
+
 class Approval(_Model):
     auto_approve: bool = False
     request_ttl: Duration = timedelta(hours=24)
     stages: list[Stage] = []
+    escalation: Escalation | None = None
+
+    @model_validator(mode="after")
+    def _escalates_before_expiry(self) -> Approval:
+        after = self.escalation.after if self.escalation else None
+        if after is not None and after >= self.request_ttl:
+            raise _problems(
+                "must be shorter than request_ttl, or the request expires first", at=("escalation", "after")
+            )
+        return self
 
 
 class Target(_Model):
@@ -170,6 +195,46 @@ class Target(_Model):
         return config
 
 
+class ChatWebhook(_Model):
+    """A chat webhook that hears of a role's requests and grants: its URL is a secret, so the file
+    names only where it is (an environment variable or a file of the worker), never the URL."""
+
+    format: str
+    url_env: str | None = None
+    url_file: str | None = None
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in ("slack", "teams"):
+            raise _problems(f"must be slack or teams, got {value!r}")
+        return value
+
+    @field_validator("url_env")
+    @classmethod
+    def _variable_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Z_][A-Z0-9_]{0,99}", value):
+            raise _problems(f"must name an environment variable (CAPITALS_AND_DIGITS), got {value!r}")
+        return value
+
+    @field_validator("url_file")
+    @classmethod
+    def _absolute_path(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise _problems(f"must be an absolute path, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_place(self) -> ChatWebhook:
+        if (self.url_env is None) == (self.url_file is None):
+            raise _problems("give exactly one of url_env (an environment variable) and url_file (a file)")
+        return self
+
+
+class Notify(_Model):
+    chat: list[ChatWebhook] = []
+
+
 class Role(_Model):
     # Field order matters: a field's checks see the fields above it (info.data) that are valid.
     slug: Slug
@@ -185,6 +250,7 @@ class Role(_Model):
     break_glass: bool = False
     approval: Approval = Field(default_factory=dict, validate_default=True)
     target: Target = Field(description="connector and config")
+    notify: Notify = Field(default_factory=dict, validate_default=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -236,6 +302,8 @@ class Role(_Model):
             raise _problems("break-glass roles activate without approval already", at=("auto_approve",))
         if not approval.stages and not approval.auto_approve and not break_glass:
             raise _problems("needs at least one stage under approval.stages, or auto_approve: true")
+        if approval.escalation is not None and (approval.auto_approve or break_glass):
+            raise _problems("roles approved at once have no stage to escalate", at=("escalation",))
         return approval
 
     @model_validator(mode="after")
@@ -349,8 +417,11 @@ def _people_named(data: Any) -> Iterator[tuple[str, str, Path]]:
 
     places: list[tuple[Any, Path]] = []
     for i, role in enumerate(listing(mapping(data).get("roles"))):
-        for j, stage in enumerate(listing(mapping(mapping(role).get("approval")).get("stages"))):
+        approval = mapping(mapping(role).get("approval"))
+        for j, stage in enumerate(listing(approval.get("stages"))):
             places.append((mapping(stage).get("approvers"), ("roles", i, "approval", "stages", j, "approvers")))
+        escalation = mapping(approval.get("escalation"))
+        places.append((escalation.get("approvers"), ("roles", i, "approval", "escalation", "approvers")))
     places += [(entry, ("eligibility", i)) for i, entry in enumerate(listing(mapping(data).get("eligibility")))]
     for place, path in places:
         for kind in ("users", "groups"):

@@ -20,6 +20,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
+from broker.telemetry.metrics import connector_call
 from grants.connectors import breaker
 from grants.connectors.base import (
     AccessEvent,
@@ -107,6 +108,11 @@ def set_access(connector: Connector, user: AbstractBaseUser, *, present: bool, e
     it, while the target is cooling down after a timeout (``breaker``). In a savepoint of its own,
     so that a connector writing to the broker's database rolls back cleanly when it fails.
     """
+    with connector_call(connector.name, "grant" if present else "revoke"):
+        _set_access(connector, user, present=present, event=event)
+
+
+def _set_access(connector: Connector, user: AbstractBaseUser, *, present: bool, event: AccessEvent) -> None:
     breaker.ensure_closed(connector)
     try:
         with transaction.atomic():

@@ -9,10 +9,16 @@ endpoint needs. Not visible is 404; visible but not allowed is 403.
 from dataclasses import dataclass, field
 
 import pytest
+from django.utils import timezone
 
+from approvals import services as approvals
 from approvals.models import AccessRequest
+from broker.catalog import SECURITY_GROUP
+from broker.models import Channel
+from grants import services as grants
 from grants.models import Grant
 from tests.api.conftest import ALL
+from tests.factories import GroupFactory, RoleFactory, UserFactory
 from tests.otp import authenticator, code_of
 
 ADMIN = (*ALL, "admin")
@@ -23,7 +29,7 @@ ACTORS = ("anonymous", "requester", "other", "approver", "auditor", "admin", "la
 class Row:
     name: str
     method: str
-    path: str  # formatted with the world: {pending}, {grant}, {spare_token}
+    path: str  # formatted with the world: {pending}, {grant}, {spare_token}, {glass}
     expected: dict[str, int]
     # Who holds the token lacking the scope, and the scopes it has.
     lacking: tuple[str, tuple[str, ...]]
@@ -42,6 +48,17 @@ def statuses(requester, other, approver, auditor, admin, lacking):
         "lacking": lacking,
     }
 
+
+POLICY = """\
+roles:
+  - slug: matrix
+    name: Matrix role
+    max_duration: 1h
+    approval: {stages: [{approvers: {users: [carol]}}]}
+    target: {connector: django_group, config: {group: matrix-holders}}
+eligibility:
+  - {role: matrix, users: [alice]}
+"""
 
 ROWS = [
     Row("list roles", "get", "/api/v1/roles/", statuses(200, 200, 200, 200, 200, 403), ("alice", ("request",))),
@@ -153,11 +170,75 @@ ROWS = [
     Row(
         "export audit trail",
         "get",
+        "/api/v1/audit/export/?format=jsonl",
+        statuses(403, 403, 403, 200, 200, 403),
+        ("erin", ("request",)),
+    ),
+    Row(
+        "export audit trail (deprecated path)",
+        "get",
         "/api/v1/audit/?format=jsonl",
         statuses(403, 403, 403, 200, 200, 403),
         ("erin", ("request",)),
     ),
+    Row(
+        "list grants awaiting review",
+        "get",
+        "/api/v1/grants/awaiting-review/",
+        statuses(403, 403, 403, 200, 200, 403),
+        ("erin", ("request",)),
+    ),
+    Row(
+        "review break-glass grant",
+        "post",
+        "/api/v1/grants/{glass}/review/",
+        # the holder sees it but reviews nothing; security with a read-only token lacks `approve`
+        statuses(403, 404, 404, 403, 200, 403),
+        ("frank", ("read",)),
+        body={"note": "checked the incident"},
+    ),
+    Row(
+        "list drift reports",
+        "get",
+        "/api/v1/reconciliation/",
+        statuses(403, 403, 403, 200, 200, 403),
+        ("erin", ("request",)),
+    ),
+    Row(
+        "run reconciliation",
+        "post",
+        "/api/v1/reconciliation/run/",
+        statuses(403, 403, 403, 403, 200, 403),
+        ("root", ALL),
+    ),
+    Row(
+        "plan policy",
+        "post",
+        "/api/v1/policy/plan/",
+        statuses(403, 403, 403, 200, 200, 403),
+        ("erin", ("request",)),
+        body={"policy": POLICY},
+    ),
+    Row(
+        "apply policy",
+        "post",
+        "/api/v1/policy/apply/",
+        statuses(403, 403, 403, 403, 200, 403),
+        ("root", ALL),
+        body={"policy": POLICY},
+        otp=True,
+    ),
 ]
+
+
+def break_glass_grant(world) -> Grant:
+    """alice's active break-glass grant, awaiting its review."""
+    role = RoleFactory(slug="glass", break_glass=True)
+    role.eligibilities.create(user=world.alice)
+    req = approvals.request_create(
+        requester=world.alice, role=role, justification="INC-9", via=Channel.CLI, mfa_at=timezone.now()
+    )
+    return grants.grant_activate(grant_id=req.grant.pk)
 
 
 def client_for(actor, row, world, bearer, anonymous):
@@ -172,7 +253,11 @@ def client_for(actor, row, world, bearer, anonymous):
         return anonymous, None
     if actor == "lacking":
         name, scopes = row.lacking
-        user = {"alice": world.alice, "carol": world.carol, "erin": world.erin, "root": world.root}[name]
+        if name == "frank":
+            user = UserFactory(username="frank")
+            user.groups.add(GroupFactory(name=SECURITY_GROUP))
+        else:
+            user = {"alice": world.alice, "carol": world.carol, "erin": world.erin, "root": world.root}[name]
         return bearer(user, scopes=scopes), user
     user = people[actor]
     return bearer(user, scopes=ADMIN if actor == "admin" else ALL), user
@@ -184,7 +269,10 @@ def test_each_caller_gets_the_expected_status_from_each_endpoint(row, actor, wor
     for person in (world.alice, world.bob, world.carol, world.erin, world.root):
         authenticator(person)
     spare = bearer(world.alice, scopes=("read",)).token
-    path = row.path.format(pending=world.pending.pk, grant=world.grant.pk, spare_token=spare.pk)
+    glass = break_glass_grant(world) if "{glass}" in row.path else None
+    path = row.path.format(
+        pending=world.pending.pk, grant=world.grant.pk, spare_token=spare.pk, glass=glass.pk if glass else None
+    )
     client, user = client_for(actor, row, world, bearer, anonymous)
     body = dict(row.body)
     if row.otp and user is not None:

@@ -84,6 +84,33 @@ def test_same_idempotency_key_with_another_body_is_a_conflict(world, bearer):
     assert response.json()["error"] == "idempotency_key_reused"
 
 
+def test_sending_the_defaults_is_the_same_request_as_leaving_them_out(world, bearer):
+    # What a generated client sends (every optional field, with its default) and what curl sends.
+    alice = bearer(world.alice)
+    first = alice.post("/api/v1/requests/", BODY, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    again = alice.post(
+        "/api/v1/requests/",
+        {**BODY, "ticket": "", "starts_at": None, "justification": BODY["justification"] + "  "},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="k-1",
+    )
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+
+
+def test_the_same_start_written_in_another_zone_is_the_same_request(clock, world, bearer):
+    alice = bearer(world.alice)
+    first = alice.post(
+        "/api/v1/requests/", {**BODY, "starts_at": "2026-03-02T11:00:00+01:00"}, format="json", HTTP_IDEMPOTENCY_KEY="k"
+    )
+    again = alice.post(
+        "/api/v1/requests/", {**BODY, "starts_at": "2026-03-02T10:00:00Z"}, format="json", HTTP_IDEMPOTENCY_KEY="k"
+    )
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again["Idempotent-Replayed"] == "true"
+
+
 def test_idempotency_keys_belong_to_one_user(world, bearer):
     assert (
         bearer(world.alice).post("/api/v1/requests/", BODY, format="json", HTTP_IDEMPOTENCY_KEY="k").status_code == 201

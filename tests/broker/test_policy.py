@@ -287,13 +287,13 @@ def test_nesting_deeper_than_any_policy_needs_is_refused_as_invalid_yaml(directo
             "requires_mfa: true",
             "require_mfa: true",
             "line 10: roles[0].require_mfa: unknown key (expected one of: approval, break_glass, default_duration, "
-            "description, max_duration, max_total_duration, min_duration, name, requires_justification, requires_mfa, "
+            "description, max_duration, max_total_duration, min_duration, name, notify, requires_justification, requires_mfa, "
             "requires_ticket, slug, target)",
         ),
         (
             "auto_approve: false",
             "auto_aprove: false",
-            "line 13: roles[0].approval.auto_aprove: unknown key (expected one of: auto_approve, request_ttl, stages)",
+            "line 13: roles[0].approval.auto_aprove: unknown key (expected one of: auto_approve, escalation, request_ttl, stages)",
         ),
         (
             "required: 1",
@@ -379,3 +379,77 @@ def test_every_problem_of_a_file_is_reported_at_once_in_file_order(directory):
 
 def test_an_empty_entry_in_roles_is_an_error_not_skipped(directory):
     assert errors_of("roles:\n  -\n") == ["line 2: roles[0]: is empty"]
+
+
+# --- Escalation (approval.escalation, optional) ------------------------------------------------------
+
+ESCALATING = GOOD.replace(
+    "      request_ttl: 24h\n",
+    "      request_ttl: 24h\n      escalation:\n        after: 6h\n        approvers: {users: [bea]}\n",
+)
+
+
+@pytest.fixture
+def bea(directory):
+    return UserFactory(username="bea")
+
+
+def test_a_file_without_escalation_keeps_applying_and_leaves_it_unset(directory):
+    policy.apply(policy.load(GOOD))
+    role = Role.objects.get(slug="prod-db-admin")
+    assert role.escalation_after is None
+    assert role.escalation_delay == timedelta(hours=12)
+    assert not role.escalation_users.exists() and not role.escalation_groups.exists()
+
+
+def test_escalation_sets_the_delay_and_the_escalation_approvers(bea):
+    changes = policy.apply(policy.load(ESCALATING))
+    role = Role.objects.get(slug="prod-db-admin")
+    assert role.escalation_after == timedelta(hours=6)
+    assert list(role.escalation_users.values_list("username", flat=True)) == ["bea"]
+    assert "escalation approvers → users=['bea'] groups=[]" in [c.detail for c in changes]
+    assert policy.apply(policy.load(ESCALATING)) == []
+
+
+def test_removing_escalation_from_the_file_removes_it_from_the_role(bea):
+    policy.apply(policy.load(ESCALATING))
+    changes = [str(c) for c in policy.apply(policy.load(GOOD))]
+    role = Role.objects.get(slug="prod-db-admin")
+    assert (role.escalation_after, role.escalation_users.count()) == (None, 0)
+    assert any("escalation_after 6h → None" in c for c in changes), changes
+
+
+def test_escalation_must_come_before_the_request_expires(bea):
+    assert errors_of(ESCALATING.replace("after: 6h", "after: 24h")) == [
+        "line 16: roles[0].approval.escalation.after: must be shorter than request_ttl, or the request expires first"
+    ]
+
+
+def test_escalation_without_approvers_needs_the_escalation_group_setting(directory, settings):
+    text = ESCALATING.replace("        approvers: {users: [bea]}\n", "")
+    assert errors_of(text) == [
+        "line 16: roles[0].approval.escalation.approvers: names no approvers, and the ESCALATION_GROUP setting is "
+        "not set"
+    ]
+    settings.ESCALATION_GROUP = "duty-managers"
+    policy.apply(policy.load(text))
+    assert Role.objects.get(slug="prod-db-admin").escalation_after == timedelta(hours=6)
+
+
+def test_an_unknown_escalation_approver_is_an_error(directory):
+    assert errors_of(ESCALATING) == ["line 17: roles[0].approval.escalation.approvers.users[0]: no user 'bea'"]
+
+
+def test_roles_approved_at_once_cannot_escalate(bea):
+    text = ESCALATING.replace("auto_approve: false", "auto_approve: true")
+    assert errors_of(text) == [
+        "line 16: roles[0].approval.escalation: roles approved at once have no stage to escalate"
+    ]
+
+
+@pytest.mark.parametrize(("bad", "shown"), [("\x05", "0x0005"), ("\udb8b", "0xdb8b")])
+def test_a_character_yaml_does_not_allow_is_an_error_with_its_line_not_a_crash(directory, bad, shown):
+    # Found by schemathesis through POST policy/plan/: JSON can carry control characters and lone surrogates.
+    assert errors_of(GOOD.replace("Superuser", f"Super{bad}user")) == [
+        f"line 4: not valid YAML: character {shown} is not allowed"
+    ]

@@ -148,6 +148,89 @@ def test_debug_keeps_a_random_audit_key_under_var(tmp_path):
     assert len((tmp_path / "dev-audit-key").read_text()) >= 32
 
 
+# --- Identity: OpenID Connect, SCIM ----------------------------------------------------------------
+
+
+def _start(tmp_path, **variables):
+    import os
+    import subprocess
+    import sys
+
+    env_vars = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE",)}
+    env_vars.update({"BROKER_VAR_DIR": str(tmp_path), "DEBUG": "1", **variables})
+    return subprocess.run(
+        [sys.executable, "-c", "import broker.settings"], env=env_vars, capture_output=True, text=True, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"OIDC_ISSUER": "https://idp.example.com"}, "OIDC_CLIENT_ID: required when OIDC_ISSUER is set"),
+        ({"OIDC_ISSUER": "ftp://idp.example.com"}, "OIDC_ISSUER: unsupported scheme 'ftp'"),
+        (
+            {"OIDC_ISSUER": "http://idp.example.com", "OIDC_CLIENT_ID": "b", "DEBUG": "0", "SECRET_KEY": "k" * 40,
+             "ALLOWED_HOSTS": "x", "AUDIT_KEY": "a" * 40},
+            "OIDC_ISSUER: must be an https:// URL",
+        ),
+        ({"OIDC_ISSUER": "https://idp.example.com", "OIDC_CLIENT_ID": "b", "OIDC_SCOPES": "email profile"},
+         "OIDC_SCOPES: must include openid"),
+        ({"LOCAL_LOGIN": "off"}, "LOCAL_LOGIN: off needs OIDC_ISSUER"),
+        ({"LOCAL_LOGIN": "perhaps"}, "LOCAL_LOGIN: expected true or false"),
+        ({"OIDC_STEP_UP": "both"}, "OIDC_STEP_UP: expected idp or local"),
+        ({"IDP_MANAGED_GROUPS": "=dba"}, "IDP_MANAGED_GROUPS: '=dba' is neither"),
+        ({"SCIM_TOKEN": "short"}, "SCIM_TOKEN: must be at least 32 characters"),
+    ],
+)  # fmt: skip
+def test_identity_settings_refuse_to_start_naming_the_variable(tmp_path, variables, message):
+    result = _start(tmp_path, **variables)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_the_client_secret_and_the_scim_token_may_come_from_files(tmp_path):
+    (tmp_path / "secret").write_text("s3cret\n")
+    (tmp_path / "scim").write_text("t" * 40 + "\n")
+    result = _start(
+        tmp_path,
+        OIDC_ISSUER="https://login.example.com/realms/corp/",
+        OIDC_CLIENT_ID="access-broker",
+        OIDC_CLIENT_SECRET_FILE=str(tmp_path / "secret"),
+        SCIM_TOKEN_FILE=str(tmp_path / "scim"),
+        OIDC_SCOPES="openid,email profile groups",
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT: expected text or json"),
+        ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN: must be at least 16 characters long"),
+        ({"METRICS_ALLOWED_IPS": "10.0.0.0/8, intranet"}, "METRICS_ALLOWED_IPS: 'intranet' is not an IP address"),
+        ({"HEARTBEAT_INTERVAL": "1m", "HEARTBEAT_MAX_AGE": "30s"}, "HEARTBEAT_MAX_AGE: must be longer"),
+        ({"SLACK_WEBHOOK_URL": "ftp://hooks"}, "SLACK_WEBHOOK_URL: unsupported scheme 'ftp'"),
+        ({"CHAT_WEBHOOK_TIMEOUT": "2m"}, "CHAT_WEBHOOK_TIMEOUT: must be more than 0s and at most 30s"),
+    ],
+)
+def test_operations_settings_refuse_to_start_naming_the_variable(tmp_path, variables, message):
+    result = import_settings(tmp_path, AUDIT_KEY=GOOD_KEY, **variables)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_metrics_networks_are_parsed(monkeypatch):
+    monkeypatch.setenv("X_NETS", "10.0.0.0/8, 192.0.2.7, ::1")
+    assert [str(n) for n in env.env_networks("X_NETS")] == ["10.0.0.0/8", "192.0.2.7/32", "::1/128"]
+
+
+def test_postgres_gets_a_connect_timeout(monkeypatch):
+    monkeypatch.setenv("X_DB", "postgresql://u@h:5432/db")
+    assert env.env_database("X_DB", {})["OPTIONS"]["connect_timeout"] == 5
+    monkeypatch.setenv("X_DB", "postgresql://u@h:5432/db?connect_timeout=2")
+    assert env.env_database("X_DB", {})["OPTIONS"]["connect_timeout"] == 2  # the URL wins
+
+
 def test_postgresql_connections_run_without_jit_compilation(monkeypatch):
     from broker.env import env_database
 

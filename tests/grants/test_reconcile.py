@@ -78,3 +78,51 @@ def test_reconcile_command_prints_the_drift(role, capsys):
     UserFactory(username="standing").groups.add(holders_group(role))
     call_command("reconcile")
     assert f"drift    {role.slug}/standing" in capsys.readouterr().out
+
+
+# --- The latest report per target --------------------------------------------------------------------
+
+
+def test_each_run_keeps_the_latest_report_of_each_target(role, outsider, clock):
+    from grants.models import TargetReport
+
+    outsider.groups.add(holders_group(role))
+    reconcile()
+    report = TargetReport.objects.get()
+    assert (report.target, report.connector, report.roles) == (
+        "Django group 'db-admin-holders'",
+        "django_group",
+        ["db-admin"],
+    )
+    assert (report.outcome, report.detected, report.holders) == ("drift", ["mallory"], 1)
+    first_check = report.checked_at
+    outsider.groups.remove(holders_group(role))
+    clock.shift(timedelta(minutes=5))
+    reconcile()
+    report = TargetReport.objects.get()
+    assert (report.outcome, report.detected, report.holders) == ("in_sync", [], 0)
+    assert report.checked_at == first_check + timedelta(minutes=5)
+
+
+def test_a_target_that_cannot_be_read_is_reported_as_an_error(role, monkeypatch):
+    from grants.connectors.django_group import DjangoGroupConnector
+    from grants.models import TargetReport
+
+    def unreadable(self):
+        raise RuntimeError("connection refused")
+
+    monkeypatch.setattr(DjangoGroupConnector, "holders", unreadable)
+    reconcile()
+    report = TargetReport.objects.get()
+    assert (report.outcome, report.holders, report.errors) == ("error", None, ["db-admin: connection refused"])
+
+
+def test_the_report_of_a_target_no_role_uses_any_more_goes_away(role):
+    from grants.models import TargetReport
+
+    reconcile()
+    assert TargetReport.objects.count() == 1
+    role.connector_config = {"group": "elsewhere"}
+    role.save()
+    reconcile()
+    assert list(TargetReport.objects.values_list("target", flat=True)) == ["Django group 'elsewhere'"]

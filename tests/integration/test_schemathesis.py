@@ -30,9 +30,11 @@ CHECKS = "all"
 
 
 def seed() -> str:
-    """A small world the fuzzer can reach: ids 1..5, roles sandbox/deploy/db, users alice/bob."""
+    """A small world the fuzzer can reach: ids 1..5, roles sandbox/deploy/db/glass, users alice/bob (and carol,
+    whom the schema's example policy names)."""
     admin = UserFactory(username="st-admin", is_staff=True)
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+    UserFactory(username="carol")
     authenticator(admin)
     sandbox = RoleFactory(slug="sandbox", auto_approve=True, requires_justification=False)
     deploy = RoleFactory(slug="deploy", max_duration=timedelta(hours=8))
@@ -47,6 +49,13 @@ def seed() -> str:
         auto = approvals.request_create(requester=user, role=sandbox, via=Channel.CLI)
         grants.grant_activate(grant_id=auto.grant.pk)
     approvals.request_create(requester=alice, role=db, justification="seed", via=Channel.CLI, mfa_at=timezone.now())
+    # A break-glass grant awaiting its review (grants/{id}/review/).
+    glass = RoleFactory(slug="glass", break_glass=True)
+    EligibilityFactory(role=glass, user=alice)
+    broken = approvals.request_create(
+        requester=alice, role=glass, justification="seed", via=Channel.CLI, mfa_at=timezone.now()
+    )
+    grants.grant_activate(grant_id=broken.grant.pk)
     _, text = token_create(user=admin, scopes="read,request,approve,admin", via=Channel.CLI)
     # Out of reach of the generated ids: DELETE tokens/{id}/ must not revoke the fuzzer's own token.
     ApiToken.objects.filter(user=admin).update(id=987_654_321)

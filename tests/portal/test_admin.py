@@ -353,3 +353,37 @@ def test_removing_someones_device_in_the_admin_is_audited_about_them(client, roo
     assert client.post(path, {"post": "yes"}).status_code == 302
     (event,) = changes()
     assert (event.subject, event.data["operation"], event.data["device"]) == ("alice", "deleted", device.persistent_id)
+
+
+def test_a_role_s_escalation_is_edited_and_audited_in_the_admin(client, root, prod_db, outsider):
+    sign_in_verified(client, root)
+    data = post_data(client.get(f"/admin/broker/role/{prod_db.pk}/change/"))
+    data["escalation_after"] = "02:00:00"
+    data["escalation_users"] = [str(outsider.pk)]
+    response = client.post(f"/admin/broker/role/{prod_db.pk}/change/", data)
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
+    prod_db.refresh_from_db()
+    assert (prod_db.escalation_after, list(prod_db.escalation_users.all())) == (timedelta(hours=2), [outsider])
+    (event,) = changes()
+    assert event.data["fields"] == ["escalation_after", "escalation_users"]
+
+
+def test_an_escalation_as_long_as_the_request_ttl_is_refused_in_the_admin(client, root, prod_db):
+    sign_in_verified(client, root)
+    data = post_data(client.get(f"/admin/broker/role/{prod_db.pk}/change/"))
+    data["escalation_after"] = "1 00:00:00"  # the request_ttl: the request would expire first
+    response = client.post(f"/admin/broker/role/{prod_db.pk}/change/", data)
+    assert response.status_code == 200
+    prod_db.refresh_from_db()
+    assert prod_db.escalation_after is None
+
+
+def test_the_latest_drift_report_of_each_target_is_listed_read_only(client, root, prod_db):
+    from grants.reconcile import reconcile
+
+    reconcile()
+    sign_in_verified(client, root)
+    page = client.get("/admin/grants/targetreport/")
+    assert page.status_code == 200
+    assert "Django group &#x27;prod-db-holders&#x27;" in page.content.decode()
+    assert client.get("/admin/grants/targetreport/add/").status_code == 403

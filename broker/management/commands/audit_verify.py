@@ -5,6 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from broker import audit
+from broker.audit.archive import ArchiveError, read_archives
 from broker.audit.checkpoints import CheckpointError, read_checkpoints
 from broker.audit.keys import GENESIS, Keyring
 from broker.audit.status import stored_verification
@@ -31,15 +32,31 @@ class Command(BaseCommand):
             help="start from the point the scheduled check last verified instead of the first event",
         )
         parser.add_argument(
+            "--archive",
+            metavar="DIR",
+            help="also walk the archives audit_archive wrote to DIR: archives and database as one chain from event #1",
+        )
+        parser.add_argument(
             "--export",
             metavar="FILE",
             help="verify a JSON Lines export offline instead of the database (needs only the keys)",
         )
 
-    def handle(self, *args, checkpoints=None, incremental=False, export=None, **options):
+    def handle(self, *args, checkpoints=None, incremental=False, export=None, archive=None, **options):
         if export:
             self._verify_export(Path(export), checkpoints)
             return
+        archived = None
+        if archive:
+            if incremental:
+                raise CommandError("--archive walks everything from event #1: leave out --incremental")
+            try:
+                archives = read_archives(Path(archive))
+            except ArchiveError as exc:
+                self._broken(None, None, str(exc), 0, 0)
+            for name in archives.ignored:
+                self.stdout.write(f"note: {name} is not recorded as archived (its events are still in the database)")
+            archived = archives.rows
         since = None
         if incremental:
             stored, authentic = stored_verification()
@@ -53,13 +70,18 @@ class Command(BaseCommand):
                 self.stdout.write(f"starting from event #{stored.seq}, verified by the scheduled check at {stored.at}")
             else:
                 self.stdout.write("no verified point stored: walking the whole chain")
-        result = audit.verify(checkpoints=checkpoints, since=since)
+        try:
+            result = audit.verify(checkpoints=checkpoints, since=since, archived=archived)
+        except ArchiveError as exc:
+            self._broken(None, None, str(exc), 0, 0)
         if not result.ok:
             self._broken(result.broken_seq, result.broken_id, result.reason, result.checked, result.head_seq)
         keys = ", ".join(result.key_ids) or "none"
         extra = f"; {result.unkeyed} unkeyed event(s) from before the key, sealed" if result.unkeyed else ""
         anchored = f"; {result.checkpoints} checkpoint(s) match" if checkpoints else ""
         start = f" after #{result.since_seq}" if result.since_seq else ""
+        if archived is not None:
+            start += f" ({archives.count} from {len(archives.manifests)} archive(s), the rest in the database)"
         self.stdout.write(
             self.style.SUCCESS(f"audit chain OK: {result.checked} event(s){start} verified")
             + f" (HMAC-SHA256, key id(s) {keys}{extra}); head #{result.head_seq} hash {result.head_hash}{anchored}"
