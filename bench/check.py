@@ -58,7 +58,7 @@ def make_world() -> str:
     now = timezone.now()
     req = AccessRequest.objects.create(
         role=role, requester=alice, status="approved", duration=timedelta(hours=2), channel=Channel.API,
-        created_at=now, expires_at=now + timedelta(hours=1), decided_at=now,
+        created_at=now, stage_started_at=now, expires_at=now + timedelta(hours=1), decided_at=now,
     )  # fmt: skip
     Grant.objects.create(
         request=req, user=alice, role=role, status="active", starts_at=now, expires_at=now + timedelta(hours=2),

@@ -60,7 +60,8 @@ def make_grants(n: int, *, first: float, spread: float, tag: str):
     now = timezone.now()
     requests = AccessRequest.objects.bulk_create(
         AccessRequest(role=role, requester=u, status="approved", duration=timedelta(minutes=10), justification="bench",
-                      channel=Channel.API, created_at=now, expires_at=now + timedelta(hours=1), decided_at=now)
+                      channel=Channel.API, created_at=now, stage_started_at=now, expires_at=now + timedelta(hours=1),
+                      decided_at=now)
         for u in users
     )  # fmt: skip
     # The expiries count from the end of the writing, so none is due before its grant exists.
