@@ -119,6 +119,12 @@ class Grant(models.Model):
             models.Index(fields=["-starts_at", "-id"], name="grant_newest_first"),
             # The review of a period reads the grants that ended after its start (or not at all).
             models.Index(fields=["ended_at"], name="grant_ended_at"),
+            # Break-glass grants awaiting their post-hoc review (the review page, every time it opens).
+            models.Index(
+                fields=["-starts_at"],
+                condition=Q(break_glass=True, reviewed_at__isnull=True),
+                name="grant_awaiting_review",
+            ),
             models.Index(fields=["expires_at"], condition=Q(status="active"), name="grant_active_expiry"),
             models.Index(fields=["starts_at"], condition=Q(status="scheduled"), name="grant_scheduled_start"),
             models.Index(
