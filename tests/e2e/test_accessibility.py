@@ -33,7 +33,7 @@ from broker.models import Channel
 from grants import services as grants
 from tests.e2e.conftest import axe_violations
 from tests.factories import EligibilityFactory, RoleFactory, StageFactory, UserFactory
-from tests.otp import authenticator, code_of
+from tests.otp import authenticator, code_of, wrong_code_of
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -253,6 +253,8 @@ def test_requester_pages(person, world, sweep):
     requester.login("alice")
     page = requester.page
     sweep.check(requester, "home")
+    page.goto("/account/mfa/verify/?next=/")
+    sweep.check(requester, "verify it's you")
     verify(requester, alice)
     for url, label in [
         ("/roles/prod-db-admin/request/", "request form"),
@@ -292,6 +294,11 @@ def test_requester_pages(person, world, sweep):
     page.goto("/account/mfa/")
     page.get_by_role("button", name="New backup codes").click()
     sweep.check(requester, "backup codes")
+    # Last: a wrong code makes the authenticator wait before it accepts the next one.
+    page.goto("/account/mfa/verify/?next=/")
+    page.get_by_label("One-time code").fill(wrong_code_of(alice))
+    page.get_by_role("button", name="Verify").click()
+    sweep.check(requester, "verify it's you, wrong code")
     sweep.done()
 
 

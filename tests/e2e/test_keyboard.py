@@ -82,6 +82,20 @@ def cast(db):
     return {"alice": alice, "carol": carol, "role": role}
 
 
+def test_a_refused_sign_in_puts_the_focus_on_the_error_summary(person, cast):
+    visitor = person("keyboard-visitor")
+    page = visitor.page
+    page.goto("/account/login/")
+    tab_to(page, id="id_username")
+    page.keyboard.type("alice")
+    page.keyboard.press("Tab")
+    page.keyboard.type("not the password")
+    press_and_load(page, "Enter")
+    assert page.title().startswith("Error: ")
+    assert active(page)["summary"]  # not the username field, which asks for the focus too
+    assert "Please enter a correct username and password" in page.get_by_role("alert").inner_text()
+
+
 def test_the_request_form_by_keyboard_alone(person, cast):
     requester = person("alice-keyboard")
     page = requester.page
