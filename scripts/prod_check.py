@@ -233,6 +233,9 @@ def lifecycle(stack: Stack, tokens: dict, chat: ChatReceiver, metrics_token: str
     )  # fmt: skip
     if req["status"] != "pending":
         raise Failed(f"the request to approve is {req['status']}, not pending")
+    # Before approving: the chat message asks for a decision only while the request still waits for one.
+    stack.wait("the chat message about the request to approve", lambda: any(
+        "Decision needed" in m.get("text", "") for m in chat.received), 15)  # fmt: skip
     approved = stack.api("POST", f"requests/{req['id']}/approve/", carol, {"comment": "prod-check"})
     stack.wait("the approved grant to become effective", lambda: stack.api(
         "GET", "check/?role=prodcheck-approve", alice)["allowed"], 15)  # fmt: skip
@@ -276,8 +279,6 @@ def lifecycle(stack: Stack, tokens: dict, chat: ChatReceiver, metrics_token: str
     if not carried:
         raise Failed(f"no worker log line carries the request id {rid}")
     report.append(f"request id {rid}: on {len(carried)} worker log line(s) ({carried[0]['task_name']}, ...)")
-    stack.wait("the chat message about the request to approve", lambda: any(
-        "Decision needed" in m.get("text", "") for m in chat.received), 15)  # fmt: skip
     report.append(f"chat: {len(chat.received)} message(s) posted to the local Slack-compatible receiver")
     out = stack.manage("audit_verify", "--checkpoints", stack.env["AUDIT_CHECKPOINT_FILE"], capture=True)
     report.append(out.strip().splitlines()[-1][:160])
