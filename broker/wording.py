@@ -64,6 +64,13 @@ REQUEST_STATES: dict[str, str] = {
     "expired": "expired",
 }
 
+# The events of a risk signal (POST signals/), said of the person.
+RISK_EVENTS: dict[str, str] = {
+    "account_disabled": "the account was disabled",
+    "credential_compromised": "the credentials were compromised",
+    "risk_high": "the account is at high risk",
+}
+
 CHANNELS: dict[str, str] = {
     "portal": "in the portal",
     "api": "through the API",
@@ -99,6 +106,10 @@ def grant_state(status: str, end_reason_code: str | None = None) -> str:
 
 def request_state(status: str) -> str:
     return REQUEST_STATES.get(status, status.replace("_", " "))
+
+
+def risk_event(code: str | None) -> str:
+    return RISK_EVENTS.get(code or "", (code or "a risk").replace("_", " "))
 
 
 def channel(code: str) -> str:

@@ -131,7 +131,8 @@ def _cancelled(e: AuditEvent, d: dict) -> Entry:
         return Entry(e, f"{_who(e)} withdrew the request", "", "bad")
     if d.get("end_reason"):
         why = wording.ended_because(d["end_reason"]).replace("the holder", "the requester")
-        return Entry(e, f"Cancelled: {why}", d.get("reason", ""), "bad")
+        reason = d.get("reason", "")
+        return Entry(e, f"Cancelled: {why}", "" if reason in why else reason, "bad")
     by = "" if e.actor_name == SYSTEM else f" by {e.actor_name}"
     return Entry(e, f"Cancelled{by}", d.get("reason", ""), "bad")
 
@@ -280,7 +281,7 @@ def _reconcile_run(e: AuditEvent, d: dict) -> Entry:
 
 def _policy_applied(e: AuditEvent, d: dict) -> Entry:
     changes = d.get("changes") or []
-    source = f" from {d['source']}" if d.get("source") else ""
+    source = {"api": " through the API", "": ""}.get(d.get("source") or "", f" from {d.get('source')}")
     prune = " (retiring roles missing from it)" if d.get("prune") else ""
     return Entry(
         e,
@@ -291,21 +292,15 @@ def _policy_applied(e: AuditEvent, d: dict) -> Entry:
 
 # --- People: accounts, sign-in, second factors, tokens ---------------------------------------------
 
-RISK_EVENTS = {
-    "account_disabled": "the account was disabled",
-    "credential_compromised": "the credentials were compromised",
-    "risk_high": "the account is at high risk",
-}
-
 
 def _risk_signal(e: AuditEvent, d: dict) -> Entry:
-    what = RISK_EVENTS.get(d.get("event"), "a risk")
+    what = wording.risk_event(d.get("event"))
     return Entry(
         e,
         f"Risk signal about {_whose(e)}: {what}",
         (f"Reported by {_who(e)}. " if e.actor_name != SYSTEM else "")
-        + "Grants revoked, pending requests cancelled, sessions ended, API tokens revoked. "
-        + (d.get("reason") or ""),
+        + "Grants revoked, pending requests cancelled, sessions ended, API tokens revoked."
+        + (f" Reason: {d['reason']}" if d.get("reason") else ""),
         "bad",
     )
 
@@ -316,7 +311,7 @@ def _user_created(e: AuditEvent, d: dict) -> Entry:
 
 
 def _user_deactivated(e: AuditEvent, d: dict) -> Entry:
-    why = RISK_EVENTS.get(d.get("event")) or d.get("reason") or ""
+    why = (wording.risk_event(d["event"]) if d.get("event") else "") or d.get("reason") or ""
     return Entry(e, f"{_whose(e)}'s account was deactivated", why[:1].upper() + why[1:], "bad")
 
 
@@ -337,7 +332,7 @@ def _user_renamed(e: AuditEvent, d: dict) -> Entry:
 
 
 def _user_updated(e: AuditEvent, d: dict) -> Entry:
-    fields = ", ".join(d.get("fields") or []) or "nothing"
+    fields = ", ".join(str(f).replace("_", " ") for f in d.get("fields") or []) or "nothing"
     renamed = f" (previously {d['renamed_from']})" if d.get("renamed_from") else ""
     return Entry(e, f"The identity provider updated {_whose(e)}{renamed}: {fields}")
 
@@ -516,7 +511,7 @@ OPERATIONS = {"add": "added", "change": "changed", "delete": "deleted"}
 def _admin_changed(e: AuditEvent, d: dict) -> Entry:
     done = OPERATIONS.get(d.get("operation"), d.get("operation") or "changed")
     what = d.get("object") or _whose(e)
-    fields = ", ".join(d.get("fields") or [])
+    fields = ", ".join(str(f).replace("_", " ") for f in d.get("fields") or [])
     return Entry(e, f"{_who(e)} {done} {what} in the admin", f"Fields: {fields}" if fields else "")
 
 
