@@ -80,4 +80,4 @@ format: $(STAMP) ## format the code
 	$(VENV)/bin/ruff check --fix .
 
 clean: ## remove the virtual environment, the npm tools and local data (var/)
-	rm -rf $(VENV) node_modules var
+	rm -rf $(VENV) node_modules tests/e2e/node_modules var

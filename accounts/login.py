@@ -78,7 +78,9 @@ class ThrottleMixin:
 
 
 class ThrottledAuthenticationForm(ThrottleMixin, AuthenticationForm):
-    pass
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("label_suffix", "")  # the portal's labels have no trailing colon
+        super().__init__(*args, **kwargs)
 
 
 class OTPAdminAuthenticationForm(AdminAuthenticationForm):

@@ -112,3 +112,21 @@ class ExternalIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} ({self.subject or self.external_id or 'not signed in yet'})"
+
+
+class Preference(models.Model):
+    """How a person wants the broker to show them things, kept on their account (accounts/preferences.py).
+
+    ``time_zone``: the IANA zone their times are shown in, in the portal on every browser and in
+    their emails. Empty: the portal follows the browser's zone, and emails use the server's (UTC),
+    naming it.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="preference"
+    )
+    time_zone = models.CharField(max_length=64, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"preferences of {self.user} ({self.time_zone or 'browser zone'})"

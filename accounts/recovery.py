@@ -18,7 +18,7 @@ from datetime import datetime
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.forms import PasswordResetForm
+from django.contrib.auth.forms import PasswordResetForm, SetPasswordForm
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.http import Http404
@@ -51,6 +51,11 @@ def password_revoke(
 
 class ResetRequestForm(PasswordResetForm):
     """Django's form, also for people whose password a risk signal revoked."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+        self.fields["email"].label = "Email address"
 
     def get_users(self, email):
         field = User.get_email_field_name()
@@ -92,7 +97,19 @@ class PasswordResetView(auth_views.PasswordResetView):
         return super().form_valid(form)
 
 
+class NewPasswordForm(SetPasswordForm):
+    """Django's form with the portal's labels and a help text in one sentence (not the validators' list)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+        self.fields["new_password1"].label = "New password"
+        self.fields["new_password1"].help_text = "At least 12 characters, not a common password, not like your name."
+        self.fields["new_password2"].label = "The same again"
+
+
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    form_class = NewPasswordForm
     success_url = reverse_lazy("password_reset_complete")
 
     def form_valid(self, form):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
@@ -17,7 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 from django_otp import user_has_device
 
-from accounts import enrolment, stepup
+from accounts import enrolment, preferences, stepup
 from accounts.models import ApiToken
 from accounts.stepup import step_up_required, verify_and_mark
 from accounts.tokens import ALL_SCOPES, DEFAULT_SCOPES, token_create_for_self, token_revoke
@@ -25,12 +26,12 @@ from broker.errors import BrokerError
 from broker.http import client_ip
 from broker.models import Channel
 from broker.portal.helpers import PortalForm, apply_error, code_field, error_message, paginate, viewer
-from broker.portal.middleware import TZ_SESSION_KEY, known_zones, valid_zone
+from broker.portal.middleware import known_zones
 
 ENROL_SESSION_KEY = "broker_enrol_device"
 
 
-class CodeForm(forms.Form):
+class CodeForm(PortalForm):
     code = forms.CharField(
         label="One-time code",
         max_length=32,
@@ -39,7 +40,7 @@ class CodeForm(forms.Form):
     )
 
 
-class ConfirmForm(forms.Form):
+class ConfirmForm(PortalForm):
     code = forms.CharField(
         label="Code shown by the app",
         max_length=10,
@@ -83,7 +84,7 @@ def mfa_verify(request):
     )
 
 
-class EnrolAuthoriseForm(forms.Form):
+class EnrolAuthoriseForm(PortalForm):
     password = forms.CharField(
         label="Your password",
         strip=False,
@@ -97,7 +98,8 @@ class EnrolAuthoriseForm(forms.Form):
                 label="Enrolment code",
                 max_length=40,
                 widget=forms.TextInput(attrs={"autocomplete": "off"}),
-                help_text="The code an administrator gave you for setting up your first second factor.",
+                help_text="The code an administrator gave you for setting up your first second factor. "
+                "No code? Ask an administrator.",
             )
 
 
@@ -222,28 +224,38 @@ def mfa_device_remove(request):
 
 
 class TimeZoneForm(PortalForm):
-    tz = forms.ChoiceField(label="Time zone", required=False)
+    tz = forms.ChoiceField(
+        label="Time zone",
+        required=False,
+        help_text="Used on every page of the portal, on any browser, and in the emails the broker sends you.",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["tz"].choices = [("", "Use my browser's time zone")] + [(z, z) for z in sorted(known_zones())]
+        self.fields["tz"].choices = [("", "Follow my browser (emails in UTC)")] + [
+            (z, z) for z in sorted(known_zones())
+        ]
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def account(request):
-    """My account: time zone, and the ways to my MFA devices and API tokens."""
-    form = TimeZoneForm(request.POST or None, initial={"tz": request.session.get(TZ_SESSION_KEY, "")})
+    """My account: the time zone saved on it, and the ways to my MFA devices and API tokens."""
+    saved = preferences.time_zone_of(request.user)
+    form = TimeZoneForm(request.POST or None, initial={"tz": saved})
     if request.method == "POST" and form.is_valid():
-        chosen = valid_zone(form.cleaned_data["tz"])
-        if chosen:
-            request.session[TZ_SESSION_KEY] = chosen
-            messages.success(request, f"Times are now shown in {chosen}.")
+        try:
+            chosen = preferences.time_zone_set(user=request.user, zone=form.cleaned_data["tz"])
+        except BrokerError as exc:
+            apply_error(form, exc)
         else:
-            request.session.pop(TZ_SESSION_KEY, None)
-            messages.success(request, "Times now follow your browser's time zone.")
-        return redirect("portal-account")
-    return render(request, "portal/account.html", {"form": form})
+            if chosen:
+                messages.success(request, f"Times are now shown in {chosen}, here and in your emails.")
+            else:
+                messages.success(request, "Times now follow your browser's time zone; emails show UTC.")
+            return redirect("portal-account")
+    context = {"form": form, "saved_zone": saved, "email_zone": saved or settings.TIME_ZONE}
+    return render(request, "portal/account.html", context, status=400 if form.errors else 200)
 
 
 # --- Personal API tokens --------------------------------------------------------------------------

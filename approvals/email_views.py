@@ -21,10 +21,11 @@ from approvals import email_links
 from approvals.email_links import REFUSAL_TEXT, LinkRefused, Outcome
 from approvals.models import AccessRequest, Decision
 from broker import links
-from broker.durations import humanize_duration
 from broker.errors import BrokerError
 from broker.http import client_ip
 from broker.models import Channel
+from broker.portal.helpers import PortalForm, apply_error
+from broker.portal.middleware import use_server_zone
 
 REFUSAL_STATUS = {Outcome.INVALID: 400, Outcome.WRONG_USER: 403}
 THROTTLED_TEXT = (
@@ -33,9 +34,15 @@ THROTTLED_TEXT = (
 )
 
 
-class DecisionForm(forms.Form):
+class DecisionForm(PortalForm):
+    """Comment and code; the decision is the button pressed (``decision``: approve or deny)."""
+
     comment = forms.CharField(
-        label="Comment", required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 3})
+        label="Comment",
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Required to deny; the requester sees it.",
     )
     code = forms.CharField(
         label="One-time code",
@@ -44,7 +51,14 @@ class DecisionForm(forms.Form):
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
         help_text="The current code from your authenticator app (or a backup code).",
     )
-    decision = forms.ChoiceField(choices=[("approve", "Approve"), ("deny", "Deny")])
+
+    def clean(self):
+        data = super().clean()
+        decision = self.data.get("decision")
+        if decision not in ("approve", "deny"):
+            raise forms.ValidationError("Press Approve or Deny.")
+        data["decision"] = decision
+        return data
 
 
 # The token is in the page's URL, so no Referer may carry the path anywhere; but the form's POST
@@ -95,14 +109,10 @@ def _refuse(request, reason: str, link=None):
 
 
 def _facts(req: AccessRequest) -> dict:
-    stages = list(req.role.stages.order_by("position"))
     return {
         "req": req,
-        "role": req.role,
-        "requester": req.requester,
-        "duration": humanize_duration(req.duration),
         "stage": req.current_stage + 1,
-        "stages": len(stages),
+        "stages": req.role.stages.count(),
         "decisions": list(req.decisions.select_related("approver").order_by("created_at")),
         "request_url": links.request_path(req.pk),
     }
@@ -122,6 +132,10 @@ def approval_link(request, token: str):
         # Sign in, then come back to this page and decide (the POST itself is not replayed).
         return _headers(redirect_to_login(request.path))
 
+    if not request.user.is_authenticated:
+        # Whoever opens the link before signing in (a mail scanner, a forwarded email) gets the
+        # server's zone, named on the page: a browser's zone says nothing about who is reading.
+        use_server_zone(request)
     form = DecisionForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         approve = form.cleaned_data["decision"] == "approve"
@@ -138,7 +152,7 @@ def approval_link(request, token: str):
         except LinkRefused as exc:
             return _refuse(request, exc.reason, link)
         except BrokerError as exc:
-            form.add_error(None, exc.detail)
+            apply_error(form, exc)
         else:
             context = {
                 "req": req,

@@ -24,7 +24,7 @@ from broker.http import client_ip
 from broker.links import grant_path, inbox_path, request_path
 from broker.models import Channel
 from broker.portal.ask_form import AskForm
-from broker.portal.helpers import apply_error, error_message, paginate
+from broker.portal.helpers import apply_error, error_message, paginate, viewer
 from grants import selectors as grant_selectors
 from grants import services as grant_services
 from grants import views as grant_views
@@ -55,11 +55,10 @@ def request_new(request, slug: str):
             return redirect(grant_path(req.grant.pk))
         messages.success(request, f"Request sent. Approvers of {role.name} have been asked.")
         return redirect(request_path(req.pk))
-    stages = list(role.stages.order_by("position").prefetch_related("users", "groups"))
     context = {
         "role": role,
         "form": form,
-        "stages": stages,
+        "stages": selectors.role_approvers(role, requester=request.user),
         "needs_mfa": role.requires_step_up,
         "needs_code": "code" in form.fields,
     }
@@ -147,7 +146,7 @@ def _render_detail(request, req: AccessRequest, form: DecisionForm | None = None
         "req": req,
         "grant": grant,
         "progress": selectors.request_progress(req),
-        "timeline": request_timeline(req),
+        "timeline": request_timeline(req, for_auditor=viewer(request).reads_everything),
         "may_decide": may_decide,
         "may_cancel": req.is_pending and req.requester_id == request.user.pk,
         "form": form if may_decide else None,

@@ -34,6 +34,7 @@ from accounts.tokens import token_revoke
 from approvals.models import AccessRequest
 from approvals.services import request_close_for_user
 from approvals.signals import handled_by_caller
+from broker import wording
 from broker.errors import Conflict, Invalid, NotAllowed, NotFound
 from grants.models import Grant
 from grants.services import MAX_REASON as grants_max_reason
@@ -91,10 +92,10 @@ def user_signal_apply(
             outcome.account_deactivated = True
             record_auth_event("user.deactivated", user=user, actor=actor, via=via, ip=ip, data={"event": event})
         if event == "credential_compromised":
-            password_revoke(user=user, actor=actor, reason=f"risk signal {event}", via=via, ip=ip)
+            password_revoke(user=user, actor=actor, reason=f"risk signal: {wording.risk_event(event)}", via=via, ip=ip)
             outcome.password_revoked = True
         # First the sessions: the one step that shuts a browser already inside out at once.
-        sessions_end(user=user, actor=actor, reason=f"risk signal {event}", via=via, ip=ip)
+        sessions_end(user=user, actor=actor, reason=f"risk signal: {wording.risk_event(event)}", via=via, ip=ip)
         outcome.sessions_ended = True
 
     for token_id in ApiToken.objects.filter(user=user, revoked_at__isnull=True).values_list("pk", flat=True):
@@ -104,7 +105,7 @@ def user_signal_apply(
         except NotFound:
             pass  # revoked meanwhile
 
-    why = f"risk signal {event}: {reason}"
+    why = f"risk signal ({wording.risk_event(event)}): {reason}"
     # Lock order as everywhere: requests before grants (approving a request creates its grant).
     for _ in range(_PASSES):
         pending = list(

@@ -103,7 +103,8 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # The portal: times in the viewer's time zone.
+    # The portal: times in the viewer's time zone (the one saved on their account, read first).
+    "accounts.preferences.PreferenceMiddleware",
     "broker.portal.middleware.TimeZoneMiddleware",
 ]
 

@@ -85,7 +85,7 @@ def render_detail(request, grant: Grant, *, extension_form=None, revoke_form=Non
         "extension_form": extension_form if own and live and not pending_extension else None,
         "revoke_form": (revoke_form or RevokeForm()) if may_revoke else None,
         "review_form": (review_form or ReviewForm()) if may_review else None,
-        "timeline": grant_timeline(grant, [r.pk for r in extensions]),
+        "timeline": grant_timeline(grant, [r.pk for r in extensions], for_auditor=who.reads_everything),
     }
     return render(request, "portal/grant_detail.html", context, status=status)
 

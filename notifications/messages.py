@@ -8,6 +8,7 @@ at most once each, is the outbox's job (services.py).
 from __future__ import annotations
 
 import logging
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,9 +19,10 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts import preferences
 from approvals import email_links
 from approvals.models import AccessRequest, Decision
-from broker import links
+from broker import links, wording
 from broker.audit.status import stored_verification
 from broker.catalog import SECURITY_GROUP, escalation_approvers, stage_approvers
 from broker.durations import humanize_duration
@@ -53,6 +55,7 @@ class Draft:
 
 
 def _when(value: datetime | None) -> str:
+    """A time in the active zone, named: each email is written in its recipient's (``build``)."""
     return timezone.localtime(value).strftime("%Y-%m-%d %H:%M %Z") if value else "—"
 
 
@@ -308,27 +311,17 @@ def _grant_expiring(object_id: int, revision: int, now: datetime) -> list[Draft]
     return [_holder_draft(grant, subject=f"Ends in {left}: {grant.role.slug}", revision=revision, intro=intro)]
 
 
-_ENDED_TEXT = {
-    Grant.EndReason.EXPIRY: "its time was up",
-    Grant.EndReason.RELINQUISHED: "you gave it back",
-    Grant.EndReason.REVOKED: "an administrator revoked it",
-    Grant.EndReason.RISK_SIGNAL: "a security signal about your account revoked it",
-    Grant.EndReason.ELIGIBILITY_LOST: "you are no longer eligible for the role",
-    Grant.EndReason.ROLE_RETIRED: "the role was retired",
-    Grant.EndReason.ACTIVATION_FAILED: "it could not be switched on in the target system",
-    Grant.EndReason.NOT_ACTIVATED: "it was never switched on before its end",
-}
-
-
 def _grant_ended(object_id: int, revision: int, now: datetime) -> list[Draft]:
     grant = _grant(object_id)
     if grant is None or grant.status not in (Grant.Status.EXPIRED, Grant.Status.REVOKED, Grant.Status.FAILED):
         return []
-    why = _ENDED_TEXT.get(grant.end_reason, grant.end_reason or "it ended")
+    why = wording.ended_to_holder(grant.end_reason)
     intro = [f"Your {grant.role.name} access has ended ({why}) and was removed at {_when(grant.ended_at)}."]
     if grant.end_comment:
         intro.append(f"Comment: {grant.end_comment}")
-    return [_holder_draft(grant, subject=f"Ended: {grant.role.slug} (grant #{grant.pk})", intro=intro)]
+    state = wording.grant_state(grant.status, grant.end_reason)
+    subject = f"{state[:1].upper()}{state[1:]}: {grant.role.slug} (grant #{grant.pk})"
+    return [_holder_draft(grant, subject=subject, intro=intro)]
 
 
 def _security_drafts(grant: Grant, *, subject: str, intro: list[str], revision: int = 0) -> list[Draft]:
@@ -477,3 +470,22 @@ BUILDERS: dict[str, Callable[[int, int, datetime], list[Draft]]] = {
 
 def reminder_due_at(req: AccessRequest) -> datetime:
     return req.created_at + (req.expires_at - req.created_at) / 2
+
+
+def build(kind: str, object_id: int, revision: int, now: datetime) -> list[Draft]:
+    """The drafts of one message, each written in its recipient's time zone.
+
+    Builders write times (``_when``) in the active zone. The builder runs once in the server's
+    zone, then once more for each other zone its recipients chose (accounts.preferences), and each
+    person gets the draft written in theirs: one run for most messages, a few for a group.
+    """
+    builder = BUILDERS[kind]
+    with timezone.override(zoneinfo.ZoneInfo(settings.TIME_ZONE)):
+        drafts = builder(object_id, revision, now)
+    zones = preferences.email_time_zones([d.recipient for d in drafts])
+    for zone in sorted(set(zones.values()) - {settings.TIME_ZONE}):
+        with timezone.override(zoneinfo.ZoneInfo(zone)):
+            local = {d.recipient.pk: d for d in builder(object_id, revision, now) if zones.get(d.recipient.pk) == zone}
+        # Someone missing from the second run (the object changed in between) keeps the first draft.
+        drafts = [local.get(d.recipient.pk, d) for d in drafts]
+    return drafts

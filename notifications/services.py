@@ -84,7 +84,7 @@ def _render(draft: Draft) -> EmailMultiAlternatives:
 def notify(*, kind: str, object_id: int, revision: int = 0, now: datetime | None = None) -> int:
     """Send the messages of one kind about one object (emails, then chat); return how many went out now."""
     now = now or timezone.now()
-    drafts = messages.BUILDERS[kind](object_id, revision, now)
+    drafts = messages.build(kind, object_id, revision, now)
     sent, failed = 0, []
     for draft in drafts:
         if not claim(kind=kind, object_id=object_id, recipient=draft.recipient, revision=draft.revision, now=now):

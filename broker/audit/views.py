@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET
 
 from broker.audit.export import FORMATS, export_response
 from broker.audit.status import chain_status
+from broker.audit.timeline import describe
 from broker.http import client_ip
 from broker.models import AuditEvent, Channel
 from broker.portal.helpers import PortalForm, paginate, viewer
@@ -81,6 +82,8 @@ def audit_log(request):
     _require_reader(request)
     form, queryset = _filtered(request)
     page = paginate(request, queryset.order_by("-seq"), per_page=AUDIT_PAGE_SIZE)
+    for event in page.object_list:
+        event.entry = describe(event)
     params = request.GET.copy()
     params.pop("page", None)
     return render(

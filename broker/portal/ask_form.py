@@ -94,6 +94,7 @@ class AskForm(PortalForm):
                     label="I am activating emergency access. I understand that security is notified now "
                     "and that this activation will be reviewed.",
                     required=True,
+                    error_messages={"required": "Tick the box to confirm that this is an emergency."},
                 )
         if needs_code:
             self.fields["code"] = code_field(required=True)

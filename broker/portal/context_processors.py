@@ -8,11 +8,7 @@ from broker.portal.helpers import viewer
 def portal(request):
     user = getattr(request, "user", None)
     section = request.path.strip("/").split("/", 1)[0]
+    zone = {"tz_name": getattr(request, "tz_name", "UTC"), "tz_source": getattr(request, "tz_source", "default")}
     if user is None or not user.is_authenticated:
-        return {"tz_name": getattr(request, "tz_name", "UTC"), "section": section}
-    return {
-        "viewer": viewer(request),
-        "tz_name": getattr(request, "tz_name", "UTC"),
-        "tz_source": getattr(request, "tz_source", "default"),
-        "section": section,
-    }
+        return {**zone, "section": section}
+    return {"viewer": viewer(request), **zone, "section": section}

@@ -8,8 +8,10 @@ from functools import cache
 from django.conf import settings
 from django.utils import timezone
 
-TZ_SESSION_KEY = "broker_tz"
 TZ_COOKIE = "broker_tz"
+# The zone saved on the signed-in person's account, put on the request by accounts.preferences
+# (the kernel imports no app; accounts fills this in before TimeZoneMiddleware runs).
+SAVED_TIME_ZONE = "saved_time_zone"
 
 
 @cache
@@ -40,13 +42,14 @@ class ContentSecurityPolicyMiddleware:
 
 
 class TimeZoneMiddleware:
-    """Activate the viewer's zone: their saved choice, else their browser's (a cookie set by portal.js), else UTC."""
+    """Activate the viewer's zone: the one saved on their account, else their browser's (a cookie
+    set by portal.js), else the server's (UTC). ``request.tz_source`` says which, for the footer."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        chosen = valid_zone(request.session.get(TZ_SESSION_KEY)) if hasattr(request, "session") else None
+        chosen = valid_zone(getattr(request, SAVED_TIME_ZONE, None))
         browser = valid_zone(request.COOKIES.get(TZ_COOKIE))
         name = chosen or browser or settings.TIME_ZONE
         request.tz_name = name
@@ -56,3 +59,11 @@ class TimeZoneMiddleware:
             return self.get_response(request)
         finally:
             timezone.deactivate()
+
+
+def use_server_zone(request) -> None:
+    """Show this page's times in the server's zone (UTC), whatever the viewer's: for pages that
+    strangers may open, such as an approver link before anyone signs in."""
+    request.tz_name = settings.TIME_ZONE
+    request.tz_source = "server"
+    timezone.activate(zoneinfo.ZoneInfo(settings.TIME_ZONE))

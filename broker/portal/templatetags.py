@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django import template
+from django.forms import BaseForm
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 from django.utils.html import format_html
 
-from broker import text
+from broker import text, wording
 from broker.durations import humanize_duration
 
 register = template.Library()
@@ -68,7 +70,7 @@ def countdown(until, label: str = "left"):
     if not isinstance(until, datetime):
         return ""
     left = until - timezone.now()
-    text = f"{humanize_duration(left)} {label}" if left.total_seconds() > 0 else "time is up"
+    text = f"{humanize_duration(left)} {label}".strip() if left.total_seconds() > 0 else "time is up"
     return format_html(
         '<time class="countdown" datetime="{}" data-countdown data-label="{}">{}</time>', _iso(until), label, text
     )
@@ -81,6 +83,35 @@ def page_url(context, number, param="page"):
     params = request.GET.copy()
     params[param] = number
     return "?" + params.urlencode()
+
+
+@register.filter
+def grant_state(grant) -> str:
+    """A grant's badge text: its state, and once it ended, why ("relinquished", not "revoked")."""
+    return wording.grant_state(getattr(grant, "status", ""), getattr(grant, "end_reason", None))
+
+
+@register.filter
+def grant_status(status: str) -> str:
+    """A grant status code in words, whatever the end reason ("revoke_failed": "removal failing")."""
+    return wording.grant_state(status or "")
+
+
+@register.filter
+def request_state(status: str) -> str:
+    return wording.request_state(status or "")
+
+
+@register.filter
+def ended_because(code: str | None) -> str:
+    """Why a grant ended, in words: "the holder gave it back early"."""
+    return wording.ended_because(code)
+
+
+@register.filter
+def channel(code: str) -> str:
+    """How an event came in, in words: "in the portal", "by email link"."""
+    return wording.channel(code or "")
 
 
 @register.filter
@@ -98,3 +129,39 @@ def status_class(status: str) -> str:
         "cancelled": "badge-muted",
         "revoked": "badge-muted",
     }.get(status, "badge-muted")
+
+
+# --- Errors after a refused submit ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    text: str
+    href: str = ""  # "#<id of the field>", or "" for what belongs to no one field
+
+
+def _form_problems(form: BaseForm) -> list[Problem]:
+    problems = [Problem(str(e)) for e in form.non_field_errors()]
+    for field in form:
+        if not field.errors:
+            continue
+        # Radio buttons and checkbox lists have no single label target: their first choice is.
+        target = field.id_for_label or (f"{field.auto_id}_0" if field.auto_id else "")
+        href = f"#{target}" if target and not field.is_hidden else ""
+        problems += [Problem(f"{field.label}: {e}" if field.label else str(e), href) for e in field.errors]
+    return problems
+
+
+@register.simple_tag(takes_context=True)
+def page_problems(context) -> list[Problem]:
+    """Every problem of the forms on this page that were sent and refused (base.html shows the
+    summary and prefixes the title with "Error:"). Forms are found in the context by type, so
+    that every view's forms count, whatever their names."""
+    problems: list[Problem] = []
+    seen: set[int] = set()
+    for value in context.flatten().values():
+        if isinstance(value, BaseForm) and value.is_bound and id(value) not in seen:
+            seen.add(id(value))
+            if value.errors:
+                problems += _form_problems(value)
+    return problems

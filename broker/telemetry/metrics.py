@@ -23,7 +23,12 @@ from pathlib import Path
 from django.conf import settings
 
 _DIR = settings.PROMETHEUS_MULTIPROC_DIR
-if _DIR:
+if not _DIR:
+    # Set but empty would turn prometheus-client's file mode on with the working directory as the
+    # folder: metrics files of every process would land wherever it was started.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    os.environ.pop("prometheus_multiproc_dir", None)
+else:
     # prometheus-client reads the folder from the environment when a process first writes a value.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _DIR
     Path(_DIR).mkdir(parents=True, exist_ok=True)
@@ -34,6 +39,8 @@ if _DIR and values.ValueClass is values.MutexValue:
     # prometheus_client was imported before the folder was known: switch to files now, before any
     # of the metrics below exists.
     values.ValueClass = values.MultiProcessValue()
+elif not _DIR and values.ValueClass is not values.MutexValue:
+    values.ValueClass = values.MutexValue
 
 MULTIPROCESS = bool(_DIR)
 

@@ -1,7 +1,8 @@
 /* The portal's only script (no inline scripts: strict CSP). Pages work without it; it adds:
    - live countdowns on <time data-countdown datetime="...">,
    - the browser's time zone in a cookie, so the server can show times in it,
-   - picking "Other" when someone types a custom duration. */
+   - picking "Other" when someone types a custom duration,
+   - the focus on the error summary after a refused submit, and its links moving the focus to their field. */
 (function () {
   "use strict";
 
@@ -33,7 +34,8 @@
       var until = Date.parse(el.getAttribute("datetime"));
       if (isNaN(until)) { return; }
       var left = Math.round((until - now) / 1000);
-      var text = left > 0 ? human(left) + " " + (el.getAttribute("data-label") || "left") : "time is up — refresh";
+      var label = el.hasAttribute("data-label") ? el.getAttribute("data-label") : "left";
+      var text = left > 0 ? (human(left) + " " + label).trim() : "time is up — refresh";
       if (el.textContent !== text) { el.textContent = text; }
     });
   }
@@ -47,8 +49,26 @@
     });
   }
 
+  function error_summary() {
+    var summary = document.querySelector("[data-error-summary]");
+    if (!summary) { return; }
+    // The page opens on the problems, read out first (autofocus does the same where it is honoured).
+    if (document.activeElement !== summary) { summary.focus(); }
+    summary.addEventListener("click", function (event) {
+      var link = event.target.closest("a[href^='#']");
+      var field = link && document.getElementById(link.getAttribute("href").slice(1));
+      if (!field) { return; }
+      event.preventDefault();
+      // Show the field's label (or legend) with it, not only the input at the very top of the window.
+      var around = field.closest("fieldset") || field.closest(".field") || field;
+      around.scrollIntoView();
+      field.focus({ preventScroll: true });
+    });
+  }
+
   remember_time_zone();
   document.addEventListener("DOMContentLoaded", function () {
+    error_summary();
     custom_durations();
     if (document.querySelector("[data-countdown]")) {
       tick();

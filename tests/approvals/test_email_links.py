@@ -424,3 +424,49 @@ def test_the_link_page_shows_user_text_without_bidi_controls(client, make_role, 
     body = client.get(link_in(message)).content.decode()
     assert "fix gnp.exe now" in body and "CHG-1" in body
     assert "\u202e" not in body and "\u200b" not in body
+
+
+# --- What the page looks like ----------------------------------------------------------------------
+
+
+def test_the_link_page_has_the_portals_layout_and_fact_grid(client, pending, carol_link, approver, carol_device):
+    client.force_login(approver)
+    page = client.get(carol_link).content.decode()
+    assert '<nav aria-label="Main"' in page and '<footer class="site-footer">' in page
+    assert '<dl class="facts" aria-labelledby="facts">' in page
+    assert "<dt>Ticket</dt><dd>CHG-7</dd>" in page
+    assert '<div class="columns">' in page and 'aria-labelledby="decide"' in page
+
+
+def test_signed_out_the_page_shows_utc_and_says_so_whatever_the_browsers_zone(client, pending, carol_link):
+    client.cookies["broker_tz"] = "Asia/Tokyo"
+    page = client.get(carol_link).content.decode()
+    assert "2 Mar 2026, 09:00 UTC" in page  # asked at T0
+    assert "Times are in UTC: nobody is signed in on this page yet." in page
+    assert "<strong data-tz-name>UTC</strong> (nobody is signed in here)" in page
+    assert "JST" not in page
+
+
+def test_signed_in_the_page_shows_the_readers_zone(client, pending, carol_link, approver):
+    from accounts.preferences import time_zone_set
+
+    time_zone_set(user=approver, zone="Europe/Berlin")
+    client.force_login(approver)
+    page = client.get(carol_link).content.decode()
+    assert "2 Mar 2026, 10:00 CET" in page
+    assert "nobody is signed in" not in page
+
+
+def test_required_to_deny_is_tied_to_the_comment_box(client, pending, carol_link, approver, carol_device):
+    client.force_login(approver)
+    page = client.get(carol_link).content.decode()
+    assert 'aria-describedby="id_comment_helptext"' in page
+    assert '<div class="helptext" id="id_comment_helptext">Required to deny; the requester sees it.</div>' in page
+
+
+def test_a_refused_decision_is_announced_and_linked_to_its_field(client, pending, carol_link, approver, carol_device):
+    client.force_login(approver)
+    page = decide(client, carol_link, carol_device, decision="deny").content.decode()
+    assert "<title>Error: Decide request" in page
+    assert 'role="alert"' in page and 'href="#id_comment"' in page
+    assert 'aria-invalid="true"' in page and "id_comment_error" in page

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,42 @@ def person(browser, live_server, screenshots_dir):
     yield make
     for p in people:
         p.close()
+
+
+# --- axe-core: accessibility rules run inside each page ---------------------------------------------
+
+E2E = Path(__file__).resolve().parent
+AXE = E2E / "node_modules" / "axe-core" / "axe.min.js"
+# Every rule of WCAG 2.0, 2.1 and 2.2 at levels A and AA (axe tags them so).
+WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+
+_RUN_AXE = """async (tags) => {
+  const result = await axe.run(document, {runOnly: {type: "tag", values: tags}, resultTypes: ["violations"]});
+  return result.violations.map(v => ({
+    id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.slice(0, 5).map(n => n.target.join(" ") + " — " + (n.failureSummary || "").split("\\n").join(" ")),
+  }));
+}"""
+
+
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    """axe-core's script, pinned in tests/e2e/package-lock.json; installed with npm ci when missing."""
+    if not AXE.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.skip("npm is needed to install axe-core for the accessibility tests (apt-get install npm)")
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=E2E, check=True, timeout=300)
+    return AXE.read_text()
+
+
+def axe_violations(page, axe_source: str) -> list[dict]:
+    """Run axe-core in the page: WCAG 2.0/2.1/2.2 A and AA violations, as short dicts.
+
+    The script goes in through the DevTools protocol (page.evaluate), which the page's
+    Content-Security-Policy does not govern: nothing is relaxed for the test (no bypass_csp, no
+    inline script tag), so what axe sees is what a person gets.
+    """
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.evaluate(axe_source)
+    return page.evaluate(_RUN_AXE, WCAG_TAGS)

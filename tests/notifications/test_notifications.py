@@ -144,7 +144,8 @@ def test_grant_active_and_ended_tell_the_holder_with_a_link_to_the_grant(active_
     clock.shift(timedelta(hours=1))
     with sent():
         grant_sweeper.sweep()
-    ended = only([m for m in messages_to(requester) if "Ended" in m.subject])
+    ended = only([m for m in messages_to(requester) if "Expired" in m.subject])
+    assert ended.subject == f"[Access broker] Expired: db-admin (grant #{grant.pk})"
     assert "has ended (its time was up)" in ended.body
     assert f"/grants/{grant.pk}/" in html_of(ended)
 
@@ -153,7 +154,9 @@ def test_relinquishing_says_so_in_the_ended_message(active_grant, requester, sen
     grant = active_grant()
     with sent():
         grants.grant_relinquish(grant_id=grant.pk, user=requester, via=Channel.PORTAL)
-    assert "(you gave it back)" in only(messages_to(requester)).body
+    message = only(messages_to(requester))
+    assert message.subject == f"[Access broker] Relinquished: db-admin (grant #{grant.pk})"
+    assert "(you gave it back early)" in message.body
 
 
 def test_expiring_soon_warns_once_at_the_lead_for_long_enough_grants(active_grant, requester, clock):
@@ -374,3 +377,26 @@ def test_bidi_controls_and_zero_width_characters_never_reach_the_approver_by_ema
         assert "fix gnp.exe now" in part and "CHG-1" in part
         for char in ("\u202e", "\u202c", "\u200b", "\u2066", "\x07"):
             assert char not in part
+
+
+def test_each_email_shows_times_in_its_recipients_zone(make_role, request_role, approver, approver2, sent, clock):
+    from accounts.preferences import time_zone_set
+
+    time_zone_set(user=approver, zone="Europe/Berlin")
+    role = make_role(stages=[[approver, approver2]], slug="db-admin")
+    with sent():
+        request_role(role)  # created at 09:00 UTC, expires unanswered a day later
+    to_carol, to_dave = only(messages_to(approver)), only(messages_to(approver2))
+    assert "expires unanswered at 2026-03-03 10:00 CET" in to_carol.body
+    assert "expires unanswered at 2026-03-03 10:00 CET" in html_of(to_carol)
+    assert "expires unanswered at 2026-03-03 09:00 UTC" in to_dave.body
+
+
+def test_the_holders_emails_follow_the_zone_saved_on_their_account(active_grant, requester, sent, clock):
+    from accounts.preferences import time_zone_set
+
+    time_zone_set(user=requester, zone="America/New_York")
+    with sent():
+        active_grant()
+    active = only([m for m in messages_to(requester) if "Active" in m.subject])
+    assert active.subject == "[Access broker] Active: db-admin until 2026-03-02 05:00 EST"

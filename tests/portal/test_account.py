@@ -85,7 +85,7 @@ def test_a_saved_zone_wins_over_the_browser(client, requester):
     assert "Asia/Kolkata" in client.get("/").content.decode()
     client.post("/account/", {"tz": ""})
     assert "America/New_York" in client.get("/").content.decode()
-    assert client.post("/account/", {"tz": "Mars/Olympus"}).status_code == 200  # refused, form error
+    assert client.post("/account/", {"tz": "Mars/Olympus"}).status_code == 400  # refused, form error
 
 
 def test_times_render_in_the_chosen_zone(client, requester, request_role, role, clock):
@@ -172,3 +172,37 @@ def test_account_page_links_to_mfa_devices_and_tokens(client, requester):
     client.force_login(requester)
     body = client.get("/account/").content.decode()
     assert 'href="/account/mfa/"' in body and 'href="/account/tokens/"' in body
+
+
+def test_the_chosen_zone_is_saved_on_the_account_and_follows_the_person_to_another_browser(
+    client, requester, django_user_model
+):
+    from django.test import Client
+
+    from accounts.models import Preference
+
+    client.force_login(requester)
+    client.post("/account/", {"tz": "Asia/Kolkata"})
+    assert Preference.objects.get(user=requester).time_zone == "Asia/Kolkata"
+    laptop = Client()
+    laptop.force_login(requester)
+    laptop.cookies["broker_tz"] = "America/New_York"  # another browser, another zone: the choice wins
+    page = laptop.get("/").content.decode()
+    assert "<strong data-tz-name>Asia/Kolkata</strong> (your choice)" in page
+
+
+def test_the_account_page_says_which_zone_the_emails_use(client, requester):
+    client.force_login(requester)
+    assert "Your emails show them in <strong>UTC</strong> until you choose a zone here" in (
+        client.get("/account/").content.decode()
+    )
+    client.post("/account/", {"tz": "Europe/Berlin"})
+    assert "Your emails show them in <strong>Europe/Berlin</strong>." in client.get("/account/").content.decode()
+
+
+def test_a_zone_this_machine_does_not_know_is_refused_by_the_service(requester):
+    from accounts.preferences import time_zone_set
+    from broker.errors import Invalid
+
+    with pytest.raises(Invalid):
+        time_zone_set(user=requester, zone="../../etc/passwd")

@@ -12,6 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from accounts.preferences import time_zone_set
 from broker.audit import status as chain_status
 from broker.models import AuditEvent, AuditVerification
 from broker.tasks import verify_audit
@@ -78,9 +79,7 @@ def test_audit_log_shows_only_the_events_matching_the_filter(client, story, audi
 
 def test_audit_log_filters_by_time_in_the_viewers_zone(client, story, auditor):
     client.force_login(auditor)
-    session = client.session
-    session["broker_tz"] = "Asia/Tokyo"
-    session.save()
+    time_zone_set(user=auditor, zone="Asia/Tokyo")
     local_now = timezone.now().astimezone(timezone.get_fixed_timezone(9 * 60))
     since = (local_now - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M")
     until = (local_now - timedelta(minutes=4)).strftime("%Y-%m-%dT%H:%M")

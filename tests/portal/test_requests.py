@@ -6,11 +6,12 @@ import pytest
 from django.utils import timezone
 
 from accounts import stepup
+from accounts.preferences import time_zone_set
 from approvals import services as approvals
 from approvals.models import AccessRequest
 from broker.models import AuditEvent, Channel
 from grants.models import Grant
-from tests.factories import AccessRequestFactory
+from tests.factories import AccessRequestFactory, GroupFactory, UserFactory
 from tests.otp import authenticator, code_of, wrong_code_of
 from tests.portal.conftest import mark_fresh
 
@@ -66,6 +67,30 @@ def test_request_form_offers_presets_within_the_role_bounds(client, requester, m
     assert 'value="1800"' in body and 'value="3600"' in body and 'value="7200"' in body
     assert 'value="900"' not in body and 'value="14400"' not in body
     assert 'value="custom"' in body
+
+
+def test_the_request_form_names_the_people_who_can_approve(client, requester, approver, approver2, make_role):
+    leads = GroupFactory(name="dba-leads")
+    approver2.groups.add(leads)
+    requester.groups.add(leads)  # alice is a lead too, but never approves her own request
+    UserFactory(username="gone", is_active=False).groups.add(leads)
+    role = make_role(stages=[[approver], []], slug="two-stage")
+    role.stages.get(position=1).groups.add(leads)
+    client.force_login(requester)
+    page = client.get(f"/roles/{role.slug}/request/").content.decode()
+    assert "<strong>Stage 1</strong>: 1 approval from\n      carol." in page
+    assert "<strong>Stage 2</strong>: 1 approval from\n      dave (group dba-leads)." in page
+    assert "alice" not in page.split('id="h-approvers"')[1].split("</ol>")[0]
+    assert "gone" not in page
+
+
+def test_the_request_form_says_when_nobody_can_approve(client, requester, make_role):
+    role = make_role(stages=[[]], slug="orphan")
+    client.force_login(requester)
+    assert (
+        "nobody yet (no active approver: ask an administrator)"
+        in client.get(f"/roles/{role.slug}/request/").content.decode()
+    )
 
 
 def test_a_role_the_user_is_not_eligible_for_is_not_found(client, outsider, role):
@@ -154,9 +179,7 @@ def test_without_an_mfa_device_the_form_says_to_enrol(client, requester, make_ro
 
 def test_a_scheduled_start_is_read_in_the_viewers_time_zone(client, requester, role):
     client.force_login(requester)
-    session = client.session
-    session["broker_tz"] = "Europe/Berlin"
-    session.save()
+    time_zone_set(user=requester, zone="Europe/Berlin")
     local = (timezone.now() + timedelta(days=2)).astimezone(timezone.get_fixed_timezone(0))
     start = f"{local.date().isoformat()}T10:00"
     assert post_request(client, role, starts_at=start).status_code == 302
