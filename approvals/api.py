@@ -51,6 +51,7 @@ from broker.api.inputs import (
     validated,
 )
 from broker.errors import NotAllowed
+from broker.http import device_posture
 from broker.models import Channel, Role
 from grants.selectors import grants_visible_to
 
@@ -341,7 +342,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     }
     error_codes = {
         "create": {
-            "403": ["not_eligible", *MFA_CODES],
+            "403": ["not_eligible", "condition_failed", *MFA_CODES],
             "409": ["duplicate_request", "already_granted", "no_approvers", "idempotency_key_reused"],
         },
         "approve": {
@@ -369,7 +370,8 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         description=(
             "Auto-approve and break-glass roles are approved at once (`status` approved, `grant` set). Roles that "
             "require MFA, and break-glass roles, need `otp`. A user who has no MFA device gets 403 "
-            "`mfa_not_enrolled` with how to enrol."
+            "`mfa_not_enrolled` with how to enrol. A request the role's conditions refuse (network, time window, "
+            "device posture, risk level) gets 403 `condition_failed` with `conditions`: each failed one and why."
         ),
     )
     def create(self, request, *args, **kwargs):
@@ -397,6 +399,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
                     ticket=data["ticket"],
                     starts_at=data["starts_at"],
                     mfa_at=mfa_at,
+                    posture=device_posture(request),
                     **audit_context(request),
                 )
             # Their own request: visible to them by definition, so no visibility query.
@@ -485,7 +488,7 @@ class GrantExtendView(APIView):
     operation_ids = {"POST": "grants_extend"}
     error_codes = {
         "POST": {
-            "403": ["not_holder", "not_eligible", *MFA_CODES],
+            "403": ["not_holder", "not_eligible", "condition_failed", *MFA_CODES],
             "409": ["grant_ended", "duplicate_request", "no_approvers", "extension_cap"],
         }
     }
@@ -511,6 +514,7 @@ class GrantExtendView(APIView):
                 justification=data["justification"],
                 ticket=data["ticket"],
                 mfa_at=mfa_at,
+                posture=device_posture(request),
                 **audit_context(request),
             )
         visible = with_details(requests_visible_to(request.user, admin=acts_as_admin(request)))

@@ -19,6 +19,7 @@ from approvals.models import AccessRequest, Decision
 from approvals.policy import StageSpec, Vote, evaluate
 from broker import audit
 from broker.catalog import (
+    check_conditions,
     escalation_approvers,
     is_eligible,
     is_escalation_approver,
@@ -111,6 +112,42 @@ def _ensure_nothing_open(requester: AbstractBaseUser, role: Role) -> None:
         )
 
 
+def _ensure_conditions(
+    requester: AbstractBaseUser,
+    role: Role,
+    *,
+    grant: Grant | None,
+    via: str,
+    ip: str | None,
+    posture: str | None,
+    now: datetime,
+) -> None:
+    """Refuse, with every failed condition and why, a request the role's conditions do not allow.
+
+    The refusal is audited (``request.refused``) in its own transaction: nothing else changes.
+    """
+    outcome = check_conditions(role, requester, now=now, ip=ip, posture=posture)
+    if outcome.allowed:
+        return
+    refusals = [r.as_dict() for r in outcome.refusals]
+    with transaction.atomic():
+        audit.record(
+            "request.refused",
+            actor=requester,
+            target=grant if grant is not None else ("role", role.slug),
+            via=via,
+            ip=ip,
+            role=role.slug,
+            subject=requester.get_username(),
+            data={
+                "kind": "extension" if grant else "new",
+                "grant": grant.pk if grant else None,
+                "conditions": refusals,
+            },
+        )
+    raise NotAllowed(f"{role.slug} may not be asked for now: {outcome}", code="condition_failed", conditions=refusals)
+
+
 def _extended_grant(grant_id: int, requester: AbstractBaseUser, now: datetime) -> Grant:
     grant = Grant.objects.select_related("role").filter(pk=grant_id, user=requester).first()
     if grant is None:
@@ -146,6 +183,7 @@ def request_create(
     starts_at: datetime | None = None,
     via: str,
     ip: str | None = None,
+    posture: str | None = None,
     mfa_at: datetime | None = None,
     now: datetime | None = None,
 ) -> AccessRequest:
@@ -153,8 +191,9 @@ def request_create(
 
     One path for both: eligibility, a fresh second factor (``mfa_at``) for roles that require a
     step-up, the duration within the role's bounds (for an extension: within what is left of the
-    role's lifetime cap), reasons where the role requires them, an approval policy to route to.
-    Extensions are routed by the role's policy like new requests. Auto-approve and break-glass
+    role's lifetime cap), reasons where the role requires them, the role's conditions (client
+    address ``ip``, the time, the device ``posture`` signal, the requester's risk level), an
+    approval policy to route to. Extensions are routed by the role's policy like new requests. Auto-approve and break-glass
     roles are approved at once.
     """
     now = now or timezone.now()
@@ -166,6 +205,7 @@ def request_create(
             raise NotFound(f"role {role.slug} does not exist")
         what = "no longer" if grant is not None else "not"
         raise NotAllowed(f"you are {what} eligible for {role.slug}", code="not_eligible")
+    _ensure_conditions(requester, role, grant=grant, via=via, ip=ip, posture=posture, now=now)
     if role.requires_step_up:
         mfa.ensure_fresh(mfa_at, action=f"requesting {role.slug}", now=now)
     if grant is not None:

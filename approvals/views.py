@@ -20,7 +20,7 @@ from broker.audit.timeline import request_timeline
 from broker.catalog import eligible_roles
 from broker.durations import humanize_duration
 from broker.errors import BrokerError
-from broker.http import client_ip
+from broker.http import client_ip, device_posture
 from broker.links import grant_path, inbox_path, request_path
 from broker.models import Channel
 from broker.portal.ask_form import AskForm
@@ -102,6 +102,7 @@ def _ask(request, *, role, grant=None) -> tuple[AskForm, AccessRequest | None]:
             starts_at=data.get("starts_at"),
             via=Channel.PORTAL,
             ip=client_ip(request),
+            posture=device_posture(request),
             mfa_at=mfa_at,
         )
     except BrokerError as exc:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from broker.models import ApprovalStage, Eligibility, Role
+from broker.conditions import Context, Outcome, evaluate, from_stored, risk_of_events
+from broker.models import ApprovalStage, AuditEvent, Eligibility, Role
 
 User = get_user_model()
 
@@ -127,3 +130,29 @@ def sees_everything(user: AbstractBaseUser, *, admin: bool | None = None) -> boo
     if user.is_staff if admin is None else admin:
         return True
     return is_auditor(user)
+
+
+def risk_level(user: AbstractBaseUser, now: datetime) -> str:
+    """The person's current risk level for role conditions (``max_risk``): the highest of the risk
+    signals about them in the last RISK_LEVEL_MEMORY, "low" when there was none."""
+    events = AuditEvent.objects.filter(
+        action="risk.signal", subject=user.get_username(), at__gt=now - settings.RISK_LEVEL_MEMORY
+    ).values_list("data__event", flat=True)
+    return risk_of_events(e for e in events if isinstance(e, str))
+
+
+def check_conditions(
+    role: Role,
+    user: AbstractBaseUser,
+    *,
+    now: datetime,
+    ip: str | None = None,
+    posture: str | None = None,
+    at_activation: bool = False,
+) -> Outcome:
+    """The role's conditions evaluated for ``user`` now (``broker.conditions.evaluate``)."""
+    conditions = from_stored(role.conditions)
+    if conditions.empty:
+        return evaluate(conditions, Context(now=now))
+    risk = risk_level(user, now) if conditions.max_risk else "low"
+    return evaluate(conditions, Context(now=now, client_ip=ip, posture=posture, risk=risk, at_activation=at_activation))

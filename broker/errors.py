@@ -11,12 +11,21 @@ class BrokerError(Exception):
     code = "error"
     status = 400
 
-    def __init__(self, detail: str, *, code: str | None = None, fields: dict[str, list[str]] | None = None):
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        fields: dict[str, list[str]] | None = None,
+        conditions: list[dict[str, str]] | None = None,
+    ):
         super().__init__(detail)
         self.detail = detail
         if code:
             self.code = code
         self.fields = fields or {}
+        # The role conditions that refused (code ``condition_failed``): [{"condition", "reason"}].
+        self.conditions = conditions or []
 
 
 class Invalid(BrokerError):

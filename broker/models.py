@@ -62,6 +62,9 @@ class Role(models.Model):
     # Chat webhooks that hear of this role's requests and grants, besides the global ones: a list of
     # {"format": "slack"|"teams", "url_env": NAME} or {"format": ..., "url_file": PATH} (never a URL).
     chat_webhooks = models.JSONField(default=list, blank=True)
+    # Conditions on asking for the role and on its activation (policy file `conditions`, read by
+    # broker.conditions.from_stored): networks, time_zone, windows, posture, max_risk. Empty: none.
+    conditions = models.JSONField(default=dict, blank=True)
 
     managed_by_policy = models.BooleanField(default=False, editable=False)
     retired_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -91,6 +94,7 @@ class Role(models.Model):
         "connector_config",
         "authoritative",
         "chat_webhooks",
+        "conditions",
     )
     OPERATOR_ONLY_FIELDS = (
         "request_ttl",
@@ -99,6 +103,7 @@ class Role(models.Model):
         "connector_config",
         "authoritative",
         "chat_webhooks",
+        "conditions",
     )
 
     class Meta:

@@ -435,6 +435,13 @@ EMAIL_LINK_FAILURE_LIMIT = env_int("EMAIL_LINK_FAILURE_LIMIT", 20, minimum=1)
 EMAIL_LINK_FAILURE_WINDOW = env_duration("EMAIL_LINK_FAILURE_WINDOW", "15m")
 # How far ahead a request may schedule its start.
 REQUEST_MAX_SCHEDULE_AHEAD = env_duration("REQUEST_MAX_SCHEDULE_AHEAD", "30d")
+# Role conditions (docs/policy.md, "Conditions"). The device posture signal: the name of the header
+# a trusted proxy or device-trust agent sets, believed only when the request's immediate peer is in
+# DEVICE_POSTURE_TRUSTED_PROXIES (from anywhere else the header is ignored). How long a risk signal
+# counts towards a person's risk level (``max_risk``).
+DEVICE_POSTURE_HEADER = env_str("DEVICE_POSTURE_HEADER", "").strip()
+DEVICE_POSTURE_TRUSTED_PROXIES = env_networks("DEVICE_POSTURE_TRUSTED_PROXIES")
+RISK_LEVEL_MEMORY = env_duration("RISK_LEVEL_MEMORY", "7d")
 # Escalation: the group whose members decide stages that waited too long (role.escalation_delay),
 # for roles whose policy names no escalation approvers of their own. Empty: only those roles escalate.
 ESCALATION_GROUP = env_str("ESCALATION_GROUP", "").strip()

@@ -38,6 +38,11 @@ END_REASONS: dict[str, EndReason] = {
         "it could not be switched on in the target",
         "it could not be switched on in the target system",
     ),
+    "conditions_failed": EndReason(
+        "not activated (conditions)",
+        "the role's conditions did not hold when it was due to start",
+        "the role's conditions did not hold when it was due to start",
+    ),
     "not_activated": EndReason(
         "ended (never switched on)",
         "it was never switched on before its end",

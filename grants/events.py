@@ -19,6 +19,7 @@ FINAL_STATUS = {
     R.EXPIRY: S.EXPIRED,
     R.NOT_ACTIVATED: S.EXPIRED,
     R.ACTIVATION_FAILED: S.FAILED,
+    R.CONDITIONS_FAILED: S.FAILED,
 }
 # The audit action written when the removal is confirmed, by why the grant ended (else grant.revoked).
 FINAL_ACTION = {
@@ -26,6 +27,7 @@ FINAL_ACTION = {
     R.NOT_ACTIVATED: "grant.expired",
     R.RELINQUISHED: "grant.relinquished",
     R.ACTIVATION_FAILED: "grant.failed",
+    R.CONDITIONS_FAILED: "grant.failed",
 }
 
 

@@ -60,6 +60,8 @@ class Grant(models.Model):
         ROLE_RETIRED = "role_retired"
         ACTIVATION_FAILED = "activation_failed"
         NOT_ACTIVATED = "not_activated"
+        # The role's conditions (a time window, the holder's risk level) failed when it was due to start.
+        CONDITIONS_FAILED = "conditions_failed"
 
     request = models.OneToOneField("approvals.AccessRequest", on_delete=models.PROTECT, related_name="grant")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="grants")

@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from broker import audit
-from broker.catalog import why_not_eligible
+from broker.catalog import check_conditions, why_not_eligible
 from broker.errors import Conflict, Invalid, NotAllowed, NotFound
 from broker.jobs import enqueue_on_commit
 from broker.models import Channel
@@ -144,6 +144,19 @@ def grant_activate(*, grant_id: int, now: datetime | None = None, skip_locked: b
         if why is not None:
             reason = R.ROLE_RETIRED if grant.role.is_retired else R.ELIGIBILITY_LOST
             return _end_and_remove(grant, reason=reason, actor=None, via=Channel.WORKER, comment=why, now=now)
+        conditions = check_conditions(grant.role, grant.user, now=now, at_activation=True)
+        if not conditions.allowed:
+            # It never gave access; the removal below is a no-op in the target, as for not_activated.
+            log.info("grant %s not activated: %s", grant.pk, conditions)
+            return _end_and_remove(
+                grant,
+                reason=R.CONDITIONS_FAILED,
+                actor=None,
+                via=Channel.WORKER,
+                comment=f"not activated: {conditions}",
+                now=now,
+                conditions=[r.as_dict() for r in conditions.refusals],
+            )
         if Grant.objects.filter(user=grant.user, role=grant.role, status=S.REVOKING).exists():
             # The previous grant of this role is still being removed; switching this one on now
             # could be undone by that removal. Try again shortly.
@@ -386,8 +399,12 @@ def _end_and_remove(
     now: datetime,
     ip: str | None = None,
     comment: str = "",
+    conditions: list[dict[str, str]] | None = None,
 ) -> Grant:
-    """Decide the end (status revoking: never effective again) and try the removal at once."""
+    """Decide the end (status revoking: never effective again) and try the removal at once.
+
+    ``conditions``: the role conditions that failed (end reason ``conditions_failed``), for the audit event.
+    """
     grant.status = S.REVOKING
     grant.end_reason = reason
     grant.end_requested_at = now
@@ -406,7 +423,7 @@ def _end_and_remove(
             "next_attempt_at",
         ]
     )
-    return _remove(grant, now=now, via=via, actor=actor, ip=ip, first=True)
+    return _remove(grant, now=now, via=via, actor=actor, ip=ip, first=True, conditions=conditions)
 
 
 def _still_needed_elsewhere(grant: Grant, connector: Connector) -> bool:
@@ -427,6 +444,7 @@ def _remove(
     actor: AbstractBaseUser | None = None,
     ip: str | None = None,
     first: bool = False,
+    conditions: list[dict[str, str]] | None = None,
 ) -> Grant:
     """Remove the access in the target; only a confirmed removal ends the grant."""
     try:
@@ -448,7 +466,7 @@ def _remove(
         via=via,
         ip=ip,
         **facts(grant),
-        data=ended_data(grant),
+        data={**ended_data(grant), **({"conditions": conditions} if conditions else {})},
     )
     notify_on_commit(Message.GRANT_ENDED, grant.pk)
     log.info("grant %s ended (%s): %s no longer holds %s", grant.pk, grant.end_reason, grant.user, grant.role)

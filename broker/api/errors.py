@@ -49,6 +49,8 @@ def exception_handler(exc, context):
         body = {"error": exc.code, "detail": exc.detail}
         if exc.fields:
             body["fields"] = exc.fields
+        if exc.conditions:
+            body["conditions"] = exc.conditions
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Throttled) else None
         return Response(body, status=exc.status, headers=headers)
 
@@ -81,4 +83,12 @@ class ErrorSerializer(serializers.Serializer):
         child=serializers.ListField(child=serializers.CharField()),
         required=False,
         help_text="400 only: messages by input field.",
+    )
+    conditions = serializers.ListField(
+        child=serializers.DictField(child=serializers.CharField()),
+        required=False,
+        help_text=(
+            "`condition_failed` only: each role condition that refused, as `condition` (network, window, posture, "
+            "risk) and `reason`."
+        ),
     )

@@ -231,7 +231,21 @@ def _revoked(e: AuditEvent, d: dict) -> Entry:
 
 
 def _failed(e: AuditEvent, d: dict) -> Entry:
+    if d.get("end_reason") == "conditions_failed":
+        return Entry(e, "Not activated: the role's conditions did not hold", _refusals(d), "bad")
     return Entry(e, "Activation failed for good; the grant never gave access", d.get("comment", ""), "bad")
+
+
+def _refusals(d: dict) -> str:
+    return "; ".join(
+        f"{c.get('condition')}: {c.get('reason')}" for c in d.get("conditions") or [] if isinstance(c, dict)
+    )
+
+
+def _request_refused(e: AuditEvent, d: dict) -> Entry:
+    what = "more time on" if d.get("kind") == "extension" else ""
+    title = f"{_who(e)} was refused {what + ' ' if what else ''}{e.role}: the role's conditions did not hold"
+    return Entry(e, title, _refusals(d), "bad")
 
 
 def _reviewed(e: AuditEvent, d: dict) -> Entry:
@@ -517,6 +531,7 @@ def _admin_changed(e: AuditEvent, d: dict) -> Entry:
 
 DESCRIBE: dict[str, Callable[[AuditEvent, dict], Entry]] = {
     "request.created": _request_created,
+    "request.refused": _request_refused,
     "request.approval_given": _approval_given,
     "request.denied": _denied,
     "request.escalated": _escalated,

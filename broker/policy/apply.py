@@ -60,6 +60,8 @@ def _catalog_values(spec: schema.Role) -> dict[str, Any]:
             value = getattr(value, part) if value is not None else None  # an optional mapping left out
         if name == "chat_webhooks":
             value = [hook.model_dump(exclude_none=True) for hook in value]
+        if name == "conditions":
+            value = value.stored()
         values[name] = value
     return values
 

@@ -14,6 +14,7 @@ except for true/false and numbers, where a blank is an error rather than a quiet
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -39,6 +40,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from broker import conditions
 from broker.durations import parse_duration
 from broker.models import slug_validator
 from broker.policy.reader import Path, PolicyInvalid, Reader
@@ -235,6 +237,102 @@ class Notify(_Model):
     chat: list[ChatWebhook] = []
 
 
+class TimeWindow(_Model):
+    """A weekly window of a role's conditions: on these days, between these hours (wall clock of
+    the conditions' time_zone)."""
+
+    days: list[str] = Field(default_factory=lambda: list(conditions.DAYS))
+    hours: str = Field(description="hours such as '08:00-18:00'")
+
+    @field_validator("days")
+    @classmethod
+    def _known_days(cls, days: list[str]) -> list[str]:
+        if not days:
+            raise _problems("names no days (leave it out for every day)")
+        try:
+            conditions.parse_days(days)
+        except ValueError as exc:
+            raise _problems(str(exc)) from None
+        return list(dict.fromkeys(days))
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, hours: str) -> str:
+        try:
+            conditions.parse_hours(hours)
+        except ValueError as exc:
+            raise _problems(str(exc)) from None
+        return hours.strip()
+
+
+class Conditions(_Model):
+    """Where, when and from what a role may be asked for (and activated): broker/conditions.py."""
+
+    networks: list[str] = []
+    time_zone: str = "UTC"
+    windows: list[TimeWindow] = []
+    posture: list[str] = []
+    max_risk: str | None = None
+
+    @field_validator("networks")
+    @classmethod
+    def _networks(cls, networks: list[str]) -> list[str]:
+        problems = []
+        for i, network in enumerate(networks):
+            try:
+                ipaddress.ip_network(network, strict=True)
+            except ValueError:
+                problems.append(((i,), f"{network!r} is not a network such as 10.0.0.0/8 or 2001:db8::/32"))
+        if problems:
+            raise _placed_problems(problems)
+        return list(dict.fromkeys(networks))
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, name: str) -> str:
+        try:
+            conditions.time_zone(name)
+        except ValueError as exc:
+            raise _problems(str(exc)) from None
+        return name
+
+    @field_validator("posture")
+    @classmethod
+    def _posture(cls, values: list[str]) -> list[str]:
+        if any(not isinstance(v, str) or not v.strip() or len(v) > 64 for v in values):
+            raise _problems("each accepted posture must be a word of at most 64 characters")
+        return list(dict.fromkeys(v.strip() for v in values))
+
+    @field_validator("max_risk")
+    @classmethod
+    def _risk(cls, value: str | None) -> str | None:
+        if value is not None and value not in conditions.RISK_LEVELS[:-1]:
+            raise _problems(f"must be one of {', '.join(conditions.RISK_LEVELS[:-1])}, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _posture_is_read(self) -> Conditions:
+        if self.posture and not settings.DEVICE_POSTURE_HEADER:
+            raise _problems(
+                "needs the DEVICE_POSTURE_HEADER setting (no posture signal is read without it)", at=("posture",)
+            )
+        return self
+
+    def stored(self) -> dict[str, Any]:
+        """The form Role.conditions keeps: only what is set, so that no conditions is {}."""
+        data: dict[str, Any] = {}
+        if self.networks:
+            data["networks"] = self.networks
+        if self.windows:
+            data["time_zone"] = self.time_zone
+            data["windows"] = [w.model_dump() for w in self.windows]
+        if self.posture:
+            data["posture"] = self.posture
+        if self.max_risk:
+            data["max_risk"] = self.max_risk
+        return data
+
+
 class Role(_Model):
     # Field order matters: a field's checks see the fields above it (info.data) that are valid.
     slug: Slug
@@ -251,6 +349,7 @@ class Role(_Model):
     approval: Approval = Field(default_factory=dict, validate_default=True)
     target: Target = Field(description="connector and config")
     notify: Notify = Field(default_factory=dict, validate_default=True)
+    conditions: Conditions = Field(default_factory=dict, validate_default=True)
 
     @model_validator(mode="before")
     @classmethod
