@@ -419,3 +419,27 @@ def test_approving_for_someone_no_longer_eligible_is_a_conflict(world, bearer):
     assert response.status_code == 409
     assert response.json()["error"] == "requester_not_eligible"
     assert not Grant.objects.filter(request=world.pending).exists()
+
+
+def test_a_request_refused_by_the_roles_conditions_says_which_and_why(world, bearer):
+    deploy = world.alice.eligibilities.get(role__slug="deploy").role
+    deploy.conditions = {"networks": ["10.0.0.0/8"]}
+    deploy.save(update_fields=["conditions"])
+    response = bearer(world.alice).post("/api/v1/requests/", BODY, format="json", REMOTE_ADDR="192.0.2.9")
+    assert response.status_code == 403
+    body = response.json()
+    assert body["error"] == "condition_failed"
+    assert body["conditions"] == [
+        {"condition": "network", "reason": "your address 192.0.2.9 is outside the allowed networks (10.0.0.0/8)"}
+    ]
+
+
+def test_a_posture_header_sent_straight_to_the_broker_does_not_satisfy_a_posture_condition(world, bearer, settings):
+    settings.DEVICE_POSTURE_HEADER = "X-Device-Posture"
+    deploy = world.alice.eligibilities.get(role__slug="deploy").role
+    deploy.conditions = {"posture": ["compliant"]}
+    deploy.save(update_fields=["conditions"])
+    response = bearer(world.alice).post(
+        "/api/v1/requests/", BODY, format="json", REMOTE_ADDR="192.0.2.9", HTTP_X_DEVICE_POSTURE="compliant"
+    )
+    assert (response.status_code, response.json()["conditions"][0]["condition"]) == (403, "posture")

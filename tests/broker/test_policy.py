@@ -453,3 +453,87 @@ def test_a_character_yaml_does_not_allow_is_an_error_with_its_line_not_a_crash(d
     assert errors_of(GOOD.replace("Superuser", f"Super{bad}user")) == [
         f"line 4: not valid YAML: character {shown} is not allowed"
     ]
+
+
+# --- Conditions -------------------------------------------------------------------------------------
+
+CONDITIONS = """\
+    conditions:
+      networks: [10.0.0.0/8, "2001:db8::/32"]
+      time_zone: Europe/Berlin
+      windows:
+        - days: [mon, tue, wed, thu, fri]
+          hours: "08:00-18:00"
+      max_risk: low
+"""
+
+
+def with_conditions(text: str) -> str:
+    return text.replace("    target:\n", CONDITIONS + "    target:\n", 1)
+
+
+def test_conditions_are_stored_with_the_role(directory):
+    policy.apply(policy.load(with_conditions(GOOD)))
+    assert Role.objects.get(slug="prod-db-admin").conditions == {
+        "networks": ["10.0.0.0/8", "2001:db8::/32"],
+        "time_zone": "Europe/Berlin",
+        "windows": [{"days": ["mon", "tue", "wed", "thu", "fri"], "hours": "08:00-18:00"}],
+        "max_risk": "low",
+    }
+
+
+def test_a_role_without_conditions_stores_none(directory):
+    policy.apply(policy.load(GOOD))
+    assert Role.objects.get(slug="prod-db-admin").conditions == {}
+
+
+def test_changing_a_roles_conditions_is_reported_as_an_update(directory):
+    policy.apply(policy.load(GOOD))
+    changes = policy.apply(policy.load(with_conditions(GOOD)))
+    assert any(c.kind == "updated" and "conditions" in c.detail for c in changes)
+
+
+@pytest.mark.parametrize(
+    ("written", "wrong", "error"),
+    [
+        (
+            "10.0.0.0/8,",
+            "10.0.0.300/8,",
+            "line 19: roles[0].conditions.networks[0]: '10.0.0.300/8' is not a network such as 10.0.0.0/8 or "
+            "2001:db8::/32",
+        ),
+        (
+            "time_zone: Europe/Berlin",
+            "time_zone: Europe/Berlim",
+            "line 20: roles[0].conditions.time_zone: unknown time zone 'Europe/Berlim' (expected a name such as "
+            "Europe/Berlin)",
+        ),
+        (
+            "[mon, tue,",
+            "[mon, tues,",
+            "line 22: roles[0].conditions.windows[0].days: unknown day 'tues' (expected mon, tue, wed, thu, fri, sat, "
+            "sun)",
+        ),
+        (
+            '"08:00-18:00"',
+            '"8-18"',
+            "line 23: roles[0].conditions.windows[0].hours: expected hours such as '08:00-18:00', got '8-18'",
+        ),
+        (
+            "max_risk: low",
+            "max_risk: none",
+            "line 24: roles[0].conditions.max_risk: must be one of low, high, got 'none'",
+        ),
+    ],
+)
+def test_a_wrong_condition_is_named_with_its_line(directory, written, wrong, error):
+    assert errors_of(with_conditions(GOOD).replace(written, wrong)) == [error]
+
+
+def test_a_posture_condition_needs_the_posture_header_setting(directory, settings):
+    settings.DEVICE_POSTURE_HEADER = ""
+    text = with_conditions(GOOD).replace("max_risk: low", "posture: [compliant]")
+    assert errors_of(text) == [
+        "line 24: roles[0].conditions.posture: needs the DEVICE_POSTURE_HEADER setting (no posture signal is read "
+        "without it)"
+    ]

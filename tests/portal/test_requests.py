@@ -286,3 +286,15 @@ def test_extension_and_schedule_fields_survive_a_round_trip_through_timezones(cl
     with timezone.override("Europe/Berlin"):
         html = when(moment)
     assert 'datetime="2026-07-01T12:00:00Z"' in html and "14:00 CEST" in html
+
+
+def test_a_request_outside_the_roles_window_shows_the_reason_on_the_form(client, requester, role, clock):
+    role.conditions = {"time_zone": "Europe/Berlin", "windows": [{"days": ["sat", "sun"], "hours": "00:00-24:00"}]}
+    role.save(update_fields=["conditions"])
+    client.force_login(requester)
+    response = post_request(client, role)
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "outside the allowed times" in body
+    assert "Mon 10:00 in Europe/Berlin" in body
+    assert not AccessRequest.objects.filter(role=role).exists()
