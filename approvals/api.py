@@ -132,6 +132,7 @@ class RequestOut(serializers.ModelSerializer):
         fields = [
             "id",
             "role",
+            "resource",
             "requester",
             "status",
             "kind",
@@ -194,6 +195,13 @@ class RequestIn(StrictSerializer):
     """Asking for a role."""
 
     role = Slug(max_length=64, help_text="The role's slug.")
+    resource = Text(
+        required=False,
+        allow_blank=True,
+        max_length=63,
+        help_text="For a role with resources (its `resources`): the one you need, such as a database. Leave it out "
+        "for a role without resources.",
+    )
     duration_seconds = WholeNumber(
         required=False,
         min_value=1,
@@ -398,6 +406,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
                     justification=data["justification"],
                     ticket=data["ticket"],
                     starts_at=data["starts_at"],
+                    resource=data.get("resource", ""),
                     mfa_at=mfa_at,
                     posture=device_posture(request),
                     **audit_context(request),

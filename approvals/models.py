@@ -30,6 +30,8 @@ class AccessRequest(models.Model):
     extends_grant = models.ForeignKey(
         "grants.Grant", null=True, blank=True, on_delete=models.PROTECT, related_name="extension_requests"
     )
+    # The resource asked for, for a role with resources (Role.resources); "" otherwise.
+    resource = models.CharField(max_length=63, blank=True, default="")
     duration = models.DurationField()
     justification = models.TextField(blank=True)
     ticket = models.CharField(max_length=200, blank=True)
@@ -65,9 +67,9 @@ class AccessRequest(models.Model):
                 condition=Q(kind="new") | Q(extends_grant__isnull=False), name="request_extension_has_grant"
             ),
             models.UniqueConstraint(
-                fields=["requester", "role"],
+                fields=["requester", "role", "resource"],
                 condition=Q(status="pending"),
-                name="request_one_pending_per_user_role",
+                name="request_one_pending_per_user_role_resource",
             ),
         ]
         indexes = [

@@ -46,6 +46,11 @@ def _facts(req: AccessRequest) -> dict:
     return {"role": req.role.slug, "subject": req.requester.get_username()}
 
 
+def _on(role_slug: str, resource: str) -> str:
+    """A role as people read it: ``deploy``, or ``deploy on staging`` for one of its resources."""
+    return f"{role_slug} on {resource}" if resource else role_slug
+
+
 def _lock(request_id: int, *, skip_locked: bool = False) -> AccessRequest | None:
     return (
         AccessRequest.objects.select_for_update(skip_locked=skip_locked, of=("self",))
@@ -103,11 +108,32 @@ def _ensure_routable(role: Role) -> None:
         raise Conflict(f"{role.slug} has no approvers configured; ask an administrator", code="no_approvers")
 
 
-def _ensure_nothing_open(requester: AbstractBaseUser, role: Role) -> None:
-    pending = AccessRequest.objects.filter(requester=requester, role=role, status=Status.PENDING).first()
+def _clean_resource(role: Role, resource: str | None) -> str:
+    """The resource asked for: one of the role's when it has resources, none otherwise."""
+    resource = (resource or "").strip()
+    if not role.has_resources:
+        if resource:
+            message = f"{role.slug} has no resources; leave the resource out."
+            raise Invalid(f"{role.slug} is not asked for per resource", fields={"resource": [message]})
+        return ""
+    if not resource:
+        names = ", ".join(role.resource_names)
+        message = f"Name the resource you need{' (one of ' + names + ')' if names else ''}."
+        raise Invalid(f"{role.slug} is asked for per resource", fields={"resource": [message]})
+    if not role.allows_resource(resource):
+        message = f"{resource[:63]!r} is not one of the resources of {role.slug}."
+        raise Invalid(f"unknown resource for {role.slug}", fields={"resource": [message]})
+    return resource
+
+
+def _ensure_nothing_open(requester: AbstractBaseUser, role: Role, resource: str) -> None:
+    pending = AccessRequest.objects.filter(
+        requester=requester, role=role, resource=resource, status=Status.PENDING
+    ).first()
     if pending:
         raise Conflict(
-            f"you already have a pending request for {role.slug} (#{pending.pk}); cancel it or wait for a decision",
+            f"you already have a pending request for {_on(role.slug, resource)} (#{pending.pk}); "
+            "cancel it or wait for a decision",
             code="duplicate_request",
         )
 
@@ -115,6 +141,7 @@ def _ensure_nothing_open(requester: AbstractBaseUser, role: Role) -> None:
 def _ensure_conditions(
     requester: AbstractBaseUser,
     role: Role,
+    resource: str,
     *,
     grant: Grant | None,
     via: str,
@@ -143,9 +170,12 @@ def _ensure_conditions(
                 "kind": "extension" if grant else "new",
                 "grant": grant.pk if grant else None,
                 "conditions": refusals,
+                **({"resource": resource} if resource else {}),
             },
         )
-    raise NotAllowed(f"{role.slug} may not be asked for now: {outcome}", code="condition_failed", conditions=refusals)
+    raise NotAllowed(
+        f"{_on(role.slug, resource)} may not be asked for now: {outcome}", code="condition_failed", conditions=refusals
+    )
 
 
 def _extended_grant(grant_id: int, requester: AbstractBaseUser, now: datetime) -> Grant:
@@ -184,6 +214,7 @@ def request_create(
     via: str,
     ip: str | None = None,
     posture: str | None = None,
+    resource: str = "",
     mfa_at: datetime | None = None,
     now: datetime | None = None,
 ) -> AccessRequest:
@@ -193,19 +224,22 @@ def request_create(
     step-up, the duration within the role's bounds (for an extension: within what is left of the
     role's lifetime cap), reasons where the role requires them, the role's conditions (client
     address ``ip``, the time, the device ``posture`` signal, the requester's risk level), an
-    approval policy to route to. Extensions are routed by the role's policy like new requests. Auto-approve and break-glass
+    approval policy to route to. A role with resources is asked for on one of them (``resource``);
+    an extension keeps its grant's. Extensions are routed by the role's policy like new requests. Auto-approve and break-glass
     roles are approved at once.
     """
     now = now or timezone.now()
     grant = _extended_grant(extends_grant_id, requester, now) if extends_grant_id is not None else None
     if grant is not None:
         role = grant.role
+        resource = grant.resource
     if role.is_retired or not is_eligible(requester, role):
         if grant is None and role.is_retired:
             raise NotFound(f"role {role.slug} does not exist")
         what = "no longer" if grant is not None else "not"
         raise NotAllowed(f"you are {what} eligible for {role.slug}", code="not_eligible")
-    _ensure_conditions(requester, role, grant=grant, via=via, ip=ip, posture=posture, now=now)
+    resource = _clean_resource(role, resource) if grant is None else resource
+    _ensure_conditions(requester, role, resource, grant=grant, via=via, ip=ip, posture=posture, now=now)
     if role.requires_step_up:
         mfa.ensure_fresh(mfa_at, action=f"requesting {role.slug}", now=now)
     if grant is not None:
@@ -228,18 +262,19 @@ def request_create(
     _ensure_routable(role)
 
     with transaction.atomic(), audit.batched():
-        _ensure_nothing_open(requester, role)
+        _ensure_nothing_open(requester, role, resource)
         if grant is None:
-            live = Grant.objects.live().filter(user=requester, role=role).first()
+            live = Grant.objects.live().filter(user=requester, role=role, resource=resource).first()
             if live:
                 raise Conflict(
-                    f"you already hold {role.slug} (grant #{live.pk}); request an extension instead",
+                    f"you already hold {_on(role.slug, resource)} (grant #{live.pk}); request an extension instead",
                     code="already_granted",
                 )
         req = _open(
             AccessRequest(
                 role=role,
                 requester=requester,
+                resource=resource,
                 kind=AccessRequest.Kind.EXTENSION if grant is not None else AccessRequest.Kind.NEW,
                 extends_grant=grant,
                 duration=duration,
@@ -279,7 +314,9 @@ def _open(req: AccessRequest, *, via: str, ip: str | None, now: datetime, detail
             req.save(force_insert=True)
     except IntegrityError:
         # Two requests raced past _ensure_nothing_open; the database constraint decided.
-        raise Conflict(f"you already have a pending request for {role.slug}", code="duplicate_request") from None
+        raise Conflict(
+            f"you already have a pending request for {_on(role.slug, req.resource)}", code="duplicate_request"
+        ) from None
     audit.record(
         "request.created",
         actor=req.requester,
@@ -291,6 +328,7 @@ def _open(req: AccessRequest, *, via: str, ip: str | None, now: datetime, detail
             "duration_seconds": int(req.duration.total_seconds()),
             "justification": req.justification,
             "ticket": req.ticket,
+            **({"resource": req.resource} if req.resource else {}),
             **details,
         },
     )
@@ -476,7 +514,13 @@ def _approve(
         via=via,
         ip=ip,
         **_facts(req),
-        data={"why": why, "approvers": approvers, "kind": req.kind, "break_glass": req.break_glass},
+        data={
+            "why": why,
+            "approvers": approvers,
+            "kind": req.kind,
+            "break_glass": req.break_glass,
+            **({"resource": req.resource} if req.resource else {}),
+        },
     )
     if req.kind == AccessRequest.Kind.EXTENSION:
         grant = grant_services.grant_extend(

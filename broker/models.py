@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from django.conf import settings
@@ -9,6 +10,10 @@ from django.contrib.auth.models import Group
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
+
+# What a resource name may be, whatever the role's patterns say: safe in an SQL identifier, an LDAP
+# DN, a group name or a URL path once substituted for {resource} in a target config.
+RESOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 
 slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]*$", "Use lowercase letters, digits and hyphens.")
 
@@ -65,6 +70,10 @@ class Role(models.Model):
     # Conditions on asking for the role and on its activation (policy file `conditions`, read by
     # broker.conditions.from_stored): networks, time_zone, windows, posture, max_risk. Empty: none.
     conditions = models.JSONField(default=dict, blank=True)
+    # Resources (policy file `resources`): {"names": [...], "patterns": [...]}. A role with resources
+    # is asked for and held per resource (one database, one environment), and its target config
+    # names the chosen one as {resource}. Empty: the role has no resources and is held as a whole.
+    resources = models.JSONField(default=dict, blank=True)
 
     managed_by_policy = models.BooleanField(default=False, editable=False)
     retired_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -95,6 +104,7 @@ class Role(models.Model):
         "authoritative",
         "chat_webhooks",
         "conditions",
+        "resources",
     )
     OPERATOR_ONLY_FIELDS = (
         "request_ttl",
@@ -134,6 +144,23 @@ class Role(models.Model):
     @property
     def is_retired(self) -> bool:
         return self.retired_at is not None
+
+    @property
+    def has_resources(self) -> bool:
+        return bool(self.resources.get("names") or self.resources.get("patterns"))
+
+    @property
+    def resource_names(self) -> list[str]:
+        """The resources named one by one (a pattern's matches cannot be listed)."""
+        return list(self.resources.get("names") or [])
+
+    def allows_resource(self, name: str) -> bool:
+        """``name`` is one of the role's resources: named, or matching one of its patterns in full."""
+        if not RESOURCE_NAME.fullmatch(name or ""):
+            return False
+        if name in self.resource_names:
+            return True
+        return any(re.fullmatch(pattern, name) for pattern in self.resources.get("patterns") or [])
 
     @property
     def lifetime_cap(self) -> timedelta:

@@ -95,6 +95,7 @@ class GrantOut(serializers.ModelSerializer):
             "request",
             "user",
             "role",
+            "resource",
             "status",
             "starts_at",
             "expires_at",
@@ -178,10 +179,11 @@ class GrantFilter(FilterSet):
     status = django_filters.ChoiceFilter(choices=Grant.Status.choices)
     user = django_filters.CharFilter(field_name="user__username", help_text="Username of the holder.")
     role = django_filters.CharFilter(field_name="role__slug", help_text="Role slug.")
+    resource = django_filters.CharFilter(help_text="Resource of a role with resources.")
 
     class Meta:
         model = Grant
-        fields = ["active", "status", "user", "role"]
+        fields = ["active", "status", "user", "role", "resource"]
 
     def filter_active(self, queryset, name, value):
         effective = Grant.objects.effective().values("pk")

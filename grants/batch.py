@@ -35,7 +35,7 @@ from django.utils import timezone
 from broker import audit
 from broker.models import Channel
 from broker.notify import Message, notify_many_on_commit
-from grants.connectors import Connector, connector_for, revoke_confirmed
+from grants.connectors import Connector, connector_for_grant, revoke_confirmed
 from grants.events import FINAL_ACTION, FINAL_STATUS, ended_data, facts, grant_event
 from grants.models import AccessLock, Grant
 
@@ -87,18 +87,19 @@ def end_batch(
     is no longer eligible). The failed grants are not changed: end them on the one-grant path.
     """
     comments = comments or {}
-    connectors: dict[int, Connector] = {}
+    connectors: dict[tuple[int, str], Connector] = {}
 
-    def connector_of(role) -> Connector:
-        if role.pk not in connectors:
-            connectors[role.pk] = connector_for(role)
-        return connectors[role.pk]
+    def connector_of(grant: Grant) -> Connector:
+        key = (grant.role_id, grant.resource)
+        if key not in connectors:
+            connectors[key] = connector_for_grant(grant)
+        return connectors[key]
 
     failed: list[Grant] = []
     targets: dict[tuple, list[Grant]] = defaultdict(list)
     for grant in grants:
         try:
-            targets[connector_of(grant.role).target_key()].append(grant)
+            targets[connector_of(grant).target_key()].append(grant)
         except Exception:  # noqa: BLE001 - an unknown connector: the one-grant path records it
             failed.append(grant)
         grant.end_reason = reason
@@ -116,15 +117,13 @@ def end_batch(
         .exclude(pk__in=ending)
         .select_related("role")
     )
-    needed = {(other.user_id, connector_of(other.role).target_key()) for other in others}
+    needed = {(other.user_id, connector_of(other).target_key()) for other in others}
 
     confirmed: list[Grant] = []
     for key, members in targets.items():
         removing = [grant for grant in members if (grant.user_id, key) not in needed]
         items = [(grant.user, grant_event(grant, "grant.revoked")) for grant in removing]
-        errors = dict(
-            zip((g.pk for g in removing), revoke_confirmed(connector_of(members[0].role), items), strict=True)
-        )
+        errors = dict(zip((g.pk for g in removing), revoke_confirmed(connector_of(members[0]), items), strict=True))
         for grant in members:
             error = errors.get(grant.pk)
             if error is None:

@@ -36,6 +36,11 @@ def facts(grant: Grant) -> dict:
     return {"role": grant.role.slug, "subject": grant.user.get_username()}
 
 
+def resource_of(grant: Grant) -> dict:
+    """The grant's resource, for the payload of its audit events (nothing for a role without resources)."""
+    return {"resource": grant.resource} if grant.resource else {}
+
+
 def ended_data(grant: Grant) -> dict:
     """The payload of the audit event of a confirmed end."""
     lag = (grant.ended_at - grant.expires_at).total_seconds() if grant.end_reason == R.EXPIRY else None
@@ -47,6 +52,7 @@ def ended_data(grant: Grant) -> dict:
         "ended_at": grant.ended_at,
         "lag_seconds": round(lag, 3) if lag is not None else None,
         "attempts": grant.attempts + 1,
+        **resource_of(grant),
     }
 
 
@@ -71,6 +77,7 @@ def grant_event(grant: Grant, kind: str, *, operation: str | None = None) -> Acc
         expires_at=grant.expires_at,
         justification=grant.request.justification if grant.request_id else "",
         end_reason=grant.end_reason,
+        resource=grant.resource,
     )
 
 

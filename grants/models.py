@@ -19,14 +19,18 @@ ENDING_STATUSES = ("revoking", "revoke_failed")
 
 
 class GrantQuerySet(models.QuerySet):
-    def effective(self, now: datetime | None = None) -> GrantQuerySet:
+    def effective(self, now: datetime | None = None, *, resource: str | None = None) -> GrantQuerySet:
         """The one rule that says whether a grant gives access right now (docs/design.md).
 
         A deactivated account holds nothing, whatever its grants say: they end within seconds
-        (approvals.eligibility), and until then this rule already refuses them.
+        (approvals.eligibility), and until then this rule already refuses them. ``resource``: only
+        the grants on that resource of a resource-scoped role ("" for the roles without resources).
         """
         now = now or timezone.now()
-        return self.filter(status=Grant.Status.ACTIVE, starts_at__lte=now, expires_at__gt=now, user__is_active=True)
+        effective = self.filter(
+            status=Grant.Status.ACTIVE, starts_at__lte=now, expires_at__gt=now, user__is_active=True
+        )
+        return effective if resource is None else effective.filter(resource=resource)
 
     def live(self) -> GrantQuerySet:
         return self.filter(status__in=LIVE_STATUSES)
@@ -66,6 +70,8 @@ class Grant(models.Model):
     request = models.OneToOneField("approvals.AccessRequest", on_delete=models.PROTECT, related_name="grant")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="grants")
     role = models.ForeignKey(Role, on_delete=models.PROTECT, related_name="grants")
+    # The resource held, for a role with resources (Role.resources); "" otherwise.
+    resource = models.CharField(max_length=63, blank=True, default="")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SCHEDULED)
     starts_at = models.DateTimeField()
     expires_at = models.DateTimeField()
@@ -106,9 +112,12 @@ class Grant(models.Model):
                 name="grant_status_valid",
             ),
             models.CheckConstraint(condition=Q(expires_at__gt=F("starts_at")), name="grant_ends_after_start"),
-            # A person holds a role through one live grant at a time; more time is an extension.
+            # A person holds a role (on one resource) through one live grant at a time; more time is
+            # an extension.
             models.UniqueConstraint(
-                fields=["user", "role"], condition=Q(status__in=LIVE_STATUSES), name="grant_one_live_per_user_role"
+                fields=["user", "role", "resource"],
+                condition=Q(status__in=LIVE_STATUSES),
+                name="grant_one_live_per_user_role_resource",
             ),
             # Ended means removed: no grant is expired or revoked without a confirmed removal time.
             models.CheckConstraint(
@@ -137,7 +146,8 @@ class Grant(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"grant #{self.pk} {self.user} → {self.role} ({self.status})"
+        on = f" on {self.resource}" if self.resource else ""
+        return f"grant #{self.pk} {self.user} → {self.role}{on} ({self.status})"
 
     @property
     def is_live(self) -> bool:

@@ -47,9 +47,15 @@ class Report:
 
 
 def _targets() -> dict[tuple, list[Role]]:
-    """Live roles grouped by the piece of access they manage (two roles may share one group)."""
+    """Live roles grouped by the piece of access they manage (two roles may share one group).
+
+    Roles with resources are left out: their access is one piece per resource, and a resource
+    given by a pattern cannot be listed (docs/policy.md, "Resources").
+    """
     groups: dict[tuple, list[Role]] = defaultdict(list)
     for role in Role.objects.live():
+        if role.has_resources:
+            continue
         try:
             groups[connector_for(role).target_key()].append(role)
         except Exception as exc:  # noqa: BLE001 - an unknown connector is reported, not fatal

@@ -87,14 +87,18 @@ class Check:
     viewer_is_auditor: bool
 
 
-def grant_check(*, viewer: AbstractBaseUser, username: str, role_slug: str, now: datetime | None = None) -> Check:
-    """Does ``username`` hold ``role_slug`` right now, by the effective rule (docs/design.md)?
+def grant_check(
+    *, viewer: AbstractBaseUser, username: str, role_slug: str, resource: str = "", now: datetime | None = None
+) -> Check:
+    """Does ``username`` hold ``role_slug`` (on ``resource``, for a role with resources) right now, by
+    the effective rule (docs/design.md)? Without a resource only a grant of the role as a whole
+    counts, which a role with resources never gives.
 
     One query, whoever asks: the effective grant and whether the viewer is an auditor come back
     in the same row (the viewer's), so the caller can refuse to answer about someone else.
     """
     now = now or timezone.now()
-    effective = Grant.objects.effective(now).filter(user__username=username, role__slug=role_slug)
+    effective = Grant.objects.effective(now, resource=resource).filter(user__username=username, role__slug=role_slug)
     row = (
         get_user_model()
         .objects.filter(pk=viewer.pk)
@@ -132,7 +136,7 @@ class TokenCheck:
     check: Check
 
 
-_DIGEST, _USER, _ROLE = "\x00digest", "\x00user", "\x00role"
+_DIGEST, _USER, _ROLE, _RESOURCE = "\x00digest", "\x00user", "\x00role", "\x00resource"
 _NOW = datetime(1999, 12, 31, 23, 59, 58, 123457, tzinfo=UTC)
 
 
@@ -141,7 +145,9 @@ def _token_check_sql(vendor: str, yourself: bool) -> tuple[str, tuple[str | None
     """The query of ``token_check``, which input each of its parameters takes (None: fixed), and
     the fixed values. ``yourself``: about the token's holder, else about the user named."""
     holder = Q(user=OuterRef("user")) if yourself else Q(user__username=_USER)
-    effective = Grant.objects.effective(_NOW).filter(holder, role__slug=_ROLE).order_by("expires_at")
+    effective = (
+        Grant.objects.effective(_NOW, resource=_RESOURCE).filter(holder, role__slug=_ROLE).order_by("expires_at")
+    )
     query = (
         ApiToken.objects.filter(digest=_DIGEST, revoked_at__isnull=True, user__is_active=True)
         .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=_NOW))
@@ -158,11 +164,13 @@ def _token_check_sql(vendor: str, yourself: bool) -> tuple[str, tuple[str | None
     )  # fmt: skip
     sql, params = query.query.sql_with_params()
     now = Grant._meta.get_field("expires_at").get_db_prep_value(_NOW, connection)
-    slots = {_DIGEST: "digest", _USER: "username", _ROLE: "role", now: "now"}
+    slots = {_DIGEST: "digest", _USER: "username", _ROLE: "role", _RESOURCE: "resource", now: "now"}
     return sql, tuple(slots.get(p) if isinstance(p, str | datetime) else None for p in params), params
 
 
-def token_check(*, digest: str, username: str | None, role_slug: str, now: datetime) -> TokenCheck | None:
+def token_check(
+    *, digest: str, username: str | None, role_slug: str, now: datetime, resource: str = ""
+) -> TokenCheck | None:
     """``grant_check`` by the holder of the live token with this digest, about ``username`` (None:
     about themselves); None when there is no such token."""
     sql, slots, fixed = _token_check_sql(connection.vendor, username is None)
@@ -170,6 +178,7 @@ def token_check(*, digest: str, username: str | None, role_slug: str, now: datet
         "digest": digest,
         "username": username,
         "role": role_slug,
+        "resource": resource,
         "now": Grant._meta.get_field("expires_at").get_db_prep_value(now, connection),
     }
     params = [inputs[slot] if slot else value for slot, value in zip(slots, fixed, strict=True)]

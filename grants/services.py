@@ -25,8 +25,8 @@ from broker.errors import Conflict, Invalid, NotAllowed, NotFound
 from broker.jobs import enqueue_on_commit
 from broker.models import Channel
 from broker.notify import Message, notify_on_commit
-from grants.connectors import Connector, ConnectorError, connector_for, set_access
-from grants.events import FINAL_ACTION, FINAL_STATUS, ended_data, facts, grant_event
+from grants.connectors import Connector, ConnectorError, connector_for_grant, set_access
+from grants.events import FINAL_ACTION, FINAL_STATUS, ended_data, facts, grant_event, resource_of
 from grants.models import ENDING_STATUSES, AccessLock, Grant
 from grants.push import queue_ticks_on_commit, within_horizon
 
@@ -95,6 +95,7 @@ def grant_create(*, request, actor: AbstractBaseUser | None, via: str, now: date
                 request=request,
                 user=request.requester,
                 role=request.role,
+                resource=request.resource,
                 status=S.SCHEDULED,
                 starts_at=starts_at,
                 expires_at=starts_at + request.duration,
@@ -103,7 +104,8 @@ def grant_create(*, request, actor: AbstractBaseUser | None, via: str, now: date
             )
     except IntegrityError:
         raise Conflict(
-            f"{request.requester.get_username()} already holds {request.role.slug}; request an extension instead",
+            f"{request.requester.get_username()} already holds {request.role.slug}"
+            f"{' on ' + request.resource if request.resource else ''}; request an extension instead",
             code="already_granted",
         ) from None
     audit.record(
@@ -117,6 +119,7 @@ def grant_create(*, request, actor: AbstractBaseUser | None, via: str, now: date
             "starts_at": grant.starts_at,
             "expires_at": grant.expires_at,
             "break_glass": grant.break_glass,
+            **resource_of(grant),
         },
     )
     if within_horizon(starts_at, now):
@@ -157,7 +160,7 @@ def grant_activate(*, grant_id: int, now: datetime | None = None, skip_locked: b
                 now=now,
                 conditions=[r.as_dict() for r in conditions.refusals],
             )
-        if Grant.objects.filter(user=grant.user, role=grant.role, status=S.REVOKING).exists():
+        if Grant.objects.filter(user=grant.user, role=grant.role, resource=grant.resource, status=S.REVOKING).exists():
             # The previous grant of this role is still being removed; switching this one on now
             # could be undone by that removal. Try again shortly.
             grant.next_attempt_at = now + timedelta(seconds=2)
@@ -166,7 +169,7 @@ def grant_activate(*, grant_id: int, now: datetime | None = None, skip_locked: b
             return grant
 
         try:
-            connector = connector_for(grant.role)
+            connector = connector_for_grant(grant)
             _hold_access(grant, connector)
             set_access(connector, grant.user, present=True, event=grant_event(grant, "grant.activated"))
         except Exception as exc:  # noqa: BLE001 - any connector failure is retried, never fatal
@@ -184,7 +187,12 @@ def grant_activate(*, grant_id: int, now: datetime | None = None, skip_locked: b
             target=grant,
             via=Channel.WORKER,
             **facts(grant),
-            data={"starts_at": grant.starts_at, "expires_at": grant.expires_at, "connector": grant.role.connector},
+            data={
+                "starts_at": grant.starts_at,
+                "expires_at": grant.expires_at,
+                "connector": grant.role.connector,
+                **resource_of(grant),
+            },
         )
         _queue_expiry(grant, now)
         notify_on_commit(Message.GRANT_ACTIVE, grant.pk)
@@ -427,13 +435,14 @@ def _end_and_remove(
 
 
 def _still_needed_elsewhere(grant: Grant, connector: Connector) -> bool:
-    """Another active grant of this user gives the very same access (two roles, one target group).
+    """Another active grant of this user gives the very same access (two roles, one target group;
+    one role whose config does not change with the resource, held on two resources).
 
     Asked while holding the access lock (``_hold_access``): a sibling's activation or removal
     that started earlier has committed by then, and one that starts later waits for this one.
     """
     others = Grant.objects.filter(user=grant.user, status=S.ACTIVE).exclude(pk=grant.pk).select_related("role")
-    return any(connector_for(other.role).target_key() == connector.target_key() for other in others)
+    return any(connector_for_grant(other).target_key() == connector.target_key() for other in others)
 
 
 def _remove(
@@ -448,7 +457,7 @@ def _remove(
 ) -> Grant:
     """Remove the access in the target; only a confirmed removal ends the grant."""
     try:
-        connector = connector_for(grant.role)
+        connector = connector_for_grant(grant)
         _hold_access(grant, connector)
         if not _still_needed_elsewhere(grant, connector):
             set_access(connector, grant.user, present=False, event=grant_event(grant, "grant.revoked"))

@@ -111,6 +111,9 @@ class RoleList(generics.ListAPIView):
 class CheckQuery(StrictSerializer):
     user = Text(required=False, max_length=150, help_text="Username; yourself when left out.")
     role = Text(max_length=64, help_text="Role slug.")
+    resource = Text(
+        required=False, max_length=63, help_text="For a role with resources: the resource to check the grant on."
+    )
 
 
 @extend_schema_serializer(
@@ -135,6 +138,7 @@ class CheckOut(serializers.Serializer):
     expires_at = serializers.DateTimeField(allow_null=True, help_text="When that grant ends, or null.")
     user = serializers.CharField()
     role = serializers.CharField()
+    resource = serializers.CharField(required=False, help_text="The resource checked, when one was given.")
     checked_at = serializers.DateTimeField()
 
 
@@ -154,6 +158,15 @@ class CheckOut(serializers.Serializer):
             description="Username; yourself when left out.",
         ),
         OpenApiParameter("role", {"type": "string", "maxLength": 64}, required=True, description="Role slug."),
+        OpenApiParameter(
+            "resource",
+            {"type": "string", "maxLength": 63},
+            required=False,
+            description=(
+                "For a role with resources: the resource (a grant on another resource does not count). Left out, "
+                "only a grant of the role as a whole counts, which a role with resources never gives."
+            ),
+        ),
     ],
     responses={200: CheckOut},
 )
@@ -181,8 +194,9 @@ class CheckView(APIView):
         query.is_valid(raise_exception=True)
         username = query.validated_data.get("user") or request.user.get_username()
         role = query.validated_data["role"]
+        resource = query.validated_data.get("resource", "")
         now = timezone.now()
-        answer = grant_check(viewer=request.user, username=username, role_slug=role, now=now)
+        answer = grant_check(viewer=request.user, username=username, role_slug=role, resource=resource, now=now)
         if username != request.user.get_username() and not (answer.viewer_is_auditor or acts_as_admin(request)):
             raise exceptions.PermissionDenied("checking someone else needs the auditor or administrator role")
         return Response(
@@ -193,13 +207,14 @@ class CheckView(APIView):
                     "expires_at": answer.expires_at,
                     "user": username,
                     "role": role,
+                    **({"resource": resource} if resource else {}),
                     "checked_at": now,
                 }
             ).data
         )
 
 
-_CHECK_PARAMS = {"role": 64, "user": 150}
+_CHECK_PARAMS = {"role": 64, "user": 150, "resource": 63}
 _CHECK_HEADERS = {"Allow": "GET, HEAD, OPTIONS", "Vary": "Accept"}
 
 
@@ -222,7 +237,13 @@ def lean_check(request) -> HttpResponse | None:
             return None
         values[name] = given[0]
     now = timezone.now()
-    found = token_check(digest=token_digest(text), username=values.get("user"), role_slug=values["role"], now=now)
+    found = token_check(
+        digest=token_digest(text),
+        username=values.get("user"),
+        role_slug=values["role"],
+        resource=values.get("resource", ""),
+        now=now,
+    )
     if found is None or "read" not in found.scopes:
         return None  # DRF answers: 401 (and counts the failure), or 403 insufficient_scope
     username = values.get("user", found.viewer_username)
@@ -237,6 +258,7 @@ def lean_check(request) -> HttpResponse | None:
         "expires_at": _time(found.check.expires_at),
         "user": username,
         "role": values["role"],
+        **({"resource": values["resource"]} if "resource" in values else {}),
         "checked_at": _time(now),
     }
     text = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))

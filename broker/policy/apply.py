@@ -60,7 +60,7 @@ def _catalog_values(spec: schema.Role) -> dict[str, Any]:
             value = getattr(value, part) if value is not None else None  # an optional mapping left out
         if name == "chat_webhooks":
             value = [hook.model_dump(exclude_none=True) for hook in value]
-        if name == "conditions":
+        if name in ("conditions", "resources"):
             value = value.stored()
         values[name] = value
     return values
@@ -168,18 +168,22 @@ def _check_targets(policy: schema.Policy, *, prepare: bool) -> list[Change]:
     group), is a warning: the catalog is applied all the same, and grants of that role fail, with
     the reason, until the target is fixed.
     """
-    from grants.connectors import ConnectorError, connector_class
+    from grants.connectors import ConnectorError, connector_class, with_resource
 
     warnings = []
     for spec in policy.roles:
-        connector = connector_class(spec.target.connector)(spec.target.config, role_slug=spec.slug)
-        try:
-            if prepare:
-                connector.prepare()
-            problems = connector.check()
-        except ConnectorError as exc:
-            problems = [str(exc)]
-        warnings += [Change("warning", spec.slug, f"target {connector.describe()}: {p}") for p in problems]
+        # A role with resources: the target of each resource named (a pattern's cannot be listed).
+        resources = spec.resources.names if spec.resources.declared else [""]
+        for resource in resources:
+            config = with_resource(spec.target.config, resource) if resource else spec.target.config
+            connector = connector_class(spec.target.connector)(config, role_slug=spec.slug, resource=resource)
+            try:
+                if prepare:
+                    connector.prepare()
+                problems = connector.check()
+            except ConnectorError as exc:
+                problems = [str(exc)]
+            warnings += [Change("warning", spec.slug, f"target {connector.describe()}: {p}") for p in problems]
     return warnings
 
 

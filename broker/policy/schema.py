@@ -42,9 +42,10 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from broker import conditions
 from broker.durations import parse_duration
-from broker.models import slug_validator
+from broker.models import RESOURCE_NAME, slug_validator
 from broker.policy.reader import Path, PolicyInvalid, Reader
 from grants.connectors import load as connectors
+from grants.connectors import uses_resource, with_resource
 
 User = get_user_model()
 
@@ -190,7 +191,8 @@ class Target(_Model):
     @classmethod
     def _fits_the_connector(cls, config: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         connector = connectors().get(info.data.get("connector", ""))  # absent when the connector is not valid
-        problems = connector.validate_config(config) if connector else []
+        # {resource} stands for a resource name (lowercase letters, digits, '.', '_', '-'): checked as one.
+        problems = connector.validate_config(with_resource(config, "resource")) if connector else []
         if problems:
             # Each problem at its own key of the config (and so on its own line), where it names one.
             raise _placed_problems([p if isinstance(p, tuple) else ((), p) for p in problems])
@@ -333,6 +335,50 @@ class Conditions(_Model):
         return data
 
 
+class Resources(_Model):
+    """What a role may be asked for on, one at a time: names, and patterns a name must match in full."""
+
+    names: list[str] = []
+    patterns: list[str] = []
+
+    @field_validator("names")
+    @classmethod
+    def _names(cls, names: list[str]) -> list[str]:
+        problems = [
+            ((i,), f"{name!r} must be lowercase letters, digits, '.', '_' and '-' (at most 63), starting with a "
+             "letter or digit")
+            for i, name in enumerate(names)
+            if not isinstance(name, str) or not RESOURCE_NAME.fullmatch(name)
+        ]  # fmt: skip
+        if problems:
+            raise _placed_problems(problems)
+        return list(dict.fromkeys(names))
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns(cls, patterns: list[str]) -> list[str]:
+        problems = []
+        for i, pattern in enumerate(patterns):
+            try:
+                re.compile(pattern)
+            except (re.error, TypeError) as exc:
+                problems.append(((i,), f"{pattern!r} is not a regular expression: {exc}"))
+                continue
+            if len(pattern) > 200:
+                problems.append(((i,), "at most 200 characters"))
+        if problems:
+            raise _placed_problems(problems)
+        return patterns
+
+    @property
+    def declared(self) -> bool:
+        return bool(self.names or self.patterns)
+
+    def stored(self) -> dict[str, Any]:
+        """The form Role.resources keeps: only what is set, so that no resources is {}."""
+        return {key: value for key, value in (("names", self.names), ("patterns", self.patterns)) if value}
+
+
 class Role(_Model):
     # Field order matters: a field's checks see the fields above it (info.data) that are valid.
     slug: Slug
@@ -347,9 +393,10 @@ class Role(_Model):
     requires_mfa: bool = False
     break_glass: bool = False
     approval: Approval = Field(default_factory=dict, validate_default=True)
+    conditions: Conditions = Field(default_factory=dict, validate_default=True)
+    resources: Resources = Field(default_factory=dict, validate_default=True)
     target: Target = Field(description="connector and config")
     notify: Notify = Field(default_factory=dict, validate_default=True)
-    conditions: Conditions = Field(default_factory=dict, validate_default=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -404,6 +451,14 @@ class Role(_Model):
         if approval.escalation is not None and (approval.auto_approve or break_glass):
             raise _problems("roles approved at once have no stage to escalate", at=("escalation",))
         return approval
+
+    @field_validator("target")
+    @classmethod
+    def _resource_in_config(cls, target: Target, info: ValidationInfo) -> Target:
+        resources = info.data.get("resources")
+        if resources is not None and not resources.declared and uses_resource(target.config):
+            raise _problems("names {resource}, but the role declares no resources", at=("config",))
+        return target
 
     @model_validator(mode="after")
     def _default_duration_is_max_when_absent(self) -> Role:

@@ -97,8 +97,33 @@ def connector_class(name: str) -> type[Connector]:
         raise ConnectorError(f"unknown connector {name!r}") from None
 
 
-def connector_for(role: Any) -> Connector:
-    return connector_class(role.connector)(role.connector_config, role_slug=role.slug)
+RESOURCE = "{resource}"
+
+
+def with_resource(config: Any, resource: str) -> Any:
+    """The config with ``{resource}`` replaced by ``resource`` in every text value, at any depth."""
+    if isinstance(config, str):
+        return config.replace(RESOURCE, resource)
+    if isinstance(config, dict):
+        return {key: with_resource(value, resource) for key, value in config.items()}
+    if isinstance(config, list):
+        return [with_resource(value, resource) for value in config]
+    return config
+
+
+def uses_resource(config: Any) -> bool:
+    return with_resource(config, "") != config
+
+
+def connector_for(role: Any, resource: str = "") -> Connector:
+    """The connector of ``role``, for one of its resources when it is resource-scoped."""
+    config = with_resource(role.connector_config, resource) if resource else role.connector_config
+    return connector_class(role.connector)(config, role_slug=role.slug, resource=resource)
+
+
+def connector_for_grant(grant: Any) -> Connector:
+    """The connector of a grant: its role's, for the grant's resource."""
+    return connector_for(grant.role, grant.resource)
 
 
 def set_access(connector: Connector, user: AbstractBaseUser, *, present: bool, event: AccessEvent) -> None:

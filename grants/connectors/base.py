@@ -82,6 +82,7 @@ class AccessEvent:
     expires_at: datetime | None = None
     justification: str = ""
     end_reason: str = ""
+    resource: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
@@ -98,6 +99,7 @@ class AccessEvent:
             "expires_at": time(self.expires_at),
             "justification": self.justification,
             "end_reason": self.end_reason,
+            **({"resource": self.resource} if self.resource else {}),
             **self.extra,
         }
 
@@ -105,10 +107,13 @@ class AccessEvent:
 class Connector(ABC):
     name: ClassVar[str]
 
-    def __init__(self, config: dict[str, Any], *, role_slug: str = ""):
+    def __init__(self, config: dict[str, Any], *, role_slug: str = "", resource: str = ""):
         self.config = config
-        # The broker role this connector acts for (a webhook names it in its events).
+        # The broker role this connector acts for (a webhook names it in its events), and the
+        # resource of a resource-scoped role ("" for a role without resources); the config has
+        # already had {resource} replaced by it (grants.connectors.connector_for).
         self.role_slug = role_slug
+        self.resource = resource
 
     @classmethod
     def validate_config(cls, config: Any) -> list[str | Problem]:

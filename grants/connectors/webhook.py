@@ -104,7 +104,7 @@ class WebhookConnector(Connector):
 
     def target_key(self) -> tuple:
         # One receiver often serves many roles, and tells them apart by the role in each event.
-        return (self.name, self.config["url"], self.role_slug)
+        return (self.name, self.config["url"], self.role_slug, self.resource)
 
     def describe(self) -> str:
         return f"webhook {self.config['url']}"
@@ -177,7 +177,8 @@ class WebhookConnector(Connector):
         status_url = self.config.get("status_url")
         if not status_url:
             return None
-        answer = self._post(status_url, {"type": "access.query", "user": user.get_username(), "role": self._role()})
+        query = {"type": "access.query", "user": user.get_username(), "role": self._role(), **self._resource()}
+        answer = self._post(status_url, query)
         if not isinstance(answer, dict) or not isinstance(answer.get("granted"), bool):
             raise ConnectorError(f'{status_url} must answer {{"granted": true|false}}, got {answer!r}'[:300])
         return answer["granted"]
@@ -186,7 +187,7 @@ class WebhookConnector(Connector):
         status_url = self.config.get("status_url")
         if not status_url:
             return None
-        answer = self._post(status_url, {"type": "access.holders", "role": self._role()})
+        answer = self._post(status_url, {"type": "access.holders", "role": self._role(), **self._resource()})
         holders = answer.get("holders") if isinstance(answer, dict) else None
         if not isinstance(holders, list) or not all(isinstance(h, str) for h in holders):
             raise ConnectorError(f'{status_url} must answer {{"holders": [usernames]}}, got {answer!r}'[:300])
@@ -194,6 +195,10 @@ class WebhookConnector(Connector):
 
     def _role(self) -> str:
         return self.role_slug
+
+    def _resource(self) -> dict[str, str]:
+        """The resource of a resource-scoped role, in every message about it (left out without one)."""
+        return {"resource": self.resource} if self.resource else {}
 
 
 def _json_or_none(answer: bytes) -> Any:

@@ -288,7 +288,7 @@ def test_nesting_deeper_than_any_policy_needs_is_refused_as_invalid_yaml(directo
             "require_mfa: true",
             "line 10: roles[0].require_mfa: unknown key (expected one of: approval, break_glass, conditions, default_duration, "
             "description, max_duration, max_total_duration, min_duration, name, notify, requires_justification, requires_mfa, "
-            "requires_ticket, slug, target)",
+            "requires_ticket, resources, slug, target)",
         ),
         (
             "auto_approve: false",
