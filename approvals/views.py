@@ -18,6 +18,8 @@ from approvals.forms import DecisionForm
 from approvals.models import AccessRequest
 from broker.audit.timeline import request_timeline
 from broker.catalog import eligible_roles
+from broker.conditions import describe as describe_conditions
+from broker.conditions import from_stored
 from broker.durations import humanize_duration
 from broker.errors import BrokerError
 from broker.http import client_ip, device_posture
@@ -59,6 +61,7 @@ def request_new(request, slug: str):
         "role": role,
         "form": form,
         "stages": selectors.role_approvers(role, requester=request.user),
+        "conditions": describe_conditions(from_stored(role.conditions)),
         "needs_mfa": role.requires_step_up,
         "needs_code": "code" in form.fields,
     }
@@ -100,6 +103,7 @@ def _ask(request, *, role, grant=None) -> tuple[AskForm, AccessRequest | None]:
             justification=data.get("justification", ""),
             ticket=data.get("ticket", ""),
             starts_at=data.get("starts_at"),
+            resource=data.get("resource", ""),
             via=Channel.PORTAL,
             ip=client_ip(request),
             posture=device_posture(request),

@@ -228,3 +228,20 @@ def _risk(maximum: str, level: str) -> list[Refusal]:
     if RISK_LEVELS.index(level) > RISK_LEVELS.index(maximum):
         return [Refusal("risk", f"your current risk level is {level}, above this role's maximum ({maximum})")]
     return []
+
+
+def describe(conditions: Conditions) -> list[str]:
+    """The conditions in sentences, for the people asking (the portal's request page)."""
+    lines = []
+    if conditions.networks:
+        lines.append(f"Only from the networks {', '.join(conditions.networks)}.")
+    if conditions.windows:
+        windows = "; ".join(str(w) for w in conditions.windows)
+        lines.append(f"Only at these times ({conditions.time_zone}): {windows}; checked again when the grant starts.")
+    if conditions.posture:
+        lines.append(f"Only from a device whose posture is {' or '.join(conditions.posture)}.")
+    if conditions.max_risk:
+        lines.append(
+            f"Only while your risk level is at most {conditions.max_risk}; checked again when the grant starts."
+        )
+    return lines

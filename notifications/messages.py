@@ -68,6 +68,7 @@ def _request_facts(req: AccessRequest) -> list[tuple[str, str]]:
     facts = [
         ("Who", _person(req.requester)),
         ("Role", f"{req.role.name} ({req.role.slug})"),
+        *([("Resource", req.resource)] if req.resource else []),
         ("How long", humanize_duration(req.duration) + (" more (extension)" if req.kind == "extension" else "")),
         ("Justification", req.justification or "—"),
         ("Ticket", req.ticket or "—"),
@@ -80,6 +81,7 @@ def _request_facts(req: AccessRequest) -> list[tuple[str, str]]:
 def _grant_facts(grant: Grant) -> list[tuple[str, str]]:
     return [
         ("Role", f"{grant.role.name} ({grant.role.slug})"),
+        *([("Resource", grant.resource)] if grant.resource else []),
         ("Holder", grant.user.get_username()),
         ("From", _when(grant.starts_at)),
         ("Until", _when(grant.expires_at)),
@@ -139,16 +141,17 @@ def _approver_drafts(
             return {"action_url": links.absolute(reverse("approval-link", args=[token]))}
 
         who = req.requester.get_username()
+        on = f" on {req.resource}" if req.resource else ""
         waited = humanize_duration(now - req.stage_started_at)
         subject = (
             f"Escalated: {who} has waited {waited} for {req.role.slug} (request #{req.pk})"
             if escalated
             else f"Reminder: {who} is still waiting for {req.role.slug} (request #{req.pk})"
             if reminder
-            else f"Decision needed: {who} asks for {req.role.slug} (request #{req.pk})"
+            else f"Decision needed: {who} asks for {req.role.slug}{on} (request #{req.pk})"
         )
         intro = [
-            f"{who} asks for {req.role.name} for {humanize_duration(req.duration)}.",
+            f"{who} asks for {req.role.name}{on} for {humanize_duration(req.duration)}.",
             f"Stage {req.current_stage + 1} has waited {waited} without a decision, so it was escalated to you: "
             "you may approve or deny it in place of its approvers."
             if escalated

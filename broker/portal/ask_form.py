@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from django import forms
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from broker.durations import humanize_duration, parse_duration
 from broker.models import Role
@@ -31,6 +32,23 @@ def duration_choices(role: Role, *, cap: timedelta | None = None) -> list[tuple[
         values.add(role.default_duration)
     choices = [(str(int(v.total_seconds())), humanize_duration(v)) for v in sorted(values)]
     return [*choices, (CUSTOM, "Other")]
+
+
+def _resource_field(role: Role) -> forms.Field:
+    """The resource to ask for: a choice among the names, or typed when patterns allow more."""
+    names = role.resource_names
+    if names and not role.resources.get("patterns"):
+        return forms.ChoiceField(
+            label=_("Resource"),
+            choices=[("", _("Choose one")), *((name, name) for name in names)],
+            help_text=_("This role is granted on one resource at a time."),
+        )
+    help_text = _("This role is granted on one resource at a time.")
+    if names:
+        help_text = _("This role is granted on one resource at a time, for example %(names)s.") % {
+            "names": ", ".join(names)
+        }
+    return forms.CharField(label=_("Resource"), max_length=63, help_text=help_text)
 
 
 class AskForm(PortalForm):
@@ -70,7 +88,9 @@ class AskForm(PortalForm):
             help_text="For example 45m, 2h or 1h30m.",
             widget=forms.TextInput(attrs={"size": 10, "data-custom-duration": ""}),
         )
-        self.order_fields(["duration", "custom_duration", "justification", "ticket", "starts_at"])
+        if not extension and role.has_resources:
+            self.fields["resource"] = _resource_field(role)
+        self.order_fields(["resource", "duration", "custom_duration", "justification", "ticket", "starts_at"])
         self.fields["justification"].required = role.requires_reason
         self.fields["ticket"].required = role.requires_ticket
         if extension:

@@ -27,6 +27,7 @@ def home(request):
     asked = {r.role_id for r in pending}
     roles = list(eligible_roles(user).order_by("break_glass", "name"))
     for role in roles:
-        role.held = role.pk in held
-        role.asked = role.pk in asked
+        # A role with resources may still be asked for on another resource.
+        role.held = role.pk in held and not role.has_resources
+        role.asked = role.pk in asked and not role.has_resources
     return render(request, "portal/home.html", {"grants": grants, "pending": pending, "roles": roles})
