@@ -7,6 +7,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import ApiToken
+from approvals import services as approvals
+from broker.models import Channel
+from grants import services as grants
 
 pytestmark = pytest.mark.django_db
 
@@ -84,3 +87,39 @@ def test_last_used_at_is_written_at_most_once_a_minute(clock, world, bearer):
     clock.shift(timedelta(seconds=31))
     alice.get("/api/v1/check/?role=sandbox")
     assert ApiToken.objects.get(pk=token.pk).last_used_at > first
+
+
+@pytest.fixture
+def staging_grant(world, make_role):
+    """alice holds envs on the staging resource (the Django group envs-staging)."""
+    role = make_role(
+        slug="envs",
+        auto_approve=True,
+        resources={"names": ["staging", "production"]},
+        connector_config={"group": "envs-{resource}"},
+        eligible=[world.alice],
+    )
+    req = approvals.request_create(
+        requester=world.alice, role=role, resource="staging", justification="release", via=Channel.PORTAL
+    )
+    return grants.grant_activate(grant_id=req.grant.pk)
+
+
+def test_check_answers_per_resource_with_a_token(world, bearer, staging_grant):
+    alice = bearer(world.alice)
+    staging = alice.get("/api/v1/check/?role=envs&resource=staging").json()
+    production = alice.get("/api/v1/check/?role=envs&resource=production").json()
+    assert (staging["allowed"], staging["grant"], staging["resource"]) == (True, staging_grant.pk, "staging")
+    assert (production["allowed"], production["resource"]) == (False, "production")
+
+
+def test_check_per_resource_answers_the_same_through_a_session(world, client, staging_grant):
+    client.force_login(world.alice)
+    body = client.get("/api/v1/check/?role=envs&resource=staging").json()
+    assert (body["allowed"], body["grant"], body["resource"]) == (True, staging_grant.pk, "staging")
+
+
+def test_check_without_a_resource_does_not_count_a_grant_on_one(world, bearer, staging_grant):
+    body = bearer(world.alice).get("/api/v1/check/?role=envs").json()
+    assert body["allowed"] is False
+    assert "resource" not in body

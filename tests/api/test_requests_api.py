@@ -443,3 +443,22 @@ def test_a_posture_header_sent_straight_to_the_broker_does_not_satisfy_a_posture
         "/api/v1/requests/", BODY, format="json", REMOTE_ADDR="192.0.2.9", HTTP_X_DEVICE_POSTURE="compliant"
     )
     assert (response.status_code, response.json()["conditions"][0]["condition"]) == (403, "posture")
+
+
+def test_a_request_names_its_resource_and_the_answer_carries_it(world, bearer, make_role):
+    make_role(slug="envs", auto_approve=True, resources={"names": ["staging"]}, eligible=[world.alice])
+    response = bearer(world.alice).post(
+        "/api/v1/requests/", {"role": "envs", "resource": "staging", "justification": "release"}, format="json"
+    )
+    assert response.status_code == 201
+    grant = bearer(world.alice).get(f"/api/v1/grants/{response.json()['grant']}/").json()
+    assert (response.json()["resource"], grant["resource"]) == ("staging", "staging")
+
+
+def test_a_request_for_an_unknown_resource_is_a_field_error(world, bearer, make_role):
+    make_role(slug="envs", auto_approve=True, resources={"names": ["staging"]}, eligible=[world.alice])
+    response = bearer(world.alice).post(
+        "/api/v1/requests/", {"role": "envs", "resource": "qa", "justification": "release"}, format="json"
+    )
+    assert response.status_code == 400
+    assert list(response.json()["fields"]) == ["resource"]

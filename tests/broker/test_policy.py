@@ -537,3 +537,52 @@ def test_a_posture_condition_needs_the_posture_header_setting(directory, setting
         "line 24: roles[0].conditions.posture: needs the DEVICE_POSTURE_HEADER setting (no posture signal is read "
         "without it)"
     ]
+
+
+# --- Resources --------------------------------------------------------------------------------------
+
+RESOURCES = """\
+    resources:
+      names: [orders, billing]
+      patterns: ["team-[a-z]+"]
+"""
+
+
+def with_resources(text: str, group: str = "prod-db-{resource}") -> str:
+    return text.replace("    target:\n", RESOURCES + "    target:\n", 1).replace(
+        "{group: prod-db-admins}", f'{{group: "{group}"}}'
+    )
+
+
+def test_resources_are_stored_with_the_role(directory):
+    policy.apply(policy.load(with_resources(GOOD)))
+    assert Role.objects.get(slug="prod-db-admin").resources == {
+        "names": ["orders", "billing"],
+        "patterns": ["team-[a-z]+"],
+    }
+
+
+def test_applying_prepares_the_target_of_each_named_resource(directory):
+    policy.apply(policy.load(with_resources(GOOD)))
+    assert set(Group.objects.filter(name__startswith="prod-db-").values_list("name", flat=True)) == {
+        "prod-db-orders",
+        "prod-db-billing",
+    }
+
+
+def test_a_config_naming_the_resource_needs_the_role_to_declare_resources(directory):
+    text = GOOD.replace("{group: prod-db-admins}", '{group: "prod-db-{resource}"}')
+    assert errors_of(text) == ["line 20: roles[0].target.config: names {resource}, but the role declares no resources"]
+
+
+@pytest.mark.parametrize(
+    ("written", "wrong", "error"),
+    [
+        ("names: [orders,", "names: [Orders,", "line 19: roles[0].resources.names[0]: 'Orders' must be lowercase "
+         "letters, digits, '.', '_' and '-' (at most 63), starting with a letter or digit"),
+        ('["team-[a-z]+"]', '["team-[a-z"]', "line 20: roles[0].resources.patterns[0]: 'team-[a-z' is not a regular "
+         "expression: unterminated character set at position 5"),
+    ],
+)  # fmt: skip
+def test_a_wrong_resource_is_named_with_its_line(directory, written, wrong, error):
+    assert errors_of(with_resources(GOOD).replace(written, wrong)) == [error]

@@ -298,3 +298,32 @@ def test_a_request_outside_the_roles_window_shows_the_reason_on_the_form(client,
     assert "outside the allowed times" in body
     assert "Mon 10:00 in Europe/Berlin" in body
     assert not AccessRequest.objects.filter(role=role).exists()
+
+
+def test_a_role_with_resources_is_asked_for_on_the_resource_chosen_in_the_form(client, requester, make_role):
+    envs = make_role(slug="envs", auto_approve=True, resources={"names": ["staging", "production"]})
+    client.force_login(requester)
+    page = client.get(f"/roles/{envs.slug}/request/").content.decode()
+    assert '<option value="production">production</option>' in page
+    response = post_request(client, envs, resource="production")
+    assert response.status_code == 302
+    grant = Grant.objects.get(role=envs)
+    assert grant.resource == "production"
+    assert "on production" in client.get(f"/grants/{grant.pk}/").content.decode()
+
+
+def test_a_role_with_resources_refuses_the_form_without_one(client, requester, make_role):
+    envs = make_role(slug="envs", auto_approve=True, resources={"names": ["staging"]})
+    client.force_login(requester)
+    response = post_request(client, envs)
+    assert response.status_code == 400
+    assert "This field is required" in response.content.decode()
+
+
+def test_the_request_page_lists_the_roles_conditions(client, requester, role):
+    role.conditions = {"networks": ["10.0.0.0/8"], "max_risk": "low"}
+    role.save(update_fields=["conditions"])
+    client.force_login(requester)
+    page = client.get(f"/roles/{role.slug}/request/").content.decode()
+    assert "Only from the networks 10.0.0.0/8." in page
+    assert "Only while your risk level is at most low" in page
