@@ -174,7 +174,9 @@ def _ensure_conditions(
             },
         )
     raise NotAllowed(
-        f"{_on(role.slug, resource)} may not be asked for now: {outcome}", code="condition_failed", conditions=refusals
+        f"the conditions of {_on(role.slug, resource)} refuse the request: {outcome}",
+        code="condition_failed",
+        conditions=refusals,
     )
 
 
