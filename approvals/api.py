@@ -76,6 +76,7 @@ class DecisionOut(serializers.ModelSerializer):
 REQUEST_EXAMPLE = {
     "id": 3,
     "role": "prod-db-admin",
+    "resource": "",
     "requester": "alice",
     "status": "approved",
     "kind": "new",

@@ -46,6 +46,7 @@ GRANT_EXAMPLE = {
     "request": 3,
     "user": "alice",
     "role": "prod-db-admin",
+    "resource": "",
     "status": "revoked",
     "starts_at": "2026-12-01T09:02:10Z",
     "expires_at": "2026-12-01T09:12:10Z",
