@@ -80,12 +80,13 @@ def _whose(event: AuditEvent) -> str:
 
 def _request_created(e: AuditEvent, d: dict) -> Entry:
     how_long = _seconds(d.get("duration_seconds"))
+    role = f"{e.role} on {d['resource']}" if d.get("resource") else e.role
     if d.get("kind") == "extension":
-        title = f"{_who(e)} asked for {how_long} more on {e.role}"
+        title = f"{_who(e)} asked for {how_long} more on {role}"
     elif d.get("break_glass"):
-        title = f"{_who(e)} activated the break-glass role {e.role} for {how_long}"
+        title = f"{_who(e)} activated the break-glass role {role} for {how_long}"
     else:
-        title = f"{_who(e)} requested {e.role} for {how_long}"
+        title = f"{_who(e)} requested {role} for {how_long}"
     parts = []
     if d.get("justification"):
         parts.append(f"Justification: {d['justification']}")

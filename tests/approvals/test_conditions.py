@@ -9,6 +9,7 @@ from django.test import RequestFactory, override_settings
 
 from approvals import services
 from broker import audit
+from broker.audit.timeline import describe
 from broker.errors import NotAllowed
 from broker.http import device_posture
 from broker.models import AuditEvent, Channel
@@ -164,3 +165,12 @@ def test_a_posture_header_is_ignored_when_no_header_is_named(settings):
     settings.DEVICE_POSTURE_HEADER = ""
     request = RequestFactory().get("/", HTTP_X_DEVICE_POSTURE="compliant", REMOTE_ADDR="127.0.0.1")
     assert device_posture(request) is None
+
+
+def test_a_refusal_reads_as_a_sentence_in_the_audit_log(role, request_role, clock):
+    with_conditions(role, networks=["10.0.0.0/8"])
+    with pytest.raises(NotAllowed):
+        request_role(role, ip="192.0.2.5")
+    entry = describe(AuditEvent.objects.get(action="request.refused"))
+    assert entry.title == "alice was refused db-admin: the role's conditions did not hold"
+    assert entry.detail == "network: your address 192.0.2.5 is outside the allowed networks (10.0.0.0/8)"

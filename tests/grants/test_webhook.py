@@ -215,3 +215,21 @@ def test_a_missing_secret_is_a_permanent_error_naming_the_variable(receiver, req
 def test_two_roles_on_one_receiver_are_two_pieces_of_access(receiver):
     config = {"url": receiver.url, "secret_env": "HOOK_SECRET"}
     assert WebhookConnector(config, role_slug="a").target_key() != WebhookConnector(config, role_slug="b").target_key()
+
+
+def test_the_event_of_a_resource_scoped_role_names_the_resource(request_role, make_role, receiver):
+    role = make_role(
+        slug="firewall-env",
+        auto_approve=True,
+        resources={"names": ["staging"]},
+        connector="webhook",
+        connector_config={"url": receiver.url, "secret_env": "HOOK_SECRET", "timeout": "1s"},
+    )
+    grant = request_role(role, resource="staging", justification="INC-7").grant
+    services.grant_activate(grant_id=grant.pk)
+    assert receiver.received[0].json["resource"] == "staging"
+
+
+def test_the_event_of_a_role_without_resources_has_no_resource_field(request_role, hook_role, receiver):
+    request_grant(request_role, hook_role)
+    assert "resource" not in receiver.received[0].json

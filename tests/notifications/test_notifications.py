@@ -400,3 +400,12 @@ def test_the_holders_emails_follow_the_zone_saved_on_their_account(active_grant,
         active_grant()
     active = only([m for m in messages_to(requester) if "Active" in m.subject])
     assert active.subject == "[Access broker] Active: db-admin until 2026-03-02 05:00 EST"
+
+
+def test_decision_needed_names_the_resource_asked_for(make_role, request_role, approver, sent):
+    role = make_role(stages=[[approver]], slug="envs", resources={"names": ["staging"]})
+    with sent():
+        req = request_role(role, resource="staging")
+    message = only(messages_to(approver))
+    assert message.subject == f"[Access broker] Decision needed: alice asks for envs on staging (request #{req.pk})"
+    assert "Resource: staging" in message.body
