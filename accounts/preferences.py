@@ -79,6 +79,9 @@ def language_set(*, user: AbstractBaseUser, language: str) -> str:
     return language
 
 
+API_PREFIX = "/api/"
+
+
 class PreferenceMiddleware:
     """Put the signed-in person's saved zone on the request for the portal, and switch to their saved
     language. After AuthenticationMiddleware and LocaleMiddleware (whose browser choice it overrides)."""
@@ -87,6 +90,12 @@ class PreferenceMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        if request.path.startswith(API_PREFIX):
+            # The API answers in English whatever the Accept-Language: its messages are part of
+            # what scripts read (the error codes are English and stable in any case).
+            translation.activate(settings.LANGUAGE_CODE)
+            request.LANGUAGE_CODE = settings.LANGUAGE_CODE
+            return self.get_response(request)
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             zone, language = _saved(user)
