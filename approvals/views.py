@@ -169,7 +169,7 @@ def request_cancel(request, pk: int):
     except BrokerError as exc:
         error_message(request, exc)
     else:
-        messages.success(request, f"Request #{req.pk} withdrawn.")
+        messages.success(request, _("Request #%(pk)s withdrawn.") % {"pk": req.pk})
     return redirect(request_path(req.pk))
 
 
@@ -214,11 +214,14 @@ def request_decide(request, pk: int):
             # Not (or no longer) theirs to decide: there is no form to show the error in.
             error_message(request, exc)
         return _render_detail(request, req, form, status=400)
-    if verdict == "approve":
-        outcome = "approved; the grant is being switched on" if req.status == "approved" else "approved (more stages)"
+    names = {"pk": req.pk, "who": req.requester, "role": req.role.slug}
+    if verdict != "approve":
+        text = _("Request #%(pk)s (%(who)s → %(role)s) denied.")
+    elif req.status == "approved":
+        text = _("Request #%(pk)s (%(who)s → %(role)s) approved; the grant is being switched on.")
     else:
-        outcome = "denied"
-    messages.success(request, f"Request #{req.pk} ({req.requester} → {req.role.slug}) {outcome}.")
+        text = _("Request #%(pk)s (%(who)s → %(role)s) approved (more stages).")
+    messages.success(request, text % names)
     return redirect(inbox_path())
 
 
