@@ -30,6 +30,8 @@ from datetime import datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django.utils.translation import gettext as _
+
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Risk levels, lowest first: no recent signal, a ``risk_high`` signal, a signal that the account
 # or its credentials are compromised (``credential_compromised``, ``account_disabled``).
@@ -234,14 +236,19 @@ def describe(conditions: Conditions) -> list[str]:
     """The conditions in sentences, for the people asking (the portal's request page)."""
     lines = []
     if conditions.networks:
-        lines.append(f"Only from the networks {', '.join(conditions.networks)}.")
+        lines.append(_("Only from the networks %(networks)s.") % {"networks": ", ".join(conditions.networks)})
     if conditions.windows:
-        windows = "; ".join(str(w) for w in conditions.windows)
-        lines.append(f"Only at these times ({conditions.time_zone}): {windows}; checked again when the grant starts.")
+        lines.append(
+            _("Only at these times (%(zone)s): %(windows)s; checked again when the grant starts.")
+            % {"zone": conditions.time_zone, "windows": "; ".join(str(w) for w in conditions.windows)}
+        )
     if conditions.posture:
-        lines.append(f"Only from a device whose posture is {' or '.join(conditions.posture)}.")
+        lines.append(
+            _("Only from a device whose posture is one of %(postures)s.") % {"postures": ", ".join(conditions.posture)}
+        )
     if conditions.max_risk:
         lines.append(
-            f"Only while your risk level is at most {conditions.max_risk}; checked again when the grant starts."
+            _("Only while your risk level is at most %(level)s; checked again when the grant starts.")
+            % {"level": conditions.max_risk}
         )
     return lines
