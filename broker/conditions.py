@@ -252,3 +252,33 @@ def describe(conditions: Conditions) -> list[str]:
             % {"level": conditions.max_risk}
         )
     return lines
+
+
+def problems_in_stored(data: Any) -> list[str]:
+    """What is wrong with conditions in their stored form (a role edited in the admin), in sentences."""
+    if not isinstance(data, dict):
+        return ["must be a mapping"]
+    problems = []
+    unknown = set(data) - {"networks", "time_zone", "windows", "posture", "max_risk"}
+    if unknown:
+        problems.append(f"unknown keys: {', '.join(sorted(unknown))}")
+    for network in data.get("networks") or []:
+        try:
+            ipaddress.ip_network(network, strict=True)
+        except (TypeError, ValueError):
+            problems.append(f"{network!r} is not a network such as 10.0.0.0/8 or 2001:db8::/32")
+    try:
+        time_zone(data.get("time_zone") or "UTC")
+    except ValueError as exc:
+        problems.append(str(exc))
+    for window in data.get("windows") or []:
+        try:
+            parse_hours(window["hours"])
+            parse_days(window.get("days") or DAYS)
+        except (KeyError, TypeError, ValueError) as exc:
+            problems.append(f"window {window!r}: {exc}")
+    if not isinstance(data.get("posture") or [], list):
+        problems.append("posture must be a list of words")
+    if data.get("max_risk") not in (None, "", *RISK_LEVELS[:-1]):
+        problems.append(f"max_risk must be one of {', '.join(RISK_LEVELS[:-1])}")
+    return problems

@@ -7,9 +7,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
+
+from broker.conditions import problems_in_stored
 
 # What a resource name may be, whatever the role's patterns say: safe in an SQL identifier, an LDAP
 # DN, a group name or a URL path once substituted for {resource} in a target config.
@@ -28,6 +31,22 @@ class Channel(models.TextChoices):
     # bring), and SCIM 2.0 provisioning (joiners, movers, leavers).
     OIDC = "oidc"
     SCIM = "scim"
+
+
+def _resource_problems(data) -> list[str]:
+    if not isinstance(data, dict) or set(data) - {"names", "patterns"}:
+        return ['must be a mapping with "names" and/or "patterns"']
+    problems = [
+        f"{name!r} is not a resource name (lowercase letters, digits, '.', '_', '-', at most 63)"
+        for name in data.get("names") or []
+        if not isinstance(name, str) or not RESOURCE_NAME.fullmatch(name)
+    ]
+    for pattern in data.get("patterns") or []:
+        try:
+            re.compile(pattern)
+        except (re.error, TypeError) as exc:
+            problems.append(f"{pattern!r} is not a regular expression: {exc}")
+    return problems
 
 
 class RoleQuerySet(models.QuerySet):
@@ -144,6 +163,19 @@ class Role(models.Model):
     @property
     def is_retired(self) -> bool:
         return self.retired_at is not None
+
+    def clean(self) -> None:
+        """Conditions and resources typed in the admin hold the same rules as a policy file's."""
+        super().clean()
+        errors = {}
+        problems = problems_in_stored(self.conditions)
+        if problems:
+            errors["conditions"] = problems
+        problems = _resource_problems(self.resources)
+        if problems:
+            errors["resources"] = problems
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def has_resources(self) -> bool:

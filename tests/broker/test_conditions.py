@@ -4,7 +4,16 @@ from datetime import UTC, datetime, time
 
 import pytest
 
-from broker.conditions import Conditions, Context, Window, evaluate, from_stored, parse_hours, risk_of_events
+from broker.conditions import (
+    Conditions,
+    Context,
+    Window,
+    evaluate,
+    from_stored,
+    parse_hours,
+    problems_in_stored,
+    risk_of_events,
+)
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday, 10:00 in Berlin
 WEEKDAYS = frozenset(range(5))
@@ -155,3 +164,10 @@ def test_the_highest_recent_signal_is_the_risk_level():
 def test_hours_that_are_not_a_span_of_the_day_are_rejected(text):
     with pytest.raises(ValueError):
         parse_hours(text)
+
+
+def test_conditions_typed_in_the_admin_are_checked_like_a_policy_file():
+    assert problems_in_stored({"windows": [{"hours": "8-18"}], "max_risk": "none"}) == [
+        "window {'hours': '8-18'}: expected hours such as '08:00-18:00', got '8-18'",
+        "max_risk must be one of low, high",
+    ]

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import ValidationError
 
 from approvals import services as approvals
 from broker.errors import Conflict, Invalid
@@ -138,3 +139,10 @@ def test_a_role_without_resources_writes_no_resource_in_its_audit_events(role, r
     req = request_role(role)
     approvals.request_approve(request_id=req.pk, approver=approver, via=Channel.PORTAL)
     assert "resource" not in AuditEvent.objects.get(action="grant.scheduled").data
+
+
+def test_resources_typed_in_the_admin_are_checked_like_a_policy_file(make_role):
+    role = make_role(slug="typed", auto_approve=True, resources={"names": ["Prod DB"], "patterns": ["("]})
+    with pytest.raises(ValidationError) as info:
+        role.full_clean()
+    assert len(info.value.message_dict["resources"]) == 2
