@@ -9,6 +9,7 @@ from approvals import services as approvals
 from broker.errors import Conflict, Invalid
 from broker.models import AuditEvent, Channel
 from grants import services
+from grants.connectors import connector_for
 from grants.models import Grant
 from grants.selectors import grant_check
 
@@ -146,3 +147,22 @@ def test_resources_typed_in_the_admin_are_checked_like_a_policy_file(make_role):
     with pytest.raises(ValidationError) as info:
         role.full_clean()
     assert len(info.value.message_dict["resources"]) == 2
+
+
+def test_each_resource_is_its_own_ldap_group(make_role):
+    role = make_role(
+        slug="ops",
+        auto_approve=True,
+        resources={"names": ["staging", "production"]},
+        connector="ldap_group",
+        connector_config={
+            "url": "ldaps://ldap.example.com",
+            "bind_dn": "cn=broker,dc=example,dc=org",
+            "password_env": "LDAP_PW",
+            "group_dn": "cn=ops-{resource},ou=groups,dc=example,dc=org",
+            "user_dn": "uid={username},ou=people,dc=example,dc=org",
+        },
+    )
+    staging, production = connector_for(role, "staging"), connector_for(role, "production")
+    assert staging.group_dn == "cn=ops-staging,ou=groups,dc=example,dc=org"
+    assert staging.target_key() != production.target_key()
