@@ -81,12 +81,13 @@ def grant_event(grant: Grant, kind: str, *, operation: str | None = None) -> Acc
     )
 
 
-def drift_event(role, user: AbstractBaseUser, now: datetime) -> AccessEvent:
+def drift_event(role, user: AbstractBaseUser, now: datetime, *, resource: str = "") -> AccessEvent:
     """Reconciliation removing standing access that no grant explains (authoritative targets)."""
     return AccessEvent(
         type="grant.revoked",
-        key=event_key("drift", role.slug, user.pk, now.isoformat()),
+        key=event_key("drift", role.slug, *([resource] if resource else []), user.pk, now.isoformat()),
         username=user.get_username(),
         role=role.slug,
         end_reason="drift",
+        resource=resource,
     )

@@ -25,11 +25,12 @@ from datetime import UTC, datetime
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from broker import audit
 from broker.models import AuditEvent, Channel, Role
-from grants.connectors import connector_for, set_access
+from grants.connectors import connector_for, connector_for_grant, set_access
 from grants.events import drift_event, grant_event
 from grants.models import AccessLock, Grant, TargetReport
 
@@ -46,20 +47,39 @@ class Report:
     errors: list[str] = field(default_factory=list)
 
 
-def _targets() -> dict[tuple, list[Role]]:
+@dataclass(frozen=True)
+class Scope:
+    """A live role, on one of its resources for a role with resources ("" otherwise)."""
+
+    role: Role
+    resource: str = ""
+
+    def connector(self):
+        return connector_for(self.role, self.resource)
+
+
+def _grants_of(scopes: list[Scope]) -> Q:
+    """The grants of these scopes: of each role, on its resource."""
+    wanted = Q(pk__in=[])
+    for scope in scopes:
+        wanted |= Q(role=scope.role, resource=scope.resource)
+    return wanted
+
+
+def _targets() -> dict[tuple, list[Scope]]:
     """Live roles grouped by the piece of access they manage (two roles may share one group).
 
-    Roles with resources are left out: their access is one piece per resource, and a resource
-    given by a pattern cannot be listed (docs/policy.md, "Resources").
+    A role with resources manages one piece per resource: each named resource is its own target
+    (a resource given only by a pattern cannot be listed, and is not reconciled).
     """
-    groups: dict[tuple, list[Role]] = defaultdict(list)
+    groups: dict[tuple, list[Scope]] = defaultdict(list)
     for role in Role.objects.live():
-        if role.has_resources:
-            continue
-        try:
-            groups[connector_for(role).target_key()].append(role)
-        except Exception as exc:  # noqa: BLE001 - an unknown connector is reported, not fatal
-            log.warning("reconcile: role %s: %s", role.slug, exc)
+        for resource in role.resource_names if role.has_resources else [""]:
+            scope = Scope(role, resource)
+            try:
+                groups[scope.connector().target_key()].append(scope)
+            except Exception as exc:  # noqa: BLE001 - an unknown connector is reported, not fatal
+                log.warning("reconcile: role %s: %s", role.slug, exc)
     return groups
 
 
@@ -67,28 +87,28 @@ def reconcile(*, now: datetime | None = None) -> Report:
     now = now or timezone.now()
     report = Report()
     seen = []
-    for key, roles in _targets().items():
-        connector = connector_for(roles[0])
+    for key, scopes in _targets().items():
+        connector = scopes[0].connector()
         seen.append(_key(key))
         before = _lengths(report)
         holders = None
         try:
             holders = connector.holders()
         except Exception as exc:  # noqa: BLE001 - a target that cannot be read is reported and skipped
-            report.errors.append(f"{roles[0].slug}: {exc}")
+            report.errors.append(f"{scopes[0].role.slug}: {exc}")
         if holders is not None:
             report.targets += 1
-            grants = Grant.objects.filter(role__in=roles)
+            grants = Grant.objects.filter(_grants_of(scopes))
             # Usernames only: a target with 100,000 holders must not load 100,000 grants and users.
             entitled = set(grants.effective(now).values_list("user__username", flat=True).iterator())
             # Grants in flight (scheduled, overdue, being removed): their own lifecycle acts on these people.
             busy = set(grants.unfinished().values_list("user__username", flat=True).iterator()) - entitled
-            authoritative = any(r.authoritative for r in roles)
+            authoritative = any(s.role.authoritative for s in scopes)
             for username in sorted(holders - entitled - busy):
-                _extra(username, roles, authoritative=authoritative, now=now, report=report)
+                _extra(username, scopes, authoritative=authoritative, now=now, report=report)
             for username in sorted(entitled - holders - busy):
-                _missing(username, roles, now=now, report=report)
-        _keep(key, connector, roles, holders, report, before, now)
+                _missing(username, scopes, now=now, report=report)
+        _keep(key, connector, [s.role for s in scopes], holders, report, before, now)
     # Targets no live role points at any more (a retired role, a changed config) have no report.
     TargetReport.objects.exclude(key__in=seen).delete()
     return report
@@ -146,7 +166,7 @@ def _keep(
     values = {
         "target": connector.describe()[:500],
         "connector": connector.name,
-        "roles": sorted(role.slug for role in roles),
+        "roles": sorted({role.slug for role in roles}),
         "authoritative": any(role.authoritative for role in roles),
         "outcome": outcome,
         "checked_at": now,
@@ -162,27 +182,28 @@ def _keep(
         TargetReport.objects.filter(key=key).update(**values)
 
 
-def _extra(username: str, roles: list[Role], *, authoritative: bool, now: datetime, report: Report) -> None:
+def _extra(username: str, scopes: list[Scope], *, authoritative: bool, now: datetime, report: Report) -> None:
     user = User.objects.filter(username=username).first()
     if user is None:
         return
-    role = roles[0]
+    role, resource = scopes[0].role, scopes[0].resource
+    on = {"resource": resource} if resource else {}
     with transaction.atomic():
         # Lock this person's grants for the target and look again: an activation that started
         # after the snapshot holds these rows while it calls the connector.
         live = list(
-            Grant.objects.select_for_update().live().filter(user=user, role__in=roles).values_list("pk", flat=True)
+            Grant.objects.select_for_update().live().filter(_grants_of(scopes), user=user).values_list("pk", flat=True)
         )
         if live:
             return
         facts = {"role": role.slug, "subject": username}
         if authoritative:
             try:
-                connector = connector_for(role)
+                connector = scopes[0].connector()
                 AccessLock.objects.hold(connector.target_key(), user)
-                if Grant.objects.live().filter(user=user, role__in=roles).exists():
+                if Grant.objects.live().filter(_grants_of(scopes), user=user).exists():
                     return  # activated meanwhile (its activation held the access lock)
-                set_access(connector, user, present=False, event=drift_event(role, user, now))
+                set_access(connector, user, present=False, event=drift_event(role, user, now, resource=resource))
             except Exception as exc:  # noqa: BLE001 - reported and retried at the next run
                 report.errors.append(f"{role.slug}/{username}: {exc}")
                 return
@@ -192,13 +213,13 @@ def _extra(username: str, roles: list[Role], *, authoritative: bool, now: dateti
                 target=role,
                 via=Channel.WORKER,
                 **facts,
-                data={"reason": "member without an effective grant on an authoritative target"},
+                data={"reason": "member without an effective grant on an authoritative target", **on},
             )
             report.removed.append(f"{role.slug}/{username}")
             log.warning("reconcile: removed %s from %s: no effective grant", username, role.slug)
             return
         already = AuditEvent.objects.filter(action="drift.detected", role=role.slug, subject=username)
-        if already.filter(at__gte=_last_grant_end(user, roles)).exists():
+        if already.filter(at__gte=_last_grant_end(user, scopes)).exists():
             return
         audit.record(
             "drift.detected",
@@ -206,15 +227,15 @@ def _extra(username: str, roles: list[Role], *, authoritative: bool, now: dateti
             target=role,
             via=Channel.WORKER,
             **facts,
-            data={"reason": "member without an effective grant (target not authoritative: left in place)"},
+            data={"reason": "member without an effective grant (target not authoritative: left in place)", **on},
         )
         report.detected.append(f"{role.slug}/{username}")
 
 
-def _last_grant_end(user, roles: list[Role]) -> datetime:
+def _last_grant_end(user, scopes: list[Scope]) -> datetime:
     """Drift is reported again only if it reappears after a later grant of this person ended."""
     last = (
-        Grant.objects.filter(user=user, role__in=roles, ended_at__isnull=False)
+        Grant.objects.filter(_grants_of(scopes), user=user, ended_at__isnull=False)
         .order_by("-ended_at")
         .values_list("ended_at", flat=True)
         .first()
@@ -222,19 +243,19 @@ def _last_grant_end(user, roles: list[Role]) -> datetime:
     return last or datetime.min.replace(tzinfo=UTC)
 
 
-def _missing(username: str, roles: list[Role], *, now: datetime, report: Report) -> None:
+def _missing(username: str, scopes: list[Scope], *, now: datetime, report: Report) -> None:
     with transaction.atomic():
         grant = (
             Grant.objects.select_for_update(of=("self",))
             .select_related("user", "role")
-            .filter(user__username=username, role__in=roles)
+            .filter(_grants_of(scopes), user__username=username)
             .effective(now)
             .first()
         )
         if grant is None:
             return
         try:
-            connector = connector_for(grant.role)
+            connector = connector_for_grant(grant)
             AccessLock.objects.hold(connector.target_key(), grant.user)
             event = grant_event(grant, "grant.activated", operation=f"restore:{now.isoformat()}")
             set_access(connector, grant.user, present=True, event=event)

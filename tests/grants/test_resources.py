@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 
 from approvals import services as approvals
@@ -10,7 +11,8 @@ from broker.errors import Conflict, Invalid
 from broker.models import AuditEvent, Channel
 from grants import services
 from grants.connectors import connector_for
-from grants.models import Grant
+from grants.models import Grant, TargetReport
+from grants.reconcile import reconcile
 from grants.selectors import grant_check
 
 pytestmark = pytest.mark.django_db
@@ -166,3 +168,37 @@ def test_each_resource_is_its_own_ldap_group(make_role):
     staging, production = connector_for(role, "staging"), connector_for(role, "production")
     assert staging.group_dn == "cn=ops-staging,ou=groups,dc=example,dc=org"
     assert staging.target_key() != production.target_key()
+
+
+# --- Reconciliation, per named resource ------------------------------------------------------------
+
+
+def test_reconciliation_removes_standing_access_on_one_resource_and_keeps_a_granted_one(make_role, requester):
+    role = make_role(
+        slug="deploy",
+        auto_approve=True,
+        authoritative=True,
+        resources={"names": ["staging", "production"]},
+        connector_config={"group": "deploy-{resource}"},
+    )
+    hold(role, requester, "staging")
+    requester.groups.add(Group.objects.get_or_create(name="deploy-production")[0])  # by hand, no grant
+    report = reconcile()
+    assert report.removed == ["deploy/alice"]
+    assert in_group(requester, "deploy-staging") and not in_group(requester, "deploy-production")
+    assert AuditEvent.objects.get(action="drift.removed").data["resource"] == "production"
+
+
+def test_reconciliation_restores_the_missing_access_of_a_grant_on_its_resource(deploy, requester):
+    hold(deploy, requester, "production")
+    requester.groups.remove(Group.objects.get(name="deploy-production"))
+    assert reconcile().restored == ["deploy/alice"]
+    assert in_group(requester, "deploy-production")
+
+
+def test_reconciliation_keeps_one_report_per_named_resource(deploy):
+    reconcile()
+    assert sorted(TargetReport.objects.filter(roles=["deploy"]).values_list("target", flat=True)) == [
+        "Django group 'deploy-production'",
+        "Django group 'deploy-staging'",
+    ]
