@@ -104,7 +104,17 @@ REQUEST_EXAMPLE = {
         }
     ],
     "grant": 7,
+    "flagged": False,
+    "flag_reasons": [],
 }
+
+
+class FlagReason(serializers.Serializer):
+    code = serializers.CharField(
+        help_text="Stable: `first_for_role`, `unusual_hour`, `burst`, `long_duration` or `new_network`; "
+        "more may be added."
+    )
+    sentence = serializers.CharField(help_text="The reason as people read it.")
 
 
 @extend_schema_serializer(
@@ -124,6 +134,11 @@ class RequestOut(serializers.ModelSerializer):
     grant = serializers.SerializerMethodField(help_text="The id of the grant this request produced, or null.")
     escalated_stage = serializers.SerializerMethodField(
         help_text="The stage (1 = first) last escalated because nobody decided it in time; null if none was."
+    )
+    flag_reasons = FlagReason(
+        many=True,
+        read_only=True,
+        help_text="Why the anomaly scoring found the request unusual for its requester; empty when not flagged.",
     )
 
     class Meta:
@@ -150,9 +165,17 @@ class RequestOut(serializers.ModelSerializer):
             "escalated_at",
             "approvals",
             "grant",
+            "flagged",
+            "flag_reasons",
         ]
         read_only_fields = fields
-        extra_kwargs = {"escalated_at": {"help_text": "When that stage was escalated; null if none was."}}
+        extra_kwargs = {
+            "escalated_at": {"help_text": "When that stage was escalated; null if none was."},
+            "flagged": {
+                "help_text": "Unusual for the requester (their own and their peers' history): asking needed a "
+                "fresh second factor, even for roles without MFA."
+            },
+        }
 
     def get_duration_seconds(self, obj: AccessRequest) -> int:
         return int(obj.duration.total_seconds())
@@ -258,10 +281,11 @@ class RequestFilter(FilterSet):
     kind = django_filters.ChoiceFilter(choices=AccessRequest.Kind.choices)
     role = django_filters.CharFilter(field_name="role__slug", help_text="Role slug.")
     requester = django_filters.CharFilter(field_name="requester__username", help_text="Username.")
+    flagged = django_filters.BooleanFilter(help_text="Only requests the anomaly scoring flagged (true) or not (false).")
 
     class Meta:
         model = AccessRequest
-        fields = ["status", "kind", "role", "requester"]
+        fields = ["status", "kind", "role", "requester", "flagged"]
 
 
 @extend_schema_serializer(

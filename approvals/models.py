@@ -52,6 +52,13 @@ class AccessRequest(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     # Set when the requester withdraws, the request expires or a risk signal cancels it.
     closed_reason = models.CharField(max_length=200, blank=True)
+    # The requester's network when they asked (IPv4 /24, IPv6 /48; empty when unknown), compared with
+    # their earlier requests by the anomaly scoring (approvals/anomaly.py).
+    network = models.CharField(max_length=64, blank=True)
+    # Unusual against the requester's own history and their peers' (approvals/anomaly.py): each reason
+    # is {"code": stable word, "sentence": what approvers and auditors read}. Asking needed a step-up.
+    flagged = models.BooleanField(default=False)
+    flag_reasons = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -75,6 +82,13 @@ class AccessRequest(models.Model):
             models.Index(fields=["status", "created_at"], name="request_status_created"),
             # Lists are newest first: the first page is read from the top of this index.
             models.Index(fields=["-created_at", "-id"], name="request_newest_first"),
+            # The anomaly scoring's history: a person's recent requests, per role too, and a role's
+            # recent requests (peers); each read is a bounded range of one of these.
+            models.Index(fields=["requester", "created_at"], name="request_requester_created"),
+            models.Index(fields=["requester", "role", "created_at"], name="request_requester_role_made"),
+            models.Index(fields=["role", "created_at"], name="request_role_created"),
+            # The auditors' list of flagged requests, newest first.
+            models.Index(fields=["-created_at"], condition=Q(flagged=True), name="request_flagged_newest"),
         ]
 
     def __str__(self) -> str:

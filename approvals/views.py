@@ -91,7 +91,8 @@ def _ask(request, *, role, grant=None) -> tuple[AskForm, AccessRequest | None]:
         return form, None
     data = form.cleaned_data
     try:
-        mfa_at = stepup.mfa_at(request, data.get("code"), via=Channel.PORTAL) if role.requires_step_up else None
+        # Also for roles without MFA: a request the anomaly scoring flags needs a step-up too.
+        mfa_at = stepup.mfa_at(request, data.get("code"), via=Channel.PORTAL)
         req = services.request_create(
             requester=request.user,
             role=role,
@@ -105,6 +106,11 @@ def _ask(request, *, role, grant=None) -> tuple[AskForm, AccessRequest | None]:
             mfa_at=mfa_at,
         )
     except BrokerError as exc:
+        if exc.code == "mfa_required" and "code" not in form.fields:
+            # Flagged as unusual: show the form again, now with the code field, and why.
+            form = AskForm(request.POST, role=role, cap=cap, needs_code=True)
+            if not form.is_valid() and "code" in form.errors:
+                del form.errors["code"]  # the service's sentence below says what is needed, and why
         apply_error(form, exc)
         stepup.drop_code_if_fresh(request, form)
         return form, None
@@ -120,10 +126,13 @@ def request_list(request):
     queryset = selectors.requests_of(request.user) if scope == "mine" else selectors.requests_visible_to(request.user)
     if status in STATUSES:
         queryset = queryset.filter(status=status)
+    # Flagged only: the requests the anomaly scoring found unusual (what auditors go through).
+    flagged = request.GET.get("flagged", "") == "1"
+    if flagged:
+        queryset = queryset.filter(flagged=True)
     page = paginate(request, _list_rows(queryset.order_by("-created_at", "-pk")))
-    return render(
-        request, "portal/request_list.html", {"page": page, "status": status, "statuses": STATUSES, "scope": scope}
-    )
+    context = {"page": page, "status": status, "statuses": STATUSES, "scope": scope, "flagged": flagged}
+    return render(request, "portal/request_list.html", context)
 
 
 @login_required

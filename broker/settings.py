@@ -438,6 +438,21 @@ REQUEST_MAX_SCHEDULE_AHEAD = env_duration("REQUEST_MAX_SCHEDULE_AHEAD", "30d")
 # Escalation: the group whose members decide stages that waited too long (role.escalation_delay),
 # for roles whose policy names no escalation approvers of their own. Empty: only those roles escalate.
 ESCALATION_GROUP = env_str("ESCALATION_GROUP", "").strip()
+# Anomaly flags (approvals/anomaly.py): each new request is scored against the requester's own
+# history and their peers' over ANOMALY_LOOKBACK; a flagged request needs a fresh second factor.
+ANOMALY_SCORING = env_bool("ANOMALY_SCORING", True)
+# Reason codes that never flag (first_for_role, unusual_hour, burst, long_duration, new_network).
+ANOMALY_IGNORE = env_list("ANOMALY_IGNORE")
+ANOMALY_LOOKBACK = env_duration("ANOMALY_LOOKBACK", "90d")
+# At most this many earlier requests are read per question (the newest), so scoring stays cheap.
+ANOMALY_HISTORY_LIMIT = env_int("ANOMALY_HISTORY_LIMIT", 200, minimum=10, maximum=5000)
+# The unusual hour and the duration norm need at least this many earlier requests to compare with.
+ANOMALY_MIN_HISTORY = env_int("ANOMALY_MIN_HISTORY", 5, minimum=1, maximum=1000)
+# This many requests (the new one included) within ANOMALY_BURST_WINDOW is a burst.
+ANOMALY_BURST_COUNT = env_int("ANOMALY_BURST_COUNT", 5, minimum=2, maximum=1000)
+ANOMALY_BURST_WINDOW = env_duration("ANOMALY_BURST_WINDOW", "10m")
+# A duration more than this many times the usual one (the median) is far above the norm.
+ANOMALY_DURATION_FACTOR = env_int("ANOMALY_DURATION_FACTOR", 3, minimum=2, maximum=100)
 
 if REVOKE_ETA_HORIZON.total_seconds() >= 3000:
     raise ImproperlyConfigured(

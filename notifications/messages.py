@@ -74,6 +74,9 @@ def _request_facts(req: AccessRequest) -> list[tuple[str, str]]:
     ]
     if req.starts_at:
         facts.insert(3, ("Starts", _when(req.starts_at)))
+    if req.flagged:
+        # The anomaly scoring's reasons (approvals/anomaly.py), each a sentence.
+        facts.append(("Unusual", " ".join(r.get("sentence", "") for r in req.flag_reasons)))
     return facts
 
 
@@ -149,6 +152,10 @@ def _approver_drafts(
         )
         intro = [
             f"{who} asks for {req.role.name} for {humanize_duration(req.duration)}.",
+            "This request is flagged as unusual for them (see Unusual below); they confirmed it with a "
+            "second factor. Check the reasons before deciding."
+            if req.flagged
+            else "",
             f"Stage {req.current_stage + 1} has waited {waited} without a decision, so it was escalated to you: "
             "you may approve or deny it in place of its approvers."
             if escalated
