@@ -84,7 +84,9 @@ def grant_extend(request, pk: int):
 
 def _ask(request, *, role, grant=None) -> tuple[AskForm, AccessRequest | None]:
     """The one ask path of the portal: validate the form, prove a fresh factor if needed, call the service."""
-    needs_code = role.requires_step_up and not stepup.is_recent(request)
+    # A form that carries the code field again after a flagged attempt (below) reads its code too.
+    asked_for_code = role.requires_step_up or "code" in request.POST
+    needs_code = asked_for_code and not stepup.is_recent(request)
     cap = grant_services.extension_room(grant) if grant is not None else None
     form = AskForm(request.POST or None, role=role, cap=cap, needs_code=needs_code)
     if request.method != "POST" or not form.is_valid():
