@@ -16,7 +16,7 @@ from drf_spectacular.utils import (
     extend_schema_field,
     extend_schema_serializer,
 )
-from rest_framework import mixins, serializers, viewsets
+from rest_framework import generics, mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
@@ -27,6 +27,7 @@ from accounts.authentication import acts_as_admin
 from accounts.stepup import enrol_hint
 from approvals import idempotency
 from approvals.models import AccessRequest, Decision
+from approvals.rightsizing import unused_eligibilities
 from approvals.selectors import requests_visible_to, with_details
 from approvals.services import (
     MAX_COMMENT,
@@ -50,6 +51,7 @@ from broker.api.inputs import (
     otp_field,
     validated,
 )
+from broker.catalog import is_auditor
 from broker.errors import NotAllowed
 from broker.models import Channel, Role
 from grants.selectors import grants_visible_to
@@ -539,3 +541,54 @@ class GrantExtendView(APIView):
             )
         visible = with_details(requests_visible_to(request.user, admin=acts_as_admin(request)))
         return Response(RequestOut(visible.get(pk=req.pk)).data, status=201)
+
+
+# --- Right-sizing: unused eligibilities -----------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="UnusedEligibility")
+class UnusedEligibilityOut(serializers.Serializer):
+    role = serializers.CharField(help_text="The role's slug.")
+    who = serializers.CharField(help_text="As the policy file writes it: a username, or `group:NAME`.")
+    kind = serializers.ChoiceField(choices=["user", "group"])
+    unused_after_days = serializers.IntegerField(
+        help_text="Nobody it covers asked for the role within this many days (the role's `review.unused_after`)."
+    )
+    last_asked = serializers.DateTimeField(
+        allow_null=True, help_text="The newest request it covers, however old; null if it was never used."
+    )
+    remove_unused = serializers.BooleanField(help_text="The role's policy removes it automatically.")
+
+
+@extend_schema(
+    tags=["eligibility"],
+    summary="Eligibilities nobody used (right-sizing)",
+    description=(
+        "Every eligibility (a user or a group for a role) that nobody it covers used within the role's "
+        "`review.unused_after` (default the UNUSED_ELIGIBILITY_AFTER setting), by role then who. `apply_policy "
+        "--suggest` prints the policy file without them. Auditors and administrators (admin scope)."
+    ),
+    responses={200: UnusedEligibilityOut(many=True)},
+)
+class UnusedEligibilityList(generics.ListAPIView):
+    serializer_class = UnusedEligibilityOut
+    required_scopes = {"GET": "read"}
+    operation_ids = {"GET": "eligibility_unused"}
+
+    def get_queryset(self):
+        return [
+            {
+                "role": u.role.slug,
+                "who": u.who,
+                "kind": "user" if u.eligibility.user_id else "group",
+                "unused_after_days": u.since.days,
+                "last_asked": u.last_asked,
+                "remove_unused": u.role.remove_unused,
+            }
+            for u in unused_eligibilities()
+        ]
+
+    def list(self, request, *args, **kwargs):
+        if not (acts_as_admin(request) or is_auditor(request.user)):
+            raise NotAllowed("the unused eligibilities are for auditors and administrators")
+        return super().list(request, *args, **kwargs)

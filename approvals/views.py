@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import stepup
-from approvals import selectors, services
+from approvals import rightsizing, selectors, services
 from approvals.forms import DecisionForm
 from approvals.models import AccessRequest
 from broker.audit.timeline import request_timeline
@@ -242,3 +242,19 @@ def inbox(request):
 def decided(request):
     page = paginate(request, _list_rows(selectors.requests_decided_by(request.user)))
     return render(request, "portal/decided.html", {"page": page})
+
+
+# --- Right-sizing (auditors, administrators) ---------------------------------------------------------
+
+
+@login_required
+@require_GET
+def eligibility_unused(request):
+    """Eligibilities nobody used within their role's unused_after: what to take out of the policy file."""
+    if not viewer(request).reads_everything:
+        raise PermissionDenied("the unused eligibilities are for auditors and administrators")
+    return render(
+        request,
+        "portal/eligibility_unused.html",
+        {"unused": rightsizing.unused_eligibilities(), "section": "review"},
+    )

@@ -9,6 +9,7 @@ from django.contrib.auth.models import Group
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]*$", "Use lowercase letters, digits and hyphens.")
 
@@ -62,6 +63,10 @@ class Role(models.Model):
     # Chat webhooks that hear of this role's requests and grants, besides the global ones: a list of
     # {"format": "slack"|"teams", "url_env": NAME} or {"format": ..., "url_file": PATH} (never a URL).
     chat_webhooks = models.JSONField(default=list, blank=True)
+    # Right-sizing (review in the policy file): an eligibility nobody used for this long is listed as
+    # unused (empty: the UNUSED_ELIGIBILITY_AFTER setting); with remove_unused, it is removed.
+    unused_after = models.DurationField(null=True, blank=True)
+    remove_unused = models.BooleanField(default=False)
 
     managed_by_policy = models.BooleanField(default=False, editable=False)
     retired_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -91,6 +96,8 @@ class Role(models.Model):
         "connector_config",
         "authoritative",
         "chat_webhooks",
+        "unused_after",
+        "remove_unused",
     )
     OPERATOR_ONLY_FIELDS = (
         "request_ttl",
@@ -99,6 +106,8 @@ class Role(models.Model):
         "connector_config",
         "authoritative",
         "chat_webhooks",
+        "unused_after",
+        "remove_unused",
     )
 
     class Meta:
@@ -183,6 +192,8 @@ class Eligibility(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="eligibilities"
     )
     group = models.ForeignKey(Group, null=True, blank=True, on_delete=models.CASCADE, related_name="eligibilities")
+    # Since when: an eligibility younger than the role's unused_after is never called unused.
+    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         verbose_name_plural = "eligibilities"
@@ -203,6 +214,52 @@ class Eligibility(models.Model):
     def __str__(self) -> str:
         who = f"user {self.user}" if self.user_id else f"group {self.group}"
         return f"{who} → {self.role}"
+
+
+class EligibilityExclusion(models.Model):
+    """An eligibility the broker removed (unused, right-sizing) while the policy file still lists it.
+
+    Applying the policy does not add it back: it reports it, with the change to make in the file
+    (`apply_policy --suggest` prints the file without it). Once the file no longer lists it, the
+    exclusion has done its work and is dropped; deleting it in the admin lets the file's entry count again.
+    """
+
+    class Reason(models.TextChoices):
+        UNUSED = "unused"
+
+    role = models.ForeignKey(Role, on_delete=models.CASCADE, related_name="exclusions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    group = models.ForeignKey(Group, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    detail = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(user__isnull=False) & Q(group__isnull=True))
+                | (Q(user__isnull=True) & Q(group__isnull=False)),
+                name="exclusion_user_xor_group",
+            ),
+            models.UniqueConstraint(
+                fields=["role", "user"], condition=Q(user__isnull=False), name="exclusion_unique_user"
+            ),
+            models.UniqueConstraint(
+                fields=["role", "group"], condition=Q(group__isnull=False), name="exclusion_unique_group"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        who = f"user {self.user}" if self.user_id else f"group {self.group}"
+        return f"{who} kept out of {self.role} ({self.reason})"
+
+    @property
+    def who(self) -> str:
+        """As the policy file writes it: the username, or group:NAME."""
+        return self.user.get_username() if self.user_id else f"group:{self.group.name}"
 
 
 class AuditEvent(models.Model):

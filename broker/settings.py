@@ -453,6 +453,9 @@ ANOMALY_BURST_COUNT = env_int("ANOMALY_BURST_COUNT", 5, minimum=2, maximum=1000)
 ANOMALY_BURST_WINDOW = env_duration("ANOMALY_BURST_WINDOW", "10m")
 # A duration more than this many times the usual one (the median) is far above the norm.
 ANOMALY_DURATION_FACTOR = env_int("ANOMALY_DURATION_FACTOR", 3, minimum=2, maximum=100)
+# Right-sizing: an eligibility nobody used (no request for the role by that user, or by any member of
+# that group) for this long is listed as unused, for roles whose policy sets no review.unused_after.
+UNUSED_ELIGIBILITY_AFTER = env_duration("UNUSED_ELIGIBILITY_AFTER", "90d")
 
 if REVOKE_ETA_HORIZON.total_seconds() >= 3000:
     raise ImproperlyConfigured(
@@ -523,6 +526,8 @@ CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "grants.tasks.sweep", "schedule": SWEEP_INTERVAL.total_seconds()},
     "expire-requests": {"task": "approvals.tasks.expire_requests", "schedule": SWEEP_INTERVAL.total_seconds()},
     "sweep-eligibility": {"task": "approvals.tasks.sweep_eligibility", "schedule": SWEEP_INTERVAL.total_seconds()},
+    # Right-sizing: only roles whose policy sets review.remove_unused lose anything.
+    "remove-unused-eligibility": {"task": "approvals.tasks.remove_unused", "schedule": 3600.0},
     "reconcile": {"task": "grants.tasks.reconcile", "schedule": RECONCILE_INTERVAL.total_seconds()},
     "notify-scan": {"task": "notifications.tasks.scan", "schedule": NOTIFY_SCAN_INTERVAL.total_seconds()},
     "escalate-requests": {
@@ -641,6 +646,7 @@ SPECTACULAR_SETTINGS = {
         {"name": "audit", "description": "The hash-chained audit trail: pages and exports (auditors, administrators)."},
         {"name": "signals", "description": "Risk signals about a user (administrators)."},
         {"name": "reconciliation", "description": "Drift between the targets and the grants, per target."},
+        {"name": "eligibility", "description": "Right-sizing: eligibilities nobody used (auditors, administrators)."},
         {"name": "policy", "description": "Policy as code: plan and apply the roles-and-eligibility YAML file."},
     ],
     "SCHEMA_PATH_PREFIX": "/api/v1",

@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from accounts.api import TokenViewSet
-from approvals.api import GrantExtendView, RequestViewSet
+from approvals.api import GrantExtendView, RequestViewSet, UnusedEligibilityList
 from broker.api import views as api
 from broker.api.inputs import ID_PATTERN
 from broker.api.policy import PolicyApply, PolicyPlan
@@ -25,6 +25,7 @@ v1 = [
     path("signals/", api.SignalView.as_view(), name="signals"),
     path("policy/plan/", PolicyPlan.as_view(), name="policy-plan"),
     path("policy/apply/", PolicyApply.as_view(), name="policy-apply"),
+    path("eligibility/unused/", UnusedEligibilityList.as_view(), name="eligibility-unused"),
     path("reconciliation/", ReconciliationList.as_view(), name="reconciliation-list"),
     path("reconciliation/run/", ReconciliationRun.as_view(), name="reconciliation-run"),
     # An extension is a request (approvals), answered under the grant it extends.

@@ -290,6 +290,16 @@ def _policy_applied(e: AuditEvent, d: dict) -> Entry:
     )
 
 
+def _eligibility_removed(e: AuditEvent, d: dict) -> Entry:
+    who = d.get("who") or e.subject
+    return Entry(
+        e,
+        f"{who}'s eligibility for {e.role} was removed ({d.get('reason') or 'no reason given'})",
+        f"{d.get('detail') or ''}\nTo make in the policy file: {d.get('policy_patch') or ''}".strip(),
+        "warn",
+    )
+
+
 # --- People: accounts, sign-in, second factors, tokens ---------------------------------------------
 
 
@@ -541,6 +551,7 @@ DESCRIBE: dict[str, Callable[[AuditEvent, dict], Entry]] = {
     "drift.restored": _drift_restored,
     "reconcile.run": _reconcile_run,
     "policy.applied": _policy_applied,
+    "eligibility.removed": _eligibility_removed,
     "risk.signal": _risk_signal,
     "user.created": _user_created,
     "user.deactivated": _user_deactivated,

@@ -20,9 +20,13 @@ from broker.policy import schema
 User = get_user_model()
 
 
+# Kinds of Change that report without changing anything.
+NOT_CHANGES = ("kept", "warning", "excluded")
+
+
 @dataclass
 class Change:
-    kind: str  # created, updated, retired, restored, kept, closing, ending, warning
+    kind: str  # created, updated, retired, restored, kept, closing, ending, warning, excluded
     role: str
     detail: str = ""
 
@@ -48,6 +52,8 @@ _NESTED = {
     "connector_config": ("target", "config"),
     "authoritative": ("target", "authoritative"),
     "chat_webhooks": ("notify", "chat"),
+    "unused_after": ("review", "unused_after"),
+    "remove_unused": ("review", "remove_unused"),
 }
 
 
@@ -139,6 +145,9 @@ def _sync_role(spec: schema.Role, eligible_users: set[str], eligible_groups: set
         described = f"users={list(wanted[0])} groups={list(wanted[1])}" if people else "the ESCALATION_GROUP setting"
         changes.append(Change("updated", spec.slug, f"escalation approvers → {described}"))
 
+    changes += _exclusions(role, eligible_users, eligible_groups)
+    eligible_users = eligible_users - _excluded(role, "user")
+    eligible_groups = eligible_groups - _excluded(role, "group")
     current_users = set(role.eligibilities.filter(user__isnull=False).values_list("user__username", flat=True))
     current_groups = set(role.eligibilities.filter(group__isnull=False).values_list("group__name", flat=True))
     add_users, drop_users = eligible_users - current_users, current_users - eligible_users
@@ -156,6 +165,37 @@ def _sync_role(spec: schema.Role, eligible_users: set[str], eligible_groups: set
         parts.append("eligible -" + ", -".join(sorted(drop_users) + [f"group:{g}" for g in sorted(drop_groups)]))
     if parts:
         changes.append(Change("updated", spec.slug, "; ".join(parts)))
+    return changes
+
+
+def _excluded(role: Role, kind: str) -> set[str]:
+    field = "user__username" if kind == "user" else "group__name"
+    return set(role.exclusions.filter(**{f"{kind}__isnull": False}).values_list(field, flat=True))
+
+
+def _exclusions(role: Role, eligible_users: set[str], eligible_groups: set[str]) -> list[Change]:
+    """Eligibilities the broker removed (EligibilityExclusion) are not added back while the file lists
+    them: each is reported with the change to make in the file. Those the file no longer lists are
+    done with and dropped."""
+    changes = []
+    for exclusion in role.exclusions.select_related("user", "group").order_by("pk"):
+        listed = (
+            exclusion.user.get_username() in eligible_users
+            if exclusion.user_id
+            else exclusion.group.name in eligible_groups
+        )
+        if listed:
+            changes.append(
+                Change(
+                    "excluded",
+                    role.slug,
+                    f"{exclusion.who} stays removed ({exclusion.reason}: {exclusion.detail}); remove it from the "
+                    "file's eligibility (apply_policy --suggest prints the file without it)",
+                )
+            )
+        else:
+            exclusion.delete()
+            changes.append(Change("updated", role.slug, f"{exclusion.who}: removal now in the file, exclusion dropped"))
     return changes
 
 
@@ -228,7 +268,7 @@ def apply(
             why = why_not_eligible(grant.user, grant.role)
             changes.append(Change("ending", grant.role.slug, f"{verb}end grant #{grant.pk} of {grant.user}: {why}"))
 
-        real_changes = [c for c in changes if c.kind not in ("kept", "warning")]
+        real_changes = [c for c in changes if c.kind not in NOT_CHANGES]
         if real_changes:
             audit.record(
                 "policy.applied",

@@ -235,6 +235,22 @@ class Notify(_Model):
     chat: list[ChatWebhook] = []
 
 
+class Review(_Model):
+    # Right-sizing: an eligibility nobody used for this long is listed as unused; the
+    # UNUSED_ELIGIBILITY_AFTER setting (90 days) when absent.
+    unused_after: Duration | None = None
+    # Remove unused eligibilities of the role automatically (audited; the file is not changed, the
+    # broker keeps them out until the file drops them: apply_policy --suggest).
+    remove_unused: bool = False
+
+    @field_validator("unused_after")
+    @classmethod
+    def _at_least_a_day(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(days=1):
+            raise _problems("must be at least 1d")
+        return value
+
+
 class Role(_Model):
     # Field order matters: a field's checks see the fields above it (info.data) that are valid.
     slug: Slug
@@ -251,6 +267,7 @@ class Role(_Model):
     approval: Approval = Field(default_factory=dict, validate_default=True)
     target: Target = Field(description="connector and config")
     notify: Notify = Field(default_factory=dict, validate_default=True)
+    review: Review = Field(default_factory=dict, validate_default=True)
 
     @model_validator(mode="before")
     @classmethod
