@@ -47,6 +47,7 @@ def test_schema_has_every_endpoint_of_the_contract():
         ("GET", "/api/v1/grants/awaiting-review/"),
         ("POST", "/api/v1/grants/{id}/review/"),
         ("GET", "/api/v1/reconciliation/"),
+        ("GET", "/api/v1/eligibility/unused/"),
         ("POST", "/api/v1/reconciliation/run/"),
         ("POST", "/api/v1/policy/plan/"),
         ("POST", "/api/v1/policy/apply/"),
