@@ -25,8 +25,8 @@ from rest_framework.views import APIView
 from accounts import stepup
 from accounts.authentication import acts_as_admin
 from accounts.stepup import enrol_hint
-from approvals import idempotency
-from approvals.models import AccessRequest, Decision
+from approvals import idempotency, recertification
+from approvals.models import AccessRequest, Decision, Recertification
 from approvals.rightsizing import unused_eligibilities
 from approvals.selectors import requests_visible_to, with_details
 from approvals.services import (
@@ -594,3 +594,132 @@ class UnusedEligibilityList(generics.ListAPIView):
         if not (acts_as_admin(request) or is_auditor(request.user)):
             raise NotAllowed("the unused eligibilities are for auditors and administrators")
         return super().list(request, *args, **kwargs)
+
+
+# --- Recertification: eligibility reviews ----------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="EligibilityReview")
+class RecertificationOut(serializers.ModelSerializer):
+    role = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    who = serializers.CharField(read_only=True, help_text="As the policy file writes it: a username, or `group:NAME`.")
+    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    may_decide = serializers.SerializerMethodField(help_text="Whether the caller may confirm or remove it now.")
+
+    class Meta:
+        model = Recertification
+        fields = [
+            "id",
+            "role",
+            "who",
+            "status",
+            "due_at",
+            "grace_until",
+            "created_at",
+            "reminded_at",
+            "escalated_at",
+            "decided_at",
+            "decided_by",
+            "comment",
+            "may_decide",
+        ]
+        read_only_fields = fields
+
+    def get_may_decide(self, obj: Recertification) -> bool:
+        return recertification.may_decide(obj, self.context["request"].user)
+
+
+@extend_schema_serializer(component_name="ReviewConfirmInput")
+class ReviewConfirmIn(StrictSerializer):
+    """Confirming an eligibility: it stays, and its next review counts from now."""
+
+    comment = Text(required=False, allow_blank=True, max_length=MAX_COMMENT, help_text="Empty when left out.")
+
+    omitted = {"comment": ""}
+
+
+@extend_schema_serializer(component_name="ReviewRemoveInput")
+class ReviewRemoveIn(StrictSerializer):
+    """Removing an eligibility: at once, like any loss of eligibility; the comment is required."""
+
+    comment = Text(max_length=MAX_COMMENT, help_text="Why it is removed; recorded in the audit trail.")
+
+
+@extend_schema_serializer(component_name="ReviewPatch")
+class ReviewPatchOut(serializers.Serializer):
+    patch = serializers.CharField(
+        help_text="YAML: per role, the users and groups to take out of the policy file's eligibility "
+        "(`remove_users`, `remove_groups`)."
+    )
+
+
+class RecertificationFilter(FilterSet):
+    status = django_filters.ChoiceFilter(choices=Recertification.Status.choices)
+    role = django_filters.CharFilter(field_name="role__slug", help_text="Role slug.")
+
+    class Meta:
+        model = Recertification
+        fields = ["status", "role"]
+
+
+@extend_schema(tags=["eligibility"])
+class RecertificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Eligibility reviews (recertification): the role owners' tasks; auditors and administrators read all."""
+
+    serializer_class = RecertificationOut
+    filterset_class = RecertificationFilter
+    lookup_value_regex = ID_PATTERN
+    required_scopes = {"list": "read", "retrieve": "read", "patch": "read", "confirm": "approve", "remove": "approve"}
+    operation_ids = {
+        "list": "reviews_list",
+        "retrieve": "reviews_get",
+        "patch": "reviews_policy_patch",
+        "confirm": "reviews_confirm",
+        "remove": "reviews_remove",
+    }
+    error_codes = {
+        "confirm": {"403": ["not_reviewer", "self_review"], "409": ["already_reviewed"]},
+        "remove": {"403": ["not_reviewer", "self_review"], "409": ["already_reviewed"]},
+    }
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Recertification.objects.none()
+        return recertification.reviews_for(self.request.user).order_by("-due_at", "-pk")
+
+    def _decide(self, request, verdict: str, serializer) -> Response:
+        task = self.get_object()
+        data = validated(serializer, request)
+        recertification.recertification_decide(
+            task_id=task.pk, reviewer=request.user, verdict=verdict, comment=data["comment"], **audit_context(request)
+        )
+        return Response(RecertificationOut(self.get_queryset().get(pk=task.pk), context={"request": request}).data)
+
+    @extend_schema(summary="Confirm an eligibility (as an owner of its role)", request=ReviewConfirmIn)
+    @action(detail=True, methods=["post"])
+    def confirm(self, request, pk=None):
+        return self._decide(request, "confirm", ReviewConfirmIn)
+
+    @extend_schema(summary="Remove an eligibility (as an owner of its role)", request=ReviewRemoveIn)
+    @action(detail=True, methods=["post"])
+    def remove(self, request, pk=None):
+        return self._decide(request, "remove", ReviewRemoveIn)
+
+    @extend_schema(
+        summary="The removals as a policy patch",
+        description="The eligibilities removed by the reviews the caller sees, as the change to make in the policy "
+        "file; `apply_policy FILE --suggest` prints the whole file without them.",
+        responses={200: ReviewPatchOut},
+        filters=False,
+    )
+    @action(detail=False, methods=["get"])
+    def patch(self, request):
+        return Response({"patch": recertification.policy_patch(self.get_queryset())})
+
+    @extend_schema(summary="List the eligibility reviews you may see", responses={200: RecertificationOut(many=True)})
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(summary="One eligibility review", responses={200: RecertificationOut})
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from approvals import eligibility, rightsizing, services
+from approvals import eligibility, recertification, rightsizing, services
 
 
 @shared_task(name="approvals.tasks.expire_requests")
@@ -35,3 +35,10 @@ def escalate_requests() -> int:
 def remove_unused() -> int:
     """Periodic: remove unused eligibilities of the roles whose policy sets review.remove_unused."""
     return rightsizing.remove_unused()
+
+
+@shared_task(name="approvals.tasks.recertify")
+def recertify() -> dict:
+    """Periodic: open the reviews of eligibilities that are due; remind, escalate and expire open ones."""
+    opened = recertification.recertifications_open()
+    return {"opened": opened, **recertification.recertifications_chase()}

@@ -9,11 +9,13 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import stepup
-from approvals import rightsizing, selectors, services
+from approvals import recertification, rightsizing, selectors, services
 from approvals.forms import DecisionForm
 from approvals.models import AccessRequest
 from broker.audit.timeline import request_timeline
@@ -258,3 +260,60 @@ def eligibility_unused(request):
         "portal/eligibility_unused.html",
         {"unused": rightsizing.unused_eligibilities(), "section": "review"},
     )
+
+
+# --- Recertification: eligibility reviews (role owners) ------------------------------------------------
+
+
+@login_required
+@require_GET
+def reviews(request):
+    """The eligibility reviews waiting for the viewer (as an owner, or escalated to them), and the latest decided."""
+    visible = recertification.reviews_for(request.user)
+    waiting = [
+        t
+        for t in visible.filter(status="pending").order_by("due_at", "pk")
+        if recertification.may_decide(t, request.user)
+    ]
+    decided = paginate(request, visible.exclude(status="pending").order_by("-decided_at", "-pk"))
+    return render(request, "portal/reviews.html", {"waiting": waiting, "decided": decided, "section": "approvals"})
+
+
+@login_required
+@require_POST
+def review_decide(request, pk: int):
+    task = get_object_or_404(recertification.reviews_for(request.user), pk=pk)
+    verdict = request.POST.get("verdict", "")
+    try:
+        recertification.recertification_decide(
+            task_id=task.pk,
+            reviewer=request.user,
+            verdict=verdict,
+            comment=request.POST.get("comment", ""),
+            via=Channel.PORTAL,
+            ip=client_ip(request),
+        )
+    except BrokerError as exc:
+        error_message(request, exc)
+    else:
+        if verdict == "confirm":
+            messages.success(
+                request, _("Confirmed: %(who)s may still ask for %(role)s.") % {"who": task.who, "role": task.role.slug}
+            )
+        else:
+            messages.success(
+                request,
+                _("Removed: %(who)s may no longer ask for %(role)s. Take it out of the policy file too (export below).")
+                % {"who": task.who, "role": task.role.slug},
+            )
+    return redirect("reviews")
+
+
+@login_required
+@require_GET
+def reviews_patch(request):
+    """The removals among the reviews the viewer sees, as the change to make in the policy file."""
+    text = recertification.policy_patch(recertification.reviews_for(request.user))
+    response = HttpResponse(text, content_type="text/yaml; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="eligibility-review-patch.yaml"'
+    return response

@@ -67,6 +67,10 @@ class Role(models.Model):
     # unused (empty: the UNUSED_ELIGIBILITY_AFTER setting); with remove_unused, it is removed.
     unused_after = models.DurationField(null=True, blank=True)
     remove_unused = models.BooleanField(default=False)
+    # Who reviews the role's eligibilities (recertification; owners in the policy file). Nobody
+    # named: the approvers of the first stage.
+    owner_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+    owner_groups = models.ManyToManyField(Group, blank=True, related_name="+")
 
     managed_by_policy = models.BooleanField(default=False, editable=False)
     retired_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -194,6 +198,13 @@ class Eligibility(models.Model):
     group = models.ForeignKey(Group, null=True, blank=True, on_delete=models.CASCADE, related_name="eligibilities")
     # Since when: an eligibility younger than the role's unused_after is never called unused.
     created_at = models.DateTimeField(default=timezone.now)
+    # Recertification (recertify in the policy file's eligibility entry): the role's owners confirm
+    # or remove it every `recertify_every`, counted from reviewed_at (or created_at); unanswered for
+    # `recertify_grace` after it was due, it is removed when `recertify_expire` says so.
+    recertify_every = models.DurationField(null=True, blank=True)
+    recertify_grace = models.DurationField(null=True, blank=True)
+    recertify_expire = models.BooleanField(default=False)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "eligibilities"
@@ -217,7 +228,7 @@ class Eligibility(models.Model):
 
 
 class EligibilityExclusion(models.Model):
-    """An eligibility the broker removed (unused, right-sizing) while the policy file still lists it.
+    """An eligibility the broker removed (unused, or by review) while the policy file still lists it.
 
     Applying the policy does not add it back: it reports it, with the change to make in the file
     (`apply_policy --suggest` prints the file without it). Once the file no longer lists it, the
@@ -225,7 +236,8 @@ class EligibilityExclusion(models.Model):
     """
 
     class Reason(models.TextChoices):
-        UNUSED = "unused"
+        UNUSED = "unused"  # right-sizing: nobody used it
+        REVIEW = "review"  # recertification: an owner removed it, or nobody answered in time
 
     role = models.ForeignKey(Role, on_delete=models.CASCADE, related_name="exclusions")
     user = models.ForeignKey(

@@ -528,6 +528,8 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-eligibility": {"task": "approvals.tasks.sweep_eligibility", "schedule": SWEEP_INTERVAL.total_seconds()},
     # Right-sizing: only roles whose policy sets review.remove_unused lose anything.
     "remove-unused-eligibility": {"task": "approvals.tasks.remove_unused", "schedule": 3600.0},
+    # Recertification: reviews open, are reminded, escalated and expire within the hour.
+    "recertify": {"task": "approvals.tasks.recertify", "schedule": 3600.0},
     "reconcile": {"task": "grants.tasks.reconcile", "schedule": RECONCILE_INTERVAL.total_seconds()},
     "notify-scan": {"task": "notifications.tasks.scan", "schedule": NOTIFY_SCAN_INTERVAL.total_seconds()},
     "escalate-requests": {

@@ -21,10 +21,10 @@ from django.utils import timezone
 
 from accounts import preferences
 from approvals import email_links
-from approvals.models import AccessRequest, Decision
+from approvals.models import AccessRequest, Decision, Recertification
 from broker import links, wording
 from broker.audit.status import stored_verification
-from broker.catalog import SECURITY_GROUP, escalation_approvers, stage_approvers
+from broker.catalog import SECURITY_GROUP, escalation_approvers, review_owners, stage_approvers
 from broker.durations import humanize_duration
 from broker.models import AuditEvent
 from broker.notify import Message
@@ -458,6 +458,70 @@ def _mfa_device_added(object_id: int, revision: int, now: datetime) -> list[Draf
     ]
 
 
+# --- Recertification: reviews of eligibilities -------------------------------------------------------------
+
+
+def _review_drafts(object_id: int, *, step: str) -> list[Draft]:
+    task = Recertification.objects.select_related("role", "user", "group").filter(pk=object_id).first()
+    if task is None or not task.is_pending:
+        return []
+    owners = list(review_owners(task.role))
+    people = owners + (
+        [u for u in escalation_approvers(task.role) if u.pk not in {o.pk for o in owners}]
+        if step == "escalated"
+        else []
+    )
+    subject = {
+        "due": f"Review needed: may {task.who} still ask for {task.role.slug}? (review #{task.pk})",
+        "reminder": f"Reminder: review #{task.pk} of {task.who} for {task.role.slug} is waiting",
+        "escalated": f"Escalated: nobody reviewed {task.who}'s eligibility for {task.role.slug} (review #{task.pk})",
+    }[step]
+    removes = task.eligibility is not None and task.eligibility.recertify_expire
+    intro = [
+        f"{task.who} is eligible for {task.role.name} ({task.role.slug}). Confirm that this is still needed, "
+        "or remove it: a removal takes effect at once (any grant it allowed ends).",
+        f"Unanswered by {_when(task.grace_until)}, the eligibility "
+        + ("is removed." if removes else "stays, and the review is closed as expired."),
+    ]
+    if step == "escalated":
+        intro.insert(
+            1, "The role's owners have not answered; as an escalation approver of the role you may decide it too."
+        )
+    drafts = []
+    for person in people:
+        if person.pk == task.user_id:
+            continue
+        drafts.append(
+            Draft(
+                recipient=person,
+                subject=subject,
+                intro=intro,
+                why=f"You get this because you review the eligibilities of {task.role.slug}"
+                + (" (owner)." if person in owners else " (escalation approver)."),
+                action_label="Open the review",
+                action_url=links.absolute(links.reviews_path()),
+                facts=[
+                    ("Who", task.who),
+                    ("Role", f"{task.role.name} ({task.role.slug})"),
+                    ("Due since", _when(task.due_at)),
+                ],
+            )
+        )
+    return drafts
+
+
+def _review_due(object_id: int, revision: int, now: datetime) -> list[Draft]:
+    return _review_drafts(object_id, step="due")
+
+
+def _review_reminder(object_id: int, revision: int, now: datetime) -> list[Draft]:
+    return _review_drafts(object_id, step="reminder")
+
+
+def _review_escalated(object_id: int, revision: int, now: datetime) -> list[Draft]:
+    return _review_drafts(object_id, step="escalated")
+
+
 BUILDERS: dict[str, Callable[[int, int, datetime], list[Draft]]] = {
     Kind.DECISION_NEEDED: _decision_needed,
     Kind.REMINDER: _reminder,
@@ -472,6 +536,9 @@ BUILDERS: dict[str, Callable[[int, int, datetime], list[Draft]]] = {
     Kind.REVOKE_FAILED: _revoke_failed,
     Kind.AUDIT_BROKEN: _audit_broken,
     Kind.MFA_DEVICE_ADDED: _mfa_device_added,
+    Kind.REVIEW_DUE: _review_due,
+    Kind.REVIEW_REMINDER: _review_reminder,
+    Kind.REVIEW_ESCALATED: _review_escalated,
 }
 
 

@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from accounts.api import TokenViewSet
-from approvals.api import GrantExtendView, RequestViewSet, UnusedEligibilityList
+from approvals.api import GrantExtendView, RecertificationViewSet, RequestViewSet, UnusedEligibilityList
 from broker.api import views as api
 from broker.api.inputs import ID_PATTERN
 from broker.api.policy import PolicyApply, PolicyPlan
@@ -16,6 +16,7 @@ router = SimpleRouter()
 router.register("requests", RequestViewSet, basename="request")
 router.register("grants", GrantViewSet, basename="grant")
 router.register("tokens", TokenViewSet, basename="token")
+router.register("eligibility/reviews", RecertificationViewSet, basename="review")
 
 v1 = [
     path("roles/", api.RoleList.as_view(), name="role-list"),

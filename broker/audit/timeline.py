@@ -300,6 +300,18 @@ def _eligibility_removed(e: AuditEvent, d: dict) -> Entry:
     )
 
 
+def _recertification(verb: str, tone: str = ""):
+    def describe(e: AuditEvent, d: dict) -> Entry:
+        who = d.get("who") or e.subject
+        detail = d.get("comment") or ""
+        if verb == "expired":
+            detail = "The eligibility was removed." if d.get("eligibility_removed") else "The eligibility was kept."
+        by = f" by {_who(e)}" if verb in ("confirmed", "removed") else ""
+        return Entry(e, f"Review #{e.target_id} of {who}'s eligibility for {e.role}: {verb}{by}", detail, tone)
+
+    return describe
+
+
 # --- People: accounts, sign-in, second factors, tokens ---------------------------------------------
 
 
@@ -552,6 +564,11 @@ DESCRIBE: dict[str, Callable[[AuditEvent, dict], Entry]] = {
     "reconcile.run": _reconcile_run,
     "policy.applied": _policy_applied,
     "eligibility.removed": _eligibility_removed,
+    "recertification.opened": _recertification("opened"),
+    "recertification.escalated": _recertification("escalated", "warn"),
+    "recertification.expired": _recertification("expired", "warn"),
+    "recertification.confirmed": _recertification("confirmed", "good"),
+    "recertification.removed": _recertification("removed", "bad"),
     "risk.signal": _risk_signal,
     "user.created": _user_created,
     "user.deactivated": _user_deactivated,

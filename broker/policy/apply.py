@@ -91,7 +91,12 @@ def _normal(stages: list[StageSpec]) -> list[StageSpec]:
     ]
 
 
-def _sync_role(spec: schema.Role, eligible_users: set[str], eligible_groups: set[str]) -> list[Change]:
+def _sync_role(
+    spec: schema.Role,
+    eligible_users: set[str],
+    eligible_groups: set[str],
+    recertify: dict[str, schema.Recertify] | None = None,
+) -> list[Change]:
     changes: list[Change] = []
     role = Role.objects.filter(slug=spec.slug).first()
     values = _catalog_values(spec)
@@ -145,6 +150,18 @@ def _sync_role(spec: schema.Role, eligible_users: set[str], eligible_groups: set
         described = f"users={list(wanted[0])} groups={list(wanted[1])}" if people else "the ESCALATION_GROUP setting"
         changes.append(Change("updated", spec.slug, f"escalation approvers → {described}"))
 
+    owners = spec.owners
+    wanted = (tuple(sorted(owners.users)), tuple(sorted(owners.groups))) if owners else ((), ())
+    current = (
+        tuple(sorted(role.owner_users.values_list("username", flat=True))),
+        tuple(sorted(role.owner_groups.values_list("name", flat=True))),
+    )
+    if current != wanted:
+        role.owner_users.set(User.objects.filter(username__in=wanted[0]))
+        role.owner_groups.set(Group.objects.filter(name__in=wanted[1]))
+        described = f"users={list(wanted[0])} groups={list(wanted[1])}" if owners else "the first stage's approvers"
+        changes.append(Change("updated", spec.slug, f"owners → {described}"))
+
     changes += _exclusions(role, eligible_users, eligible_groups)
     eligible_users = eligible_users - _excluded(role, "user")
     eligible_groups = eligible_groups - _excluded(role, "group")
@@ -165,6 +182,27 @@ def _sync_role(spec: schema.Role, eligible_users: set[str], eligible_groups: set
         parts.append("eligible -" + ", -".join(sorted(drop_users) + [f"group:{g}" for g in sorted(drop_groups)]))
     if parts:
         changes.append(Change("updated", spec.slug, "; ".join(parts)))
+    changes += _sync_recertify(role, recertify or {})
+    return changes
+
+
+def _sync_recertify(role: Role, recertify: dict[str, schema.Recertify]) -> list[Change]:
+    """Each eligibility row carries the recertification of its entry in the file (or none)."""
+    changes = []
+    for row in role.eligibilities.select_related("user", "group"):
+        who = row.user.get_username() if row.user_id else f"group:{row.group.name}"
+        spec = recertify.get(who)
+        wanted = (spec.every, spec.grace, spec.expire) if spec else (None, None, False)
+        if (row.recertify_every, row.recertify_grace, row.recertify_expire) != wanted:
+            row.recertify_every, row.recertify_grace, row.recertify_expire = wanted
+            row.save(update_fields=["recertify_every", "recertify_grace", "recertify_expire"])
+            what = (
+                f"every {format_duration(spec.every)}, grace {format_duration(spec.grace)}"
+                + (", expires unanswered" if spec.expire else "")
+                if spec
+                else "none"
+            )
+            changes.append(Change("updated", role.slug, f"recertification of {who} → {what}"))
     return changes
 
 
@@ -247,7 +285,7 @@ def apply(
     with transaction.atomic(), handled_by_caller():
         in_file = {spec.slug for spec in policy.roles}
         for spec in policy.roles:
-            changes += _sync_role(spec, *policy.eligible(spec.slug))
+            changes += _sync_role(spec, *policy.eligible(spec.slug), policy.recertify(spec.slug))
         for role in Role.objects.filter(managed_by_policy=True, retired_at__isnull=True).exclude(slug__in=in_file):
             if not prune:
                 changes.append(Change("kept", role.slug, "not in the file; --prune retires it"))
