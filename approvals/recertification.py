@@ -216,7 +216,7 @@ def recertification_decide(
         task.decided_at, task.decided_by, task.comment = now, reviewer, comment
         task.save(update_fields=["status", "decided_at", "decided_by", "comment"])
         audit.record(
-            f"recertification.{task.status}",
+            "recertification.confirmed" if verdict == "confirm" else "recertification.removed",
             actor=reviewer,
             target=task,
             via=via,

@@ -197,14 +197,14 @@ class Eligibility(models.Model):
     )
     group = models.ForeignKey(Group, null=True, blank=True, on_delete=models.CASCADE, related_name="eligibilities")
     # Since when: an eligibility younger than the role's unused_after is never called unused.
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
     # Recertification (recertify in the policy file's eligibility entry): the role's owners confirm
     # or remove it every `recertify_every`, counted from reviewed_at (or created_at); unanswered for
     # `recertify_grace` after it was due, it is removed when `recertify_expire` says so.
     recertify_every = models.DurationField(null=True, blank=True)
     recertify_grace = models.DurationField(null=True, blank=True)
     recertify_expire = models.BooleanField(default=False)
-    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name_plural = "eligibilities"
