@@ -92,7 +92,7 @@ def eligibility_remove(
     """Remove one eligibility and keep the policy file from adding it back; None if it is already gone."""
     now = now or timezone.now()
     with transaction.atomic():
-        row = Eligibility.objects.select_for_update().select_related("role", "user", "group")
+        row = Eligibility.objects.select_for_update(of=("self",)).select_related("role", "user", "group")
         eligibility = row.filter(pk=eligibility_id).first()
         if eligibility is None:
             return None
