@@ -39,7 +39,7 @@ from approvals.services import (
     request_deny,
 )
 from broker.api.context import audit_context
-from broker.api.filters import FilterSet
+from broker.api.filters import BooleanFilter, FilterSet
 from broker.api.inputs import (
     ID_PATTERN,
     MAX_DURATION_SECONDS,
@@ -283,7 +283,9 @@ class RequestFilter(FilterSet):
     kind = django_filters.ChoiceFilter(choices=AccessRequest.Kind.choices)
     role = django_filters.CharFilter(field_name="role__slug", help_text="Role slug.")
     requester = django_filters.CharFilter(field_name="requester__username", help_text="Username.")
-    flagged = django_filters.BooleanFilter(help_text="Only requests the anomaly scoring flagged (true) or not (false).")
+    flagged = BooleanFilter(
+        field_name="flagged", help_text="Only requests the anomaly scoring flagged (true) or not (false)."
+    )
 
     class Meta:
         model = AccessRequest
@@ -669,11 +671,17 @@ class RecertificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
     serializer_class = RecertificationOut
     filterset_class = RecertificationFilter
     lookup_value_regex = ID_PATTERN
-    required_scopes = {"list": "read", "retrieve": "read", "patch": "read", "confirm": "approve", "remove": "approve"}
+    required_scopes = {
+        "list": "read",
+        "retrieve": "read",
+        "policy_patch": "read",
+        "confirm": "approve",
+        "remove": "approve",
+    }
     operation_ids = {
         "list": "reviews_list",
         "retrieve": "reviews_get",
-        "patch": "reviews_policy_patch",
+        "policy_patch": "reviews_policy_patch",
         "confirm": "reviews_confirm",
         "remove": "reviews_remove",
     }
@@ -712,8 +720,8 @@ class RecertificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
         responses={200: ReviewPatchOut},
         filters=False,
     )
-    @action(detail=False, methods=["get"])
-    def patch(self, request):
+    @action(detail=False, methods=["get"], url_path="patch")
+    def policy_patch(self, request):
         return Response({"patch": recertification.policy_patch(self.get_queryset())})
 
     @extend_schema(summary="List the eligibility reviews you may see", responses={200: RecertificationOut(many=True)})
