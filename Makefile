@@ -8,7 +8,7 @@ NODE_STAMP := node_modules/.installed
 REDOCLY := REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true node_modules/.bin/redocly
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-unit e2e fuzz screenshots lint format clean openapi prod-check bench
+.PHONY: help run test test-unit e2e fuzz screenshots lint format clean openapi prod-check bench messages
 
 help: ## list the commands
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -74,6 +74,13 @@ lint: $(STAMP) $(NODE_STAMP) ## ruff, formatting, one-way dependencies (import-l
 
 openapi: $(STAMP) ## regenerate docs/openapi.yaml from the code (a test fails when it is out of date)
 	DEBUG=1 $(PY) manage.py spectacular --validate --fail-on-warn --file docs/openapi.yaml
+
+# The German catalogue (and any other under locale/): new strings in, gone strings out, then the
+# compiled .mo files, which are committed so that running the broker needs no gettext tools.
+messages: $(STAMP) ## refresh locale/*/django.po from the code and compile the .mo files (needs GNU gettext)
+	@command -v xgettext >/dev/null || { echo "GNU gettext is needed: apt-get install gettext"; exit 2; }
+	DEBUG=1 $(PY) manage.py makemessages --all
+	DEBUG=1 $(PY) manage.py compilemessages --ignore '.venv/*' --ignore 'node_modules/*' --ignore 'tests/*'
 
 format: $(STAMP) ## format the code
 	$(VENV)/bin/ruff format .

@@ -25,6 +25,7 @@ from django.contrib.admin import AdminSite
 from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.shortcuts import redirect
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django_otp.admin import OTPAdminSite
 
 from accounts import stepup
@@ -81,8 +82,10 @@ class BrokerAdminSite(OTPAdminSite):
             if changes and self.has_permission(request) and not stepup.is_recent(request):
                 messages.info(
                     request,
-                    "Changing this in the admin needs a second factor verified within the last few minutes; "
-                    "you will come back to the page afterwards.",
+                    _(
+                        "Changing this in the admin needs a second factor verified within the last few minutes; "
+                        "you will come back to the page afterwards."
+                    ),
                 )
                 return redirect(stepup.step_up_url(request, request.get_full_path()))
             return inner(request, *args, **kwargs)

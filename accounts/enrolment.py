@@ -25,6 +25,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
 from django_otp import devices_for_user
 from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
@@ -116,7 +117,7 @@ def backup_codes_generate(*, user: AbstractBaseUser, ip: str | None = None) -> l
     """
     codes = ["".join(secrets.choice(_BACKUP_ALPHABET) for _ in range(10)) for _ in range(BACKUP_CODE_COUNT)]
     with transaction.atomic():
-        device, _ = StaticDevice.objects.select_for_update().get_or_create(
+        device, _created = StaticDevice.objects.select_for_update().get_or_create(
             user=user, name=BACKUP_DEVICE_NAME, defaults={"confirmed": True}
         )
         device.token_set.all().delete()
@@ -146,12 +147,12 @@ def device_remove(*, user: AbstractBaseUser, persistent_id: str, ip: str | None 
 
 def _kind(device: Device) -> str:
     if isinstance(device, TOTPDevice):
-        return "Authenticator app"
+        return _("Authenticator app")
     if isinstance(device, StaticDevice):
-        return "Backup codes"
+        return _("Backup codes")
     if device._meta.app_label == "django_otp_webauthn":
-        return "Passkey"
-    return device._meta.verbose_name.capitalize()
+        return _("Passkey")
+    return str(device._meta.verbose_name).capitalize()
 
 
 def device_rows(user: AbstractBaseUser) -> list[dict]:
@@ -161,6 +162,7 @@ def device_rows(user: AbstractBaseUser) -> list[dict]:
             "persistent_id": device.persistent_id,
             "name": device.name,
             "kind": _kind(device),
+            "backup_codes": isinstance(device, StaticDevice),
             "created_at": getattr(device, "created_at", None),
             "last_used_at": getattr(device, "last_used_at", None),
         }

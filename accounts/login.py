@@ -17,6 +17,7 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpResponseForbidden
+from django.utils.translation import gettext_lazy
 
 from accounts import mfa, ratelimit
 from accounts.events import record_auth_event
@@ -53,7 +54,7 @@ def record_failure(username: str, ip: str | None) -> bool:
 class ThrottleMixin:
     """For AuthenticationForm and its subclasses (the admin's login form too)."""
 
-    throttled_message = "Too many failed sign-ins. Try again in %(wait)s."
+    throttled_message = gettext_lazy("Too many failed sign-ins. Try again in %(wait)s.")
 
     def clean(self):
         username = self.cleaned_data.get("username") or ""
@@ -92,7 +93,7 @@ class OTPAdminAuthenticationForm(AdminAuthenticationForm):
     """
 
     otp_token = forms.CharField(
-        label="One-time code",
+        label=gettext_lazy("One-time code"),
         max_length=32,
         required=False,
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
@@ -103,7 +104,7 @@ class OTPAdminAuthenticationForm(AdminAuthenticationForm):
         if not settings.LOCAL_LOGIN and not user.is_superuser:
             # The break-glass path only: everyone else signs in through the identity provider.
             raise forms.ValidationError(
-                "Local passwords are switched off (LOCAL_LOGIN=off): sign in through single sign-on.",
+                gettext_lazy("Local passwords are switched off (LOCAL_LOGIN=off): sign in through single sign-on."),
                 code="local_login_off",
             )
 
@@ -137,7 +138,9 @@ class LoginView(auth_views.LoginView):
 
     def post(self, request, *args, **kwargs):
         if not settings.LOCAL_LOGIN:
-            return HttpResponseForbidden("Local passwords are switched off: sign in through single sign-on.")
+            return HttpResponseForbidden(
+                gettext_lazy("Local passwords are switched off: sign in through single sign-on.")
+            )
         return super().post(request, *args, **kwargs)
 
     def form_valid(self, form):

@@ -120,12 +120,16 @@ class Preference(models.Model):
     ``time_zone``: the IANA zone their times are shown in, in the portal on every browser and in
     their emails. Empty: the portal follows the browser's zone, and emails use the server's (UTC),
     naming it.
+
+    ``language``: the language of their portal pages and emails (a code of ``settings.LANGUAGES``).
+    Empty: the portal follows the browser (Accept-Language), and emails are in the default language.
     """
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="preference"
     )
     time_zone = models.CharField(max_length=64, blank=True)
+    language = models.CharField(max_length=16, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

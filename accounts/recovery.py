@@ -24,6 +24,7 @@ from django.db import transaction
 from django.http import Http404
 from django.urls import path, reverse_lazy
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts import ratelimit
 from accounts.events import record_auth_event
@@ -55,7 +56,7 @@ class ResetRequestForm(PasswordResetForm):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
-        self.fields["email"].label = "Email address"
+        self.fields["email"].label = _("Email address")
 
     def get_users(self, email):
         field = User.get_email_field_name()
@@ -103,9 +104,9 @@ class NewPasswordForm(SetPasswordForm):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
-        self.fields["new_password1"].label = "New password"
-        self.fields["new_password1"].help_text = "At least 12 characters, not a common password, not like your name."
-        self.fields["new_password2"].label = "The same again"
+        self.fields["new_password1"].label = _("New password")
+        self.fields["new_password1"].help_text = _("At least 12 characters, not a common password, not like your name.")
+        self.fields["new_password2"].label = _("The same again")
 
 
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):

@@ -13,7 +13,10 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import translation
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 from django_otp import user_has_device
@@ -33,16 +36,16 @@ ENROL_SESSION_KEY = "broker_enrol_device"
 
 class CodeForm(PortalForm):
     code = forms.CharField(
-        label="One-time code",
+        label=gettext_lazy("One-time code"),
         max_length=32,
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}),
-        help_text="The 6-digit code from your authenticator app, or one of your backup codes.",
+        help_text=gettext_lazy("The 6-digit code from your authenticator app, or one of your backup codes."),
     )
 
 
 class ConfirmForm(PortalForm):
     code = forms.CharField(
-        label="Code shown by the app",
+        label=gettext_lazy("Code shown by the app"),
         max_length=10,
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}),
     )
@@ -86,7 +89,7 @@ def mfa_verify(request):
 
 class EnrolAuthoriseForm(PortalForm):
     password = forms.CharField(
-        label="Your password",
+        label=gettext_lazy("Your password"),
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password", "autofocus": True}),
     )
@@ -95,11 +98,13 @@ class EnrolAuthoriseForm(PortalForm):
         super().__init__(*args, **kwargs)
         if needs_code:
             self.fields["enrolment_code"] = forms.CharField(
-                label="Enrolment code",
+                label=gettext_lazy("Enrolment code"),
                 max_length=40,
                 widget=forms.TextInput(attrs={"autocomplete": "off"}),
-                help_text="The code an administrator gave you for setting up your first second factor. "
-                "No code? Ask an administrator.",
+                help_text=gettext_lazy(
+                    "The code an administrator gave you for setting up your first second factor. "
+                    "No code? Ask an administrator."
+                ),
             )
 
 
@@ -160,7 +165,7 @@ def mfa_enrol(request):
                 if enrolment.has_backup_codes(request.user)
                 else enrolment.backup_codes_generate(user=request.user, ip=ip)
             )
-            messages.success(request, "Your authenticator app is set up.")
+            messages.success(request, _("Your authenticator app is set up."))
             if codes:
                 return _no_store(
                     render(request, "account/backup_codes.html", {"codes": codes, "next": safe_next(request)})
@@ -214,33 +219,67 @@ def mfa_device_remove(request):
     except BrokerError as exc:
         messages.error(request, exc.detail)
     else:
-        messages.success(request, "The device was removed.")
+        messages.success(request, _("The device was removed."))
     if not user_has_device(request.user):
-        messages.warning(request, "You have no second factor left; sensitive steps will ask you to add one.")
+        messages.warning(request, _("You have no second factor left; sensitive steps will ask you to add one."))
     return redirect("mfa-devices")
 
 
-# --- Account: time zone ---------------------------------------------------------------------------
+# --- Account: time zone and language ---------------------------------------------------------------------------
 
 
 class TimeZoneForm(PortalForm):
     tz = forms.ChoiceField(
-        label="Time zone",
+        label=gettext_lazy("Time zone"),
         required=False,
-        help_text="Used on every page of the portal, on any browser, and in the emails the broker sends you.",
+        help_text=gettext_lazy(
+            "Used on every page of the portal, on any browser, and in the emails the broker sends you."
+        ),
     )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["tz"].choices = [("", "Follow my browser (emails in UTC)")] + [
+        self.fields["tz"].choices = [("", _("Follow my browser (emails in UTC)"))] + [
             (z, z) for z in sorted(known_zones())
         ]
+
+
+class LanguageForm(PortalForm):
+    language = forms.ChoiceField(
+        label=gettext_lazy("Language"),
+        required=False,
+        help_text=gettext_lazy("Used on every page of the portal and in the emails the broker sends you."),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Each language named in itself, so that someone who cannot read the page still finds theirs.
+        self.fields["language"].choices = [("", _("Follow my browser (emails in English)"))] + [
+            (code, name) for code, name in settings.LANGUAGES
+        ]
+
+
+def _account_page(request, *, tz_form=None, language_form=None):
+    saved, language = preferences.time_zone_of(request.user), preferences.language_of(request.user)
+    tz_form = tz_form or TimeZoneForm(initial={"tz": saved})
+    language_form = language_form or LanguageForm(initial={"language": language}, prefix="lang")
+    context = {
+        "form": tz_form,
+        "language_form": language_form,
+        "saved_zone": saved,
+        "email_zone": saved or settings.TIME_ZONE,
+        "saved_language": language,
+    }
+    failed = tz_form.errors or language_form.errors
+    return render(request, "portal/account.html", context, status=400 if failed else 200)
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def account(request):
-    """My account: the time zone saved on it, and the ways to my MFA devices and API tokens."""
+    """My account: the time zone and language saved on it, and the ways to my MFA devices and API tokens."""
+    if request.method == "POST" and "lang-language" in request.POST:
+        return _account_language(request)
     saved = preferences.time_zone_of(request.user)
     form = TimeZoneForm(request.POST or None, initial={"tz": saved})
     if request.method == "POST" and form.is_valid():
@@ -250,25 +289,54 @@ def account(request):
             apply_error(form, exc)
         else:
             if chosen:
-                messages.success(request, f"Times are now shown in {chosen}, here and in your emails.")
+                messages.success(
+                    request, _("Times are now shown in %(zone)s, here and in your emails.") % {"zone": chosen}
+                )
             else:
-                messages.success(request, "Times now follow your browser's time zone; emails show UTC.")
+                messages.success(request, _("Times now follow your browser's time zone; emails show UTC."))
             return redirect("portal-account")
-    context = {"form": form, "saved_zone": saved, "email_zone": saved or settings.TIME_ZONE}
-    return render(request, "portal/account.html", context, status=400 if form.errors else 200)
+    return _account_page(request, tz_form=form if request.method == "POST" else None)
+
+
+def _account_language(request):
+    form = LanguageForm(request.POST, prefix="lang")
+    if form.is_valid():
+        try:
+            chosen = preferences.language_set(user=request.user, language=form.cleaned_data["language"])
+        except BrokerError as exc:
+            apply_error(form, exc)
+        else:
+            # The confirmation is read on the next page, which is already in the new language.
+            with translation.override(chosen or translation.get_language_from_request(request)):
+                if chosen:
+                    text = _("The portal and your emails are now in %(language)s.") % {
+                        "language": dict(settings.LANGUAGES)[chosen]
+                    }
+                else:
+                    text = _("The portal now follows your browser's language; emails are in English.")
+            messages.success(request, text)
+            return redirect("portal-account")
+    return _account_page(request, language_form=form)
 
 
 # --- Personal API tokens --------------------------------------------------------------------------
 
-LIFETIMES = [("7", "7 days"), ("30", "30 days"), ("90", "90 days"), ("366", "1 year")]
+LIFETIMES = [
+    ("7", gettext_lazy("7 days")),
+    ("30", gettext_lazy("30 days")),
+    ("90", gettext_lazy("90 days")),
+    ("366", gettext_lazy("1 year")),
+]
 
 
 class TokenForm(PortalForm):
-    name = forms.CharField(label="Name", max_length=100, help_text="What it is for, e.g. “laptop CLI”.")
-    scopes = forms.MultipleChoiceField(
-        label="Scopes", widget=forms.CheckboxSelectMultiple, initial=list(DEFAULT_SCOPES)
+    name = forms.CharField(
+        label=gettext_lazy("Name"), max_length=100, help_text=gettext_lazy("What it is for, e.g. “laptop CLI”.")
     )
-    expires_in = forms.ChoiceField(label="Expires after", choices=LIFETIMES, initial="30")
+    scopes = forms.MultipleChoiceField(
+        label=gettext_lazy("Scopes"), widget=forms.CheckboxSelectMultiple, initial=list(DEFAULT_SCOPES)
+    )
+    expires_in = forms.ChoiceField(label=gettext_lazy("Expires after"), choices=LIFETIMES, initial="30")
 
     def __init__(self, *args, staff: bool, needs_code: bool, **kwargs):
         super().__init__(*args, **kwargs)
@@ -319,5 +387,5 @@ def token_revoke_view(request, pk: int):
     except BrokerError as exc:
         error_message(request, exc)
     else:
-        messages.success(request, f"Token {token.prefix}… revoked; it stops working at once.")
+        messages.success(request, _("Token %(prefix)s… revoked; it stops working at once.") % {"prefix": token.prefix})
     return redirect("portal-tokens")

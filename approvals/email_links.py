@@ -20,6 +20,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core import signing
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from accounts import mfa, ratelimit
 from approvals import services
@@ -122,12 +123,14 @@ def link_check(token: str, *, now: datetime | None = None) -> LinkCheck:
 
 
 REFUSAL_TEXT = {
-    Outcome.INVALID: "This link is not valid. It may have been cut short or altered; open it again from the email.",
-    Outcome.EXPIRED: "This link has expired: the request was not decided within its time limit.",
-    Outcome.USED: "This link has already been used to decide. Each link works once.",
-    Outcome.OUTDATED: "This request has changed since this email was sent (another decision, or it was "
-    "withdrawn or expired), so this link no longer works. Check your approvals inbox for the current state.",
-    Outcome.WRONG_USER: "This link was sent to someone else. Sign out and sign in as the person it was sent to.",
+    Outcome.INVALID: _("This link is not valid. It may have been cut short or altered; open it again from the email."),
+    Outcome.EXPIRED: _("This link has expired: the request was not decided within its time limit."),
+    Outcome.USED: _("This link has already been used to decide. Each link works once."),
+    Outcome.OUTDATED: _(
+        "This request has changed since this email was sent (another decision, or it was "
+        "withdrawn or expired), so this link no longer works. Check your approvals inbox for the current state."
+    ),
+    Outcome.WRONG_USER: _("This link was sent to someone else. Sign out and sign in as the person it was sent to."),
 }
 
 

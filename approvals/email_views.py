@@ -13,6 +13,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import render
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods
 from django_otp import user_has_device
 
@@ -28,7 +29,7 @@ from broker.portal.helpers import PortalForm, apply_error
 from broker.portal.middleware import use_server_zone
 
 REFUSAL_STATUS = {Outcome.INVALID: 400, Outcome.WRONG_USER: 403}
-THROTTLED_TEXT = (
+THROTTLED_TEXT = _(
     "Too many links that are not valid were opened from your address. Wait a while, then open the link "
     "again from the email."
 )
@@ -38,25 +39,25 @@ class DecisionForm(PortalForm):
     """Comment and code; the decision is the button pressed (``decision``: approve or deny)."""
 
     comment = forms.CharField(
-        label="Comment",
+        label=_("Comment"),
         required=False,
         max_length=2000,
         widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="Required to deny; the requester sees it.",
+        help_text=_("Required to deny; the requester sees it."),
     )
     code = forms.CharField(
-        label="One-time code",
+        label=_("One-time code"),
         required=False,
         max_length=32,
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
-        help_text="The current code from your authenticator app (or a backup code).",
+        help_text=_("The current code from your authenticator app (or a backup code)."),
     )
 
     def clean(self):
         data = super().clean()
         decision = self.data.get("decision")
         if decision not in ("approve", "deny"):
-            raise forms.ValidationError("Press Approve or Deny.")
+            raise forms.ValidationError(_("Press Approve or Deny."))
         data["decision"] = decision
         return data
 

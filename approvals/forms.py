@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django import forms
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from broker.portal.helpers import PortalForm, code_field
 
@@ -11,11 +13,11 @@ class DecisionForm(PortalForm):
     """Comment and code; the verdict is the button pressed (Approve or Deny), given as ``verdict``."""
 
     comment = forms.CharField(
-        label="Comment",
+        label=gettext_lazy("Comment"),
         required=False,
         max_length=2000,
         widget=forms.Textarea(attrs={"rows": 2}),
-        help_text="Required to deny; the requester sees it.",
+        help_text=gettext_lazy("Required to deny; the requester sees it."),
     )
 
     def __init__(self, *args, needs_code: bool, verdict: str | None = None, **kwargs):
@@ -27,8 +29,8 @@ class DecisionForm(PortalForm):
     def clean(self):
         data = super().clean()
         if self.verdict not in ("approve", "deny"):
-            raise forms.ValidationError("Press Approve or Deny.")
+            raise forms.ValidationError(_("Press Approve or Deny."))
         if self.verdict == "deny" and not (data.get("comment") or "").strip():
-            self.add_error("comment", "Say why you deny; the requester sees it.")
+            self.add_error("comment", _("Say why you deny; the requester sees it."))
         data["verdict"] = self.verdict
         return data

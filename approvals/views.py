@@ -50,12 +50,15 @@ def request_new(request, slug: str):
     form, req = _ask(request, role=role)
     if req is not None:
         if req.status == AccessRequest.Status.APPROVED:
-            text = f"{role.name} is yours for {humanize_duration(req.duration)}."
-            if req.break_glass:
-                text += " Security has been notified; this activation will be reviewed."
+            names = {"role": role.name, "duration": humanize_duration(req.duration)}
+            text = (
+                _("%(role)s is yours for %(duration)s. Security has been notified; this activation will be reviewed.")
+                if req.break_glass
+                else _("%(role)s is yours for %(duration)s.")
+            ) % names
             messages.success(request, text)
             return redirect(grant_path(req.grant.pk))
-        messages.success(request, f"Request sent. Approvers of {role.name} have been asked.")
+        messages.success(request, _("Request sent. Approvers of %(role)s have been asked.") % {"role": role.name})
         return redirect(request_path(req.pk))
     context = {
         "role": role,
@@ -78,9 +81,9 @@ def grant_extend(request, pk: int):
     if req is None:
         return grant_views.render_detail(request, grant, extension_form=form, status=400)
     if req.status == AccessRequest.Status.APPROVED:
-        messages.success(request, "Extended.")
+        messages.success(request, _("Extended."))
         return redirect(grant_path(grant.pk))
-    messages.success(request, "Extension requested. Approvers have been asked.")
+    messages.success(request, _("Extension requested. Approvers have been asked."))
     return redirect(request_path(req.pk))
 
 
@@ -178,7 +181,7 @@ def request_cancel(request, pk: int):
     except BrokerError as exc:
         error_message(request, exc)
     else:
-        messages.success(request, f"Request #{req.pk} withdrawn.")
+        messages.success(request, _("Request #%(pk)s withdrawn.") % {"pk": req.pk})
     return redirect(request_path(req.pk))
 
 
@@ -223,11 +226,14 @@ def request_decide(request, pk: int):
             # Not (or no longer) theirs to decide: there is no form to show the error in.
             error_message(request, exc)
         return _render_detail(request, req, form, status=400)
-    if verdict == "approve":
-        outcome = "approved; the grant is being switched on" if req.status == "approved" else "approved (more stages)"
+    names = {"pk": req.pk, "who": req.requester, "role": req.role.slug}
+    if verdict != "approve":
+        text = _("Request #%(pk)s (%(who)s → %(role)s) denied.")
+    elif req.status == "approved":
+        text = _("Request #%(pk)s (%(who)s → %(role)s) approved; the grant is being switched on.")
     else:
-        outcome = "denied"
-    messages.success(request, f"Request #{req.pk} ({req.requester} → {req.role.slug}) {outcome}.")
+        text = _("Request #%(pk)s (%(who)s → %(role)s) approved (more stages).")
+    messages.success(request, text % names)
     return redirect(inbox_path())
 
 

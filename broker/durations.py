@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from django.utils.translation import pgettext
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _PART = re.compile(r"(\d{1,7})([smhd])")
 _WHOLE = re.compile(r"(?:\d{1,7}[smhd])+")
@@ -44,12 +46,17 @@ def format_duration(value: timedelta | None) -> str:
     return "".join(parts)
 
 
+def day_unit() -> str:
+    """The abbreviation of days in the active language ("d"; "Tg." in German)."""
+    return pgettext("abbreviation of days in a duration", "d")
+
+
 def humanize_duration(value: timedelta | None) -> str:
-    """For people: ``1 h 30 min``."""
+    """For people: ``1 h 30 min`` (the day unit in the active language)."""
     if value is None:
         return ""
     seconds = max(0, int(value.total_seconds()))
-    names = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
+    names = ((day_unit(), 86400), ("h", 3600), ("min", 60), ("s", 1))
     parts = []
     for unit, size in names:
         count, seconds = divmod(seconds, size)

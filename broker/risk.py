@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.utils import translation
 
 from accounts.events import record_auth_event
 from accounts.models import ApiToken
@@ -81,6 +82,10 @@ def user_signal_apply(
 
     username = user.get_username()
     outcome = SignalOutcome(user=username, event=event)
+    # Kept in the audit trail and on the rows: in the broker's own words (the English source),
+    # whatever language the reporter's request was in.
+    with translation.override(None):
+        said = wording.risk_event(event)
     # The grants and requests are ended below, as a risk signal: not by the reaction to the deactivation.
     with transaction.atomic(), handled_by_caller():
         record_auth_event(
@@ -92,10 +97,10 @@ def user_signal_apply(
             outcome.account_deactivated = True
             record_auth_event("user.deactivated", user=user, actor=actor, via=via, ip=ip, data={"event": event})
         if event == "credential_compromised":
-            password_revoke(user=user, actor=actor, reason=f"risk signal: {wording.risk_event(event)}", via=via, ip=ip)
+            password_revoke(user=user, actor=actor, reason=f"risk signal: {said}", via=via, ip=ip)
             outcome.password_revoked = True
         # First the sessions: the one step that shuts a browser already inside out at once.
-        sessions_end(user=user, actor=actor, reason=f"risk signal: {wording.risk_event(event)}", via=via, ip=ip)
+        sessions_end(user=user, actor=actor, reason=f"risk signal: {said}", via=via, ip=ip)
         outcome.sessions_ended = True
 
     for token_id in ApiToken.objects.filter(user=user, revoked_at__isnull=True).values_list("pk", flat=True):
@@ -105,7 +110,7 @@ def user_signal_apply(
         except NotFound:
             pass  # revoked meanwhile
 
-    why = f"risk signal ({wording.risk_event(event)}): {reason}"
+    why = f"risk signal ({said}): {reason}"
     # Lock order as everywhere: requests before grants (approving a request creates its grant).
     for _ in range(_PASSES):
         pending = list(

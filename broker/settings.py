@@ -95,6 +95,9 @@ MIDDLEWARE = [
     # Serves collected static files in production (gunicorn), with far-future caching headers.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The language of the page from the browser (Accept-Language); PreferenceMiddleware below
+    # switches to the one saved on the signed-in person's account.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -103,7 +106,8 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # The portal: times in the viewer's time zone (the one saved on their account, read first).
+    # The portal: times in the viewer's time zone and pages in their language (the ones saved on
+    # their account, read first).
     "accounts.preferences.PreferenceMiddleware",
     "broker.portal.middleware.TimeZoneMiddleware",
 ]
@@ -155,7 +159,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LANGUAGE_CODE = "en-us"
+# Every string people read is translatable (make messages); English is the source, German is
+# shipped in locale/ with its compiled .mo, so no gettext tools are needed to run the broker.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("de", "Deutsch")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

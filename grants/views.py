@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts import stepup
@@ -107,8 +108,12 @@ def grant_relinquish(request, pk: int):
     except BrokerError as exc:
         error_message(request, exc)
     else:
-        done = "the access is removed" if grant.ended_at else "the access is being removed from the target"
-        messages.success(request, f"You gave {grant.role.slug} back; {done}.")
+        text = (
+            _("You gave %(role)s back; the access is removed.")
+            if grant.ended_at
+            else _("You gave %(role)s back; the access is being removed from the target.")
+        )
+        messages.success(request, text % {"role": grant.role.slug})
     return redirect(grant_path(grant.pk))
 
 
@@ -132,7 +137,11 @@ def grant_revoke(request, pk: int):
         except BrokerError as exc:
             apply_error(form, exc)
         else:
-            messages.success(request, f"Grant #{grant.pk} revoked: {grant.user} no longer holds {grant.role.slug}.")
+            messages.success(
+                request,
+                _("Grant #%(pk)s revoked: %(who)s no longer holds %(role)s.")
+                % {"pk": grant.pk, "who": grant.user, "role": grant.role.slug},
+            )
             return redirect(grant_path(grant.pk))
     return render_detail(request, grant, revoke_form=form, status=400)
 
@@ -157,7 +166,7 @@ def grant_review(request, pk: int):
         except BrokerError as exc:
             error_message(request, exc)
         else:
-            messages.success(request, f"Break-glass grant #{grant.pk} marked as reviewed.")
+            messages.success(request, _("Break-glass grant #%(pk)s marked as reviewed.") % {"pk": grant.pk})
         target = request.POST.get("next")
         return redirect("/review/" if target == "review" else grant_path(grant.pk))
     return render_detail(request, grant, review_form=form, status=400)

@@ -31,7 +31,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from approvals.models import AccessRequest, Decision
 from broker import links
@@ -362,7 +362,10 @@ def send(*, kind: str, object_id: int, revision: int = 0, now: datetime | None =
     if builder is None:
         return 0, []
     now = now or timezone.now()
-    message = builder(object_id, revision, now)
+    # A channel is read by a team, not one person: the broker's default language (the facts and
+    # durations come from messages.py, which follows the active language).
+    with translation.override(settings.LANGUAGE_CODE):
+        message = builder(object_id, revision, now)
     if message is None:
         return 0, []
     sent, failed = 0, []

@@ -17,7 +17,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext, pgettext
 
 from accounts import preferences
 from approvals import email_links
@@ -49,6 +51,9 @@ class Draft:
     more_links: list[tuple[str, str]] = field(default_factory=list)
     # Work done only once the message is claimed (issuing a single-use link), returning overrides.
     late: Callable[[], dict] | None = None
+    # The recipient's language (accounts.preferences), in which ``build`` wrote the draft and the
+    # outbox renders its email.
+    language: str = ""
 
 
 # --- Facts shown in messages ------------------------------------------------------------------------
@@ -66,26 +71,31 @@ def _person(user: AbstractBaseUser) -> str:
 
 def _request_facts(req: AccessRequest) -> list[tuple[str, str]]:
     facts = [
-        ("Who", _person(req.requester)),
-        ("Role", f"{req.role.name} ({req.role.slug})"),
-        ("How long", humanize_duration(req.duration) + (" more (extension)" if req.kind == "extension" else "")),
-        ("Justification", req.justification or "—"),
-        ("Ticket", req.ticket or "—"),
+        (_("Who"), _person(req.requester)),
+        (_("Role"), f"{req.role.name} ({req.role.slug})"),
+        (
+            _("How long"),
+            _("%(duration)s more (extension)") % {"duration": humanize_duration(req.duration)}
+            if req.kind == "extension"
+            else humanize_duration(req.duration),
+        ),
+        (_("Justification"), req.justification or "—"),
+        (_("Ticket"), req.ticket or "—"),
     ]
     if req.starts_at:
-        facts.insert(3, ("Starts", _when(req.starts_at)))
+        facts.insert(3, (_("Starts"), _when(req.starts_at)))
     if req.flagged:
         # The anomaly scoring's reasons (approvals/anomaly.py), each a sentence.
-        facts.append(("Unusual", " ".join(r.get("sentence", "") for r in req.flag_reasons)))
+        facts.append((_("Unusual"), " ".join(r.get("sentence", "") for r in req.flag_reasons)))
     return facts
 
 
 def _grant_facts(grant: Grant) -> list[tuple[str, str]]:
     return [
-        ("Role", f"{grant.role.name} ({grant.role.slug})"),
-        ("Holder", grant.user.get_username()),
-        ("From", _when(grant.starts_at)),
-        ("Until", _when(grant.expires_at)),
+        (_("Role"), f"{grant.role.name} ({grant.role.slug})"),
+        (_("Holder"), grant.user.get_username()),
+        (pgettext("since", "From"), _when(grant.starts_at)),
+        (_("Until"), _when(grant.expires_at)),
     ]
 
 
@@ -116,8 +126,10 @@ def waiting_approvers(req: AccessRequest, *, escalation_only: bool = False) -> l
 
 def _escalation_why(req: AccessRequest) -> str:
     if req.role.escalation_users.exists() or req.role.escalation_groups.exists():
-        return f"You get this because you are an escalation approver for the role {req.role.slug}."
-    return f"You get this because you are in the {settings.ESCALATION_GROUP} group, which decides escalated requests."
+        return _("You get this because you are an escalation approver for the role %(role)s.") % {"role": req.role.slug}
+    return _("You get this because you are in the %(group)s group, which decides escalated requests.") % {
+        "group": settings.ESCALATION_GROUP
+    }
 
 
 def security_people() -> list[AbstractBaseUser]:
@@ -143,27 +155,36 @@ def _approver_drafts(
 
         who = req.requester.get_username()
         waited = humanize_duration(now - req.stage_started_at)
+        names = {"who": who, "waited": waited, "role": req.role.slug, "pk": req.pk}
         subject = (
-            f"Escalated: {who} has waited {waited} for {req.role.slug} (request #{req.pk})"
+            _("Escalated: %(who)s has waited %(waited)s for %(role)s (request #%(pk)s)") % names
             if escalated
-            else f"Reminder: {who} is still waiting for {req.role.slug} (request #{req.pk})"
+            else _("Reminder: %(who)s is still waiting for %(role)s (request #%(pk)s)") % names
             if reminder
-            else f"Decision needed: {who} asks for {req.role.slug} (request #{req.pk})"
+            else _("Decision needed: %(who)s asks for %(role)s (request #%(pk)s)") % names
         )
         intro = [
-            f"{who} asks for {req.role.name} for {humanize_duration(req.duration)}.",
-            "This request is flagged as unusual for them (see Unusual below); they confirmed it with a "
-            "second factor. Check the reasons before deciding."
+            _("%(who)s asks for %(role)s for %(duration)s.")
+            % {"who": who, "role": req.role.name, "duration": humanize_duration(req.duration)},
+            _(
+                "This request is flagged as unusual for them (see Unusual below); they confirmed it with a "
+                "second factor. Check the reasons before deciding."
+            )
             if req.flagged
             else "",
-            f"Stage {req.current_stage + 1} has waited {waited} without a decision, so it was escalated to you: "
-            "you may approve or deny it in place of its approvers."
+            _(
+                "Stage %(stage)s has waited %(waited)s without a decision, so it was escalated to you: "
+                "you may approve or deny it in place of its approvers."
+            )
+            % {"stage": req.current_stage + 1, "waited": waited}
             if escalated
             else "",
-            "Half of the time to decide has passed without a decision." if reminder else "",
-            f"The request expires unanswered at {_when(req.expires_at)}.",
-            "The button opens a page with the facts; nothing is decided until you sign in, confirm with "
-            "your authenticator and press Approve or Deny there. The link works once, for you only.",
+            _("Half of the time to decide has passed without a decision.") if reminder else "",
+            _("The request expires unanswered at %(when)s.") % {"when": _when(req.expires_at)},
+            _(
+                "The button opens a page with the facts; nothing is decided until you sign in, confirm with "
+                "your authenticator and press Approve or Deny there. The link works once, for you only."
+            ),
         ]
         drafts.append(
             Draft(
@@ -171,16 +192,19 @@ def _approver_drafts(
                 revision=revision,
                 subject=subject,
                 intro=[line for line in intro if line],
-                facts=[*_request_facts(req), ("Stage", f"{req.current_stage + 1} of {stages}")],
-                why=f"You get this because you are an approver of stage {req.current_stage + 1} "
-                f"for the role {req.role.slug}."
+                facts=[
+                    *_request_facts(req),
+                    (_("Stage"), _("%(stage)s of %(stages)s") % {"stage": req.current_stage + 1, "stages": stages}),
+                ],
+                why=_("You get this because you are an approver of stage %(stage)s for the role %(role)s.")
+                % {"stage": req.current_stage + 1, "role": req.role.slug}
                 if approver.pk in own
                 else _escalation_why(req),
-                action_label="Review the request",
+                action_label=_("Review the request"),
                 action_url="",
                 more_links=[
-                    ("Open the request in the portal", links.absolute(links.request_path(req.pk))),
-                    ("Your approvals inbox", links.absolute(links.inbox_path())),
+                    (_("Open the request in the portal"), links.absolute(links.request_path(req.pk))),
+                    (_("Your approvals inbox"), links.absolute(links.inbox_path())),
                 ],
                 late=late,
             )
@@ -216,8 +240,8 @@ def _escalated(object_id: int, revision: int, now: datetime) -> list[Draft]:
 def _requester_draft(req: AccessRequest, **fields) -> Draft:
     return Draft(
         recipient=req.requester,
-        why=f"You get this because you requested {req.role.slug} (request #{req.pk}).",
-        action_label="Open the request",
+        why=_("You get this because you requested %(role)s (request #%(pk)s).") % {"role": req.role.slug, "pk": req.pk},
+        action_label=_("Open the request"),
         action_url=links.absolute(links.request_path(req.pk)),
         **fields,
     )
@@ -231,17 +255,18 @@ def _approved(object_id: int, revision: int, now: datetime) -> list[Draft]:
         req.decisions.filter(verdict=Decision.Verdict.APPROVE).values_list("approver__username", flat=True)
     )
     grant = req.extends_grant if req.kind == AccessRequest.Kind.EXTENSION else getattr(req, "grant", None)
-    facts = _request_facts(req) + [("Approved by", approvers or "policy")]
+    facts = _request_facts(req) + [(_("Approved by"), approvers or _("policy"))]
     if grant is not None:
         grant.refresh_from_db()
-        facts += [("Access from", _when(grant.starts_at)), ("Access until", _when(grant.expires_at))]
+        facts += [(_("Access from"), _when(grant.starts_at)), (_("Access until"), _when(grant.expires_at))]
     intro = [
-        f"Your request for {req.role.name} was approved."
+        _("Your request for %(role)s was approved.") % {"role": req.role.name}
         if req.kind == AccessRequest.Kind.NEW
-        else f"Your extension of {req.role.name} was approved.",
-        "The access is switched on at the start time and off again at its end, by itself.",
+        else _("Your extension of %(role)s was approved.") % {"role": req.role.name},
+        _("The access is switched on at the start time and off again at its end, by itself."),
     ]
-    return [_requester_draft(req, subject=f"Approved: {req.role.slug} (request #{req.pk})", intro=intro, facts=facts)]
+    subject = _("Approved: %(role)s (request #%(pk)s)") % {"role": req.role.slug, "pk": req.pk}
+    return [_requester_draft(req, subject=subject, intro=intro, facts=facts)]
 
 
 def _denied(object_id: int, revision: int, now: datetime) -> list[Draft]:
@@ -251,9 +276,10 @@ def _denied(object_id: int, revision: int, now: datetime) -> list[Draft]:
     decision = req.decisions.filter(verdict=Decision.Verdict.DENY).select_related("approver").first()
     facts = _request_facts(req)
     if decision is not None:
-        facts += [("Denied by", decision.approver.get_username()), ("Comment", decision.comment or "—")]
-    intro = [f"Your request for {req.role.name} was denied."]
-    return [_requester_draft(req, subject=f"Denied: {req.role.slug} (request #{req.pk})", intro=intro, facts=facts)]
+        facts += [(_("Denied by"), decision.approver.get_username()), (_("Comment"), decision.comment or "—")]
+    intro = [_("Your request for %(role)s was denied.") % {"role": req.role.name}]
+    subject = _("Denied: %(role)s (request #%(pk)s)") % {"role": req.role.slug, "pk": req.pk}
+    return [_requester_draft(req, subject=subject, intro=intro, facts=facts)]
 
 
 def _expired(object_id: int, revision: int, now: datetime) -> list[Draft]:
@@ -261,13 +287,14 @@ def _expired(object_id: int, revision: int, now: datetime) -> list[Draft]:
     if req is None or req.status != AccessRequest.Status.EXPIRED:
         return []
     intro = [
-        f"Your request for {req.role.name} expired unanswered: {req.closed_reason or 'nobody decided in time'}.",
-        "Ask again if you still need the access.",
+        _("Your request for %(role)s expired unanswered: %(why)s.")
+        % {"role": req.role.name, "why": req.closed_reason or _("nobody decided in time")},
+        _("Ask again if you still need the access."),
     ]
     return [
         _requester_draft(
             req,
-            subject=f"Expired unanswered: {req.role.slug} (request #{req.pk})",
+            subject=_("Expired unanswered: %(role)s (request #%(pk)s)") % {"role": req.role.slug, "pk": req.pk},
             intro=intro,
             facts=_request_facts(req),
         )
@@ -277,8 +304,9 @@ def _expired(object_id: int, revision: int, now: datetime) -> list[Draft]:
 def _holder_draft(grant: Grant, **fields) -> Draft:
     return Draft(
         recipient=grant.user,
-        why=f"You get this because you hold (or held) {grant.role.slug} through grant #{grant.pk}.",
-        action_label="Open the grant",
+        why=_("You get this because you hold (or held) %(role)s through grant #%(pk)s.")
+        % {"role": grant.role.slug, "pk": grant.pk},
+        action_label=_("Open the grant"),
         action_url=links.absolute(links.grant_path(grant.pk)),
         facts=_grant_facts(grant),
         **fields,
@@ -290,10 +318,11 @@ def _grant_active(object_id: int, revision: int, now: datetime) -> list[Draft]:
     if grant is None or grant.status != Grant.Status.ACTIVE:
         return []
     intro = [
-        f"You now hold {grant.role.name}, until {_when(grant.expires_at)}.",
-        "Give it back early from the grant page when you are done.",
+        _("You now hold %(role)s, until %(until)s.") % {"role": grant.role.name, "until": _when(grant.expires_at)},
+        _("Give it back early from the grant page when you are done."),
     ]
-    return [_holder_draft(grant, subject=f"Active: {grant.role.slug} until {_when(grant.expires_at)}", intro=intro)]
+    subject = _("Active: %(role)s until %(until)s") % {"role": grant.role.slug, "until": _when(grant.expires_at)}
+    return [_holder_draft(grant, subject=subject, intro=intro)]
 
 
 def expiry_warning_applies(grant: Grant) -> bool:
@@ -312,10 +341,12 @@ def _grant_expiring(object_id: int, revision: int, now: datetime) -> list[Draft]
         return []
     left = humanize_duration(grant.expires_at - now)
     intro = [
-        f"Your {grant.role.name} access ends in {left}, at {_when(grant.expires_at)}.",
-        "Finish or save your work; request an extension from the grant page if you need more time.",
+        _("Your %(role)s access ends in %(left)s, at %(when)s.")
+        % {"role": grant.role.name, "left": left, "when": _when(grant.expires_at)},
+        _("Finish or save your work; request an extension from the grant page if you need more time."),
     ]
-    return [_holder_draft(grant, subject=f"Ends in {left}: {grant.role.slug}", revision=revision, intro=intro)]
+    subject = _("Ends in %(left)s: %(role)s") % {"left": left, "role": grant.role.slug}
+    return [_holder_draft(grant, subject=subject, revision=revision, intro=intro)]
 
 
 def _grant_ended(object_id: int, revision: int, now: datetime) -> list[Draft]:
@@ -323,16 +354,23 @@ def _grant_ended(object_id: int, revision: int, now: datetime) -> list[Draft]:
     if grant is None or grant.status not in (Grant.Status.EXPIRED, Grant.Status.REVOKED, Grant.Status.FAILED):
         return []
     why = wording.ended_to_holder(grant.end_reason)
-    intro = [f"Your {grant.role.name} access has ended ({why}) and was removed at {_when(grant.ended_at)}."]
+    intro = [
+        _("Your %(role)s access has ended (%(why)s) and was removed at %(when)s.")
+        % {"role": grant.role.name, "why": why, "when": _when(grant.ended_at)}
+    ]
     if grant.end_comment:
-        intro.append(f"Comment: {grant.end_comment}")
-    state = wording.grant_state(grant.status, grant.end_reason)
-    subject = f"{state[:1].upper()}{state[1:]}: {grant.role.slug} (grant #{grant.pk})"
+        intro.append(_("Comment: %(comment)s") % {"comment": grant.end_comment})
+    state = str(wording.grant_state(grant.status, grant.end_reason))
+    subject = _("%(state)s: %(role)s (grant #%(pk)s)") % {
+        "state": f"{state[:1].upper()}{state[1:]}",
+        "role": grant.role.slug,
+        "pk": grant.pk,
+    }
     return [_holder_draft(grant, subject=subject, intro=intro)]
 
 
 def _security_drafts(grant: Grant, *, subject: str, intro: list[str], revision: int = 0) -> list[Draft]:
-    facts = _grant_facts(grant) + [("Justification", grant.request.justification or "—")]
+    facts = _grant_facts(grant) + [(_("Justification"), grant.request.justification or "—")]
     return [
         Draft(
             recipient=person,
@@ -340,8 +378,8 @@ def _security_drafts(grant: Grant, *, subject: str, intro: list[str], revision: 
             subject=subject,
             intro=intro,
             facts=facts,
-            why=f"You get this because you are in the {SECURITY_GROUP} group.",
-            action_label="Open the grant",
+            why=_("You get this because you are in the %(group)s group.") % {"group": SECURITY_GROUP},
+            action_label=_("Open the grant"),
             action_url=links.absolute(links.grant_path(grant.pk)),
         )
         for person in security_people()
@@ -356,32 +394,46 @@ def _break_glass(object_id: int, revision: int, now: datetime) -> list[Draft]:
     who = grant.user.get_username()
     if revision in (0, grant.request_id):
         intro = [
-            f"{who} activated the break-glass role {grant.role.name} without approval.",
-            "Check that it is justified; the grant waits for its post-hoc review.",
+            _("%(who)s activated the break-glass role %(role)s without approval.")
+            % {"who": who, "role": grant.role.name},
+            _("Check that it is justified; the grant waits for its post-hoc review."),
         ]
-        return _security_drafts(
-            grant, subject=f"Break-glass: {who} activated {grant.role.slug}", intro=intro, revision=revision
-        )
+        subject = _("Break-glass: %(who)s activated %(role)s") % {"who": who, "role": grant.role.slug}
+        return _security_drafts(grant, subject=subject, intro=intro, revision=revision)
     extension = AccessRequest.objects.filter(
         pk=revision, extends_grant=grant, kind=AccessRequest.Kind.EXTENSION, status=AccessRequest.Status.APPROVED
     ).first()
     if extension is None:
         return []
     intro = [
-        f"{who} extended the break-glass role {grant.role.name} by {humanize_duration(extension.duration)} "
-        f"(extension #{extension.pk}); the access now lasts until {_when(grant.expires_at)}.",
-        "The extension reopened the grant's post-hoc review: check that the extra time is justified.",
+        _(
+            "%(who)s extended the break-glass role %(role)s by %(duration)s "
+            "(extension #%(pk)s); the access now lasts until %(until)s."
+        )
+        % {
+            "who": who,
+            "role": grant.role.name,
+            "duration": humanize_duration(extension.duration),
+            "pk": extension.pk,
+            "until": _when(grant.expires_at),
+        },
+        _("The extension reopened the grant's post-hoc review: check that the extra time is justified."),
     ]
     drafts = _security_drafts(
         grant,
-        subject=f"Break-glass extended: {who} keeps {grant.role.slug} until {_when(grant.expires_at)}",
+        subject=_("Break-glass extended: %(who)s keeps %(role)s until %(until)s")
+        % {"who": who, "role": grant.role.slug, "until": _when(grant.expires_at)},
         intro=intro,
         revision=revision,
     )
     for draft in drafts:
         draft.facts += [
-            ("Extension", f"#{extension.pk}, {humanize_duration(extension.duration)} more"),
-            ("Why more time", extension.justification or "—"),
+            (
+                _("Extension"),
+                _("#%(pk)s, %(duration)s more")
+                % {"pk": extension.pk, "duration": humanize_duration(extension.duration)},
+            ),
+            (_("Why more time"), extension.justification or "—"),
         ]
     return drafts
 
@@ -391,15 +443,23 @@ def _revoke_failed(object_id: int, revision: int, now: datetime) -> list[Draft]:
     if grant is None or grant.status != Grant.Status.REVOKE_FAILED:
         return []
     intro = [
-        f"The broker could not remove {grant.user.get_username()}'s {grant.role.slug} access from the target "
-        f"system after {grant.attempts} attempts. The grant is no longer effective in the broker, but the "
-        "target may still give the access: remove it by hand, then retry from the admin.",
-        f"Last error: {grant.last_error or '—'}",
-        f"Next automatic retry: {_when(grant.next_attempt_at)}.",
+        ngettext(
+            "The broker could not remove %(who)s's %(role)s access from the target system after %(count)s "
+            "attempt. The grant is no longer effective in the broker, but the target may still give the "
+            "access: remove it by hand, then retry from the admin.",
+            "The broker could not remove %(who)s's %(role)s access from the target system after %(count)s "
+            "attempts. The grant is no longer effective in the broker, but the target may still give the "
+            "access: remove it by hand, then retry from the admin.",
+            grant.attempts,
+        )
+        % {"who": grant.user.get_username(), "role": grant.role.slug, "count": grant.attempts},
+        _("Last error: %(error)s") % {"error": grant.last_error or "—"},
+        _("Next automatic retry: %(when)s.") % {"when": _when(grant.next_attempt_at)},
     ]
     return _security_drafts(
         grant,
-        subject=f"Revocation failing: {grant.role.slug} of {grant.user.get_username()} (grant #{grant.pk})",
+        subject=_("Revocation failing: %(role)s of %(who)s (grant #%(pk)s)")
+        % {"role": grant.role.slug, "who": grant.user.get_username(), "pk": grant.pk},
         intro=intro,
         revision=revision,
     )
@@ -410,26 +470,51 @@ def _audit_broken(object_id: int, revision: int, now: datetime) -> list[Draft]:
     found, authentic = stored_verification()  # what the scheduled walk that asked for this message found
     if found is None or found.ok or not authentic or (found.broken_seq or 0) != object_id:
         return []  # nothing (or something else) is broken now: that finding has its own message
-    where = f"event #{found.broken_seq}" if found.broken_seq else "its checkpoints"
+    where = _("event #%(seq)s") % {"seq": found.broken_seq} if found.broken_seq else _("its checkpoints")
     intro = [
-        f"The scheduled check of the audit trail found it broken at {where}: {found.reason}.",
-        f"Events up to #{found.seq} still verify (head hash {found.hash}). Compare with the signed "
-        "checkpoints kept outside the database, and find out who changed the database directly.",
+        _("The scheduled check of the audit trail found it broken at %(where)s: %(reason)s.")
+        % {"where": where, "reason": found.reason},
+        _(
+            "Events up to #%(seq)s still verify (head hash %(hash)s). Compare with the signed "
+            "checkpoints kept outside the database, and find out who changed the database directly."
+        )
+        % {"seq": found.seq, "hash": found.hash},
     ]
     return [
         Draft(
             recipient=person,
-            subject=f"Audit trail broken at {where}",
+            subject=_("Audit trail broken at %(where)s") % {"where": where},
             intro=intro,
-            why=f"You get this because you are in the {SECURITY_GROUP} group.",
-            action_label="Open the audit log",
+            why=_("You get this because you are in the %(group)s group.") % {"group": SECURITY_GROUP},
+            action_label=_("Open the audit log"),
             action_url=links.absolute(links.audit_log_path()),
         )
         for person in security_people()
     ]
 
 
-_DEVICE_KINDS = {"totp": "an authenticator app", "passkey": "a passkey"}
+def _device_added_line(kind: str | None, *, first: bool) -> str:
+    if kind == "totp":
+        return (
+            _("An authenticator app was added to your account as a second factor (your first one).")
+            if first
+            else _("An authenticator app was added to your account as a second factor.")
+        )
+    if kind == "passkey":
+        return (
+            _("A passkey was added to your account as a second factor (your first one).")
+            if first
+            else _("A passkey was added to your account as a second factor.")
+        )
+    return (
+        _("A second factor was added to your account (your first one).")
+        if first
+        else _("A second factor was added to your account.")
+    )
+
+
+def _device_kind(kind: str | None) -> str:
+    return {"totp": _("an authenticator app"), "passkey": _("a passkey")}.get(kind or "", _("a second factor"))
 
 
 def _mfa_device_added(object_id: int, revision: int, now: datetime) -> list[Draft]:
@@ -438,22 +523,26 @@ def _mfa_device_added(object_id: int, revision: int, now: datetime) -> list[Draf
     person = User.objects.filter(pk=event.target_id).first() if event is not None else None
     if person is None:
         return []
-    kind = _DEVICE_KINDS.get(event.data.get("type"), "a second factor")
     intro = [
-        f"{kind[0].upper()}{kind[1:]} was added to your account as a second factor"
-        + (" (your first one)." if event.data.get("first") else "."),
-        "If that was you, there is nothing to do. If it was not, someone has your password and your "
-        "session: tell your security team at once, so that they can end your sessions and reset your password.",
+        _device_added_line(event.data.get("type"), first=bool(event.data.get("first"))),
+        _(
+            "If that was you, there is nothing to do. If it was not, someone has your password and your "
+            "session: tell your security team at once, so that they can end your sessions and reset your password."
+        ),
     ]
     return [
         Draft(
             recipient=person,
-            subject="A second factor was added to your account",
+            subject=_("A second factor was added to your account"),
             intro=intro,
-            why="You get this whenever a second factor is added to your account.",
-            action_label="Review your second factors",
+            why=_("You get this whenever a second factor is added to your account."),
+            action_label=_("Review your second factors"),
             action_url=links.absolute(links.mfa_devices_path()),
-            facts=[("What", kind), ("When", _when(event.at)), ("From address", event.ip or "—")],
+            facts=[
+                (_("What"), _device_kind(event.data.get("type"))),
+                (_("When"), _when(event.at)),
+                (_("From address"), event.ip or "—"),
+            ],
         )
     ]
 
@@ -547,19 +636,30 @@ def reminder_due_at(req: AccessRequest) -> datetime:
 
 
 def build(kind: str, object_id: int, revision: int, now: datetime) -> list[Draft]:
-    """The drafts of one message, each written in its recipient's time zone.
+    """The drafts of one message, each written in its recipient's time zone and language.
 
-    Builders write times (``_when``) in the active zone. The builder runs once in the server's
-    zone, then once more for each other zone its recipients chose (accounts.preferences), and each
-    person gets the draft written in theirs: one run for most messages, a few for a group.
+    Builders write times (``_when``) in the active zone and sentences in the active language. The
+    builder runs once in the server's zone and the default language, then once more for each other
+    pair of zone and language its recipients chose (accounts.preferences), and each person gets the
+    draft written in theirs: one run for most messages, a few for a group. So a German approver gets
+    a German email even when the requester reads English.
     """
     builder = BUILDERS[kind]
-    with timezone.override(zoneinfo.ZoneInfo(settings.TIME_ZONE)):
+    default = (settings.TIME_ZONE, settings.LANGUAGE_CODE)
+    with timezone.override(zoneinfo.ZoneInfo(settings.TIME_ZONE)), translation.override(settings.LANGUAGE_CODE):
         drafts = builder(object_id, revision, now)
-    zones = preferences.email_time_zones([d.recipient for d in drafts])
-    for zone in sorted(set(zones.values()) - {settings.TIME_ZONE}):
-        with timezone.override(zoneinfo.ZoneInfo(zone)):
-            local = {d.recipient.pk: d for d in builder(object_id, revision, now) if zones.get(d.recipient.pk) == zone}
+    people = [d.recipient for d in drafts]
+    zones, languages = preferences.email_time_zones(people), preferences.email_languages(people)
+    wanted = {pk: (zones[pk], languages[pk]) for pk in zones}
+    for zone, language in sorted(set(wanted.values()) - {default}):
+        with timezone.override(zoneinfo.ZoneInfo(zone)), translation.override(language):
+            local = {
+                d.recipient.pk: d
+                for d in builder(object_id, revision, now)
+                if wanted.get(d.recipient.pk) == (zone, language)
+            }
         # Someone missing from the second run (the object changed in between) keeps the first draft.
         drafts = [local.get(d.recipient.pk, d) for d in drafts]
+    for draft in drafts:
+        draft.language = wanted.get(draft.recipient.pk, default)[1]
     return drafts

@@ -20,7 +20,8 @@ from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.template.loader import render_to_string
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from approvals.models import AccessRequest
 from broker.notify import notify as notify_later
@@ -63,15 +64,18 @@ def _finish(kind: str, object_id: int, recipient, revision: int, **fields) -> No
 
 
 def _render(draft: Draft) -> EmailMultiAlternatives:
+    """The email of a draft, in the language the draft was written in (its recipient's)."""
     context = {
         "draft": draft,
         "recipient": draft.recipient,
         "site_url": settings.SITE_URL,
     }
-    text = render_to_string("email/message.txt", context)
-    html = render_to_string("email/message.html", context)
+    with translation.override(draft.language or settings.LANGUAGE_CODE):
+        text = render_to_string("email/message.txt", context)
+        html = render_to_string("email/message.html", context)
+        subject = _("[Access broker] %(subject)s") % {"subject": draft.subject}
     message = EmailMultiAlternatives(
-        subject=f"[Access broker] {draft.subject}",
+        subject=subject,
         body=text,
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[draft.recipient.email],

@@ -4,8 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.conf import settings as django_settings
 from django.core.cache import cache
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from approvals import services as approvals
 from approvals.models import AccessRequest
@@ -37,6 +38,15 @@ def pytest_terminal_summary(terminalreporter):
 def _empty_cache():
     """Every test starts with an empty cache: rate-limit counters never leak from one test to the next."""
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _default_language():
+    """Every test starts in the default language: a request in German (the middleware activates the
+    saved language for the thread, as Django's LocaleMiddleware does) never leaks into the next test."""
+    translation.activate(django_settings.LANGUAGE_CODE)
+    yield
+    translation.activate(django_settings.LANGUAGE_CODE)
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from broker import wording
 from broker.audit.chain import SYSTEM
@@ -59,110 +61,141 @@ def _seconds(value) -> str:
 
 def _names(values) -> str:
     if not values:
-        return "nobody"
+        return _("nobody")
     return ", ".join(str(v) for v in values)
 
 
-def _plural(count, one: str, many: str) -> str:
-    return f"{count} {one if count == 1 else many}"
+def _count(value) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _who(event: AuditEvent) -> str:
-    return "The broker" if event.actor_name == SYSTEM else event.actor_name
+    return _("The broker") if event.actor_name == SYSTEM else event.actor_name
 
 
 def _whose(event: AuditEvent) -> str:
-    return event.subject or "someone"
+    return event.subject or _("someone")
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 # --- Requests --------------------------------------------------------------------------------------
 
 
 def _request_created(e: AuditEvent, d: dict) -> Entry:
-    how_long = _seconds(d.get("duration_seconds"))
+    names = {"who": _who(e), "duration": _seconds(d.get("duration_seconds")), "role": e.role}
     if d.get("kind") == "extension":
-        title = f"{_who(e)} asked for {how_long} more on {e.role}"
+        title = _("%(who)s asked for %(duration)s more on %(role)s") % names
     elif d.get("break_glass"):
-        title = f"{_who(e)} activated the break-glass role {e.role} for {how_long}"
+        title = _("%(who)s activated the break-glass role %(role)s for %(duration)s") % names
     else:
-        title = f"{_who(e)} requested {e.role} for {how_long}"
+        title = _("%(who)s requested %(role)s for %(duration)s") % names
     parts = []
     if d.get("justification"):
-        parts.append(f"Justification: {d['justification']}")
+        parts.append(_("Justification: %(text)s") % {"text": d["justification"]})
     if d.get("ticket"):
-        parts.append(f"Ticket: {d['ticket']}")
+        parts.append(_("Ticket: %(ticket)s") % {"ticket": d["ticket"]})
     if d.get("starts_at"):
-        parts.append(f"Start requested for {_when(d['starts_at'])}")
+        parts.append(_("Start requested for %(when)s") % {"when": _when(d["starts_at"])})
     if d.get("break_glass"):
-        parts.append("Break-glass: security is notified; reviewed afterwards")
+        parts.append(_("Break-glass: security is notified; reviewed afterwards"))
     return Entry(e, title, " · ".join(parts), "warn" if d.get("break_glass") else "")
 
 
 def _approval_given(e: AuditEvent, d: dict) -> Entry:
-    how = ", as escalation approver" if d.get("escalation") else ""
-    return Entry(e, f"{_who(e)} approved (stage {d.get('stage', '?')}{how})", d.get("comment", ""), "good")
+    names = {"who": _who(e), "stage": d.get("stage", "?")}
+    title = (
+        _("%(who)s approved (stage %(stage)s, as escalation approver)") % names
+        if d.get("escalation")
+        else _("%(who)s approved (stage %(stage)s)") % names
+    )
+    return Entry(e, title, d.get("comment", ""), "good")
 
 
 def _denied(e: AuditEvent, d: dict) -> Entry:
-    how = ", as escalation approver" if d.get("escalation") else ""
-    return Entry(e, f"{_who(e)} denied (stage {d.get('stage', '?')}{how})", d.get("comment", ""), "bad")
+    names = {"who": _who(e), "stage": d.get("stage", "?")}
+    title = (
+        _("%(who)s denied (stage %(stage)s, as escalation approver)") % names
+        if d.get("escalation")
+        else _("%(who)s denied (stage %(stage)s)") % names
+    )
+    return Entry(e, title, d.get("comment", ""), "bad")
 
 
 def _escalated(e: AuditEvent, d: dict) -> Entry:
     people = ", ".join(d.get("escalated_to") or [])
     return Entry(
         e,
-        f"Stage {d.get('stage', '?')} escalated after {_seconds(d.get('waited_seconds'))} without a decision",
-        f"Escalation approvers: {people}" if people else "",
+        _("Stage %(stage)s escalated after %(waited)s without a decision")
+        % {"stage": d.get("stage", "?"), "waited": _seconds(d.get("waited_seconds"))},
+        _("Escalation approvers: %(people)s") % {"people": people} if people else "",
         "warn",
     )
 
 
 def _approved(e: AuditEvent, d: dict) -> Entry:
     why = {
-        "auto_approve": "Approved automatically: the role needs no approval",
-        "break_glass": "Break-glass: approved at once without approvers; security notified",
-    }.get(d.get("why"), "Approved: every stage has its approvals")
+        "auto_approve": _("Approved automatically: the role needs no approval"),
+        "break_glass": _("Break-glass: approved at once without approvers; security notified"),
+    }.get(d.get("why"), _("Approved: every stage has its approvals"))
     return Entry(e, why, "", "warn" if d.get("why") == "break_glass" else "good")
 
 
 def _cancelled(e: AuditEvent, d: dict) -> Entry:
     if e.actor_name == e.subject and not d.get("reason"):
-        return Entry(e, f"{_who(e)} withdrew the request", "", "bad")
+        return Entry(e, _("%(who)s withdrew the request") % {"who": _who(e)}, "", "bad")
     if d.get("end_reason"):
-        why = wording.ended_because(d["end_reason"]).replace("the holder", "the requester")
+        why = wording.ended_because(d["end_reason"])
+        if d["end_reason"] == "eligibility_lost":
+            why = _("the requester is no longer eligible for the role")
         reason = d.get("reason", "")
-        return Entry(e, f"Cancelled: {why}", "" if reason in why else reason, "bad")
-    by = "" if e.actor_name == SYSTEM else f" by {e.actor_name}"
-    return Entry(e, f"Cancelled{by}", d.get("reason", ""), "bad")
+        return Entry(e, _("Cancelled: %(why)s") % {"why": why}, "" if reason in why else reason, "bad")
+    if e.actor_name == SYSTEM:
+        return Entry(e, _("Cancelled"), d.get("reason", ""), "bad")
+    return Entry(e, _("Cancelled by %(who)s") % {"who": e.actor_name}, d.get("reason", ""), "bad")
 
 
 def _expired_request(e: AuditEvent, d: dict) -> Entry:
-    return Entry(e, "Expired: nobody decided in time", d.get("reason", ""), "bad")
+    return Entry(e, _("Expired: nobody decided in time"), d.get("reason", ""), "bad")
 
 
 LINK_REFUSALS = {
-    "invalid": "not valid (cut short or altered)",
-    "expired": "expired",
-    "used": "already used",
-    "outdated": "out of date (the request had changed)",
-    "wrong_user": "opened by someone it was not sent to",
+    "invalid": gettext_lazy("not valid (cut short or altered)"),
+    "expired": gettext_lazy("expired"),
+    "used": gettext_lazy("already used"),
+    "outdated": gettext_lazy("out of date (the request had changed)"),
+    "wrong_user": gettext_lazy("opened by someone it was not sent to"),
 }
 
 
 def _link_refused(e: AuditEvent, d: dict) -> Entry:
-    why = LINK_REFUSALS.get(d.get("reason"), "refused")
+    why = LINK_REFUSALS.get(d.get("reason"), _("refused"))
     if d.get("summary"):
+        count = _count(d.get("count"))
         return Entry(
             e,
-            f"{_plural(d.get('count'), 'made-up or altered email link', 'made-up or altered email links')} "
-            f"refused from one address within {_seconds(d.get('window_seconds'))}",
-            "Links whose signature does not verify are counted per address; this is the first over the limit.",
+            ngettext(
+                "%(count)s made-up or altered email link refused from one address within %(window)s",
+                "%(count)s made-up or altered email links refused from one address within %(window)s",
+                count,
+            )
+            % {"count": d.get("count"), "window": _seconds(d.get("window_seconds"))},
+            _("Links whose signature does not verify are counted per address; this is the first over the limit."),
             "warn",
         )
-    opener = "someone not signed in" if e.actor_name == SYSTEM else e.actor_name
-    sent_to = d.get("sent_to") or "an approver"
-    return Entry(e, f"An email decision link sent to {sent_to} was refused: {why}", f"Opened by {opener}.", "warn")
+    opener = _("someone not signed in") if e.actor_name == SYSTEM else e.actor_name
+    sent_to = d.get("sent_to") or _("an approver")
+    return Entry(
+        e,
+        _("An email decision link sent to %(who)s was refused: %(why)s") % {"who": sent_to, "why": why},
+        _("Opened by %(who)s.") % {"who": opener},
+        "warn",
+    )
 
 
 # --- Grants ----------------------------------------------------------------------------------------
@@ -170,82 +203,123 @@ def _link_refused(e: AuditEvent, d: dict) -> Entry:
 
 def _scheduled(e: AuditEvent, d: dict) -> Entry:
     return Entry(
-        e, f"Grant #{e.target_id} created", f"From {_when(d.get('starts_at'))} until {_when(d.get('expires_at'))}"
+        e,
+        _("Grant #%(pk)s created") % {"pk": e.target_id},
+        _("From %(since)s until %(until)s") % {"since": _when(d.get("starts_at")), "until": _when(d.get("expires_at"))},
     )
 
 
 def _activated(e: AuditEvent, d: dict) -> Entry:
-    return Entry(e, "Switched on in the target", f"Until {_when(d.get('expires_at'))}", "good")
+    return Entry(
+        e, _("Switched on in the target"), _("Until %(until)s") % {"until": _when(d.get("expires_at"))}, "good"
+    )
 
 
 def _extended(e: AuditEvent, d: dict) -> Entry:
-    return Entry(e, "Extended", f"Expiry moved from {_when(d.get('from'))} to {_when(d.get('to'))}", "good")
+    return Entry(
+        e,
+        _("Extended"),
+        _("Expiry moved from %(old)s to %(new)s") % {"old": _when(d.get("from")), "new": _when(d.get("to"))},
+        "good",
+    )
 
 
 def _ending(e: AuditEvent, d: dict) -> Entry:
     why = wording.ended_because(d.get("end_reason"))
-    return Entry(e, "End decided; removal from the target in progress", why[:1].upper() + why[1:] if why else "")
+    return Entry(e, _("End decided; removal from the target in progress"), _capital(why))
 
 
 def _connector_failed(e: AuditEvent, d: dict) -> Entry:
-    op = "switching it on" if d.get("operation") == "grant" else "removing it"
-    attempt = f" (attempt {d['attempt']})" if d.get("attempt") else ""
-    return Entry(e, f"The target failed while {op}{attempt}", d.get("error", ""), "bad")
+    switching_on = d.get("operation") == "grant"
+    if d.get("attempt"):
+        names = {"attempt": d["attempt"]}
+        title = (
+            _("The target failed while switching it on (attempt %(attempt)s)") % names
+            if switching_on
+            else _("The target failed while removing it (attempt %(attempt)s)") % names
+        )
+    else:
+        title = (
+            _("The target failed while switching it on") if switching_on else _("The target failed while removing it")
+        )
+    return Entry(e, title, d.get("error", ""), "bad")
 
 
 def _revoke_failed(e: AuditEvent, d: dict) -> Entry:
-    times = _plural(d["attempt"], "time", "times") if d.get("attempt") else "for good"
-    return Entry(e, f"Removal failed {times}; retried daily, security alerted", d.get("error", ""), "bad")
+    if d.get("attempt"):
+        count = _count(d["attempt"])
+        title = ngettext(
+            "Removal failed %(count)s time; retried daily, security alerted",
+            "Removal failed %(count)s times; retried daily, security alerted",
+            count,
+        ) % {"count": d["attempt"]}
+    else:
+        title = _("Removal failed for good; retried daily, security alerted")
+    return Entry(e, title, d.get("error", ""), "bad")
 
 
 def _lag(d: dict) -> str:
     lag = d.get("lag_seconds")
-    return f"Removed {lag:.1f} s after its end" if isinstance(lag, int | float) else ""
+    return _("Removed %(lag)s s after its end") % {"lag": f"{lag:.1f}"} if isinstance(lag, int | float) else ""
 
 
 def _expired_grant(e: AuditEvent, d: dict) -> Entry:
     if d.get("end_reason") == "not_activated":
-        return Entry(e, "Ended without ever being switched on", "", "bad")
-    return Entry(e, "Expired and removed from the target", _lag(d))
+        return Entry(e, _("Ended without ever being switched on"), "", "bad")
+    return Entry(e, _("Expired and removed from the target"), _lag(d))
 
 
 def _relinquished(e: AuditEvent, d: dict) -> Entry:
-    return Entry(e, f"{d.get('by') or _who(e)} gave the role back early (relinquished)", d.get("comment", ""))
+    return Entry(
+        e, _("%(who)s gave the role back early (relinquished)") % {"who": d.get("by") or _who(e)}, d.get("comment", "")
+    )
 
 
 def _revoked(e: AuditEvent, d: dict) -> Entry:
     reason = d.get("end_reason")
     by = d.get("by") if d.get("by") not in (None, "", SYSTEM) else ""
     if reason == "revoked":
-        title = f"Revoked by {by}" if by else "Revoked by an administrator"
+        title = _("Revoked by %(who)s") % {"who": by} if by else _("Revoked by an administrator")
     elif reason == "risk_signal":
-        title = "Revoked by a risk signal" + (f" reported by {by}" if by else "")
+        title = _("Revoked by a risk signal reported by %(who)s") % {"who": by} if by else _("Revoked by a risk signal")
     elif reason == "eligibility_lost":
-        title = f"Ended: {_whose(e)} is no longer eligible for {e.role or 'the role'}"
+        title = _("Ended: %(who)s is no longer eligible for %(role)s") % {
+            "who": _whose(e),
+            "role": e.role or _("the role"),
+        }
     elif reason == "role_retired":
-        title = f"Ended: the role {e.role} was retired".replace("  ", " ")
+        title = (
+            _("Ended: the role %(role)s was retired") % {"role": e.role} if e.role else _("Ended: the role was retired")
+        )
     else:
-        title = f"Ended: {wording.ended_because(reason) or 'ended early'}"
+        title = _("Ended: %(why)s") % {"why": wording.ended_because(reason) or _("ended early")}
     detail = " · ".join(part for part in (d.get("comment", ""), _lag(d)) if part)
     return Entry(e, title, detail, "bad")
 
 
 def _failed(e: AuditEvent, d: dict) -> Entry:
-    return Entry(e, "Activation failed for good; the grant never gave access", d.get("comment", ""), "bad")
+    return Entry(e, _("Activation failed for good; the grant never gave access"), d.get("comment", ""), "bad")
 
 
 def _reviewed(e: AuditEvent, d: dict) -> Entry:
-    return Entry(e, f"{_who(e)} reviewed the break-glass activation", d.get("note", ""), "good")
+    return Entry(e, _("%(who)s reviewed the break-glass activation") % {"who": _who(e)}, d.get("note", ""), "good")
 
 
 def _review_reopened(e: AuditEvent, d: dict) -> Entry:
     previous = d.get("previous") or {}
-    until = f" until {_when(d['expires_at'])}" if d.get("expires_at") else ""
-    by = f" (request #{d['request']})" if d.get("request") else ""
+    names = {"until": _when(d.get("expires_at")), "pk": d.get("request")}
+    if d.get("expires_at") and d.get("request"):
+        title = _("Review reopened: extended until %(until)s (request #%(pk)s)") % names
+    elif d.get("expires_at"):
+        title = _("Review reopened: extended until %(until)s") % names
+    elif d.get("request"):
+        title = _("Review reopened: extended (request #%(pk)s)") % names
+    else:
+        title = _("Review reopened: extended")
     return Entry(
         e,
-        f"Review reopened: extended{until}{by}",
-        f"The earlier review by {previous.get('by') or 'someone'} covered the activation only",
+        title,
+        _("The earlier review by %(who)s covered the activation only") % {"who": previous.get("by") or _("someone")},
         "warn",
     )
 
@@ -256,36 +330,70 @@ def _review_reopened(e: AuditEvent, d: dict) -> Entry:
 def _drift_detected(e: AuditEvent, d: dict) -> Entry:
     return Entry(
         e,
-        f"{_whose(e)} has {e.role} in the target without a grant; left in place (the target is not authoritative)",
+        _("%(who)s has %(role)s in the target without a grant; left in place (the target is not authoritative)")
+        % {"who": _whose(e), "role": e.role},
         "",
         "warn",
     )
 
 
 def _drift_removed(e: AuditEvent, d: dict) -> Entry:
-    return Entry(e, f"{_whose(e)} had {e.role} in the target without a grant; the broker removed it", "", "warn")
+    return Entry(
+        e,
+        _("%(who)s had %(role)s in the target without a grant; the broker removed it")
+        % {"who": _whose(e), "role": e.role},
+        "",
+        "warn",
+    )
 
 
 def _drift_restored(e: AuditEvent, d: dict) -> Entry:
-    return Entry(e, f"{_whose(e)}'s {e.role} access was missing from the target; the broker put it back", "", "warn")
+    return Entry(
+        e,
+        _("%(who)s's %(role)s access was missing from the target; the broker put it back")
+        % {"who": _whose(e), "role": e.role},
+        "",
+        "warn",
+    )
 
 
 def _reconcile_run(e: AuditEvent, d: dict) -> Entry:
+    targets, errors = _count(d.get("targets")), _count(d.get("errors"))
     return Entry(
         e,
-        f"{_who(e)} compared {_plural(d.get('targets', 0), 'target', 'targets')} with the grants",
-        f"{d.get('removed', 0)} removed, {d.get('detected', 0)} found and left, {d.get('restored', 0)} put back, "
-        f"{_plural(d.get('errors', 0), 'error', 'errors')}",
+        ngettext(
+            "%(who)s compared %(count)s target with the grants",
+            "%(who)s compared %(count)s targets with the grants",
+            targets,
+        )
+        % {"who": _who(e), "count": targets},
+        ngettext(
+            "%(removed)s removed, %(detected)s found and left, %(restored)s put back, %(count)s error",
+            "%(removed)s removed, %(detected)s found and left, %(restored)s put back, %(count)s errors",
+            errors,
+        )
+        % {
+            "removed": d.get("removed", 0),
+            "detected": d.get("detected", 0),
+            "restored": d.get("restored", 0),
+            "count": errors,
+        },
     )
 
 
 def _policy_applied(e: AuditEvent, d: dict) -> Entry:
     changes = d.get("changes") or []
-    source = {"api": " through the API", "": ""}.get(d.get("source") or "", f" from {d.get('source')}")
-    prune = " (retiring roles missing from it)" if d.get("prune") else ""
+    source = d.get("source") or ""
+    how = _(" through the API") if source == "api" else (_(" from %(source)s") % {"source": source} if source else "")
+    prune = _(" (retiring roles missing from it)") if d.get("prune") else ""
     return Entry(
         e,
-        f"{_who(e)} applied the policy{source}{prune}: {_plural(len(changes), 'change', 'changes')}",
+        ngettext(
+            "%(who)s applied the policy%(how)s%(prune)s: %(count)s change",
+            "%(who)s applied the policy%(how)s%(prune)s: %(count)s changes",
+            len(changes),
+        )
+        % {"who": _who(e), "how": how, "prune": prune, "count": len(changes)},
         "\n".join(changes),
     )
 
@@ -317,184 +425,249 @@ def _recertification(verb: str, tone: str = ""):
 
 def _risk_signal(e: AuditEvent, d: dict) -> Entry:
     what = wording.risk_event(d.get("event"))
-    return Entry(
-        e,
-        f"Risk signal about {_whose(e)}: {what}",
-        (f"Reported by {_who(e)}. " if e.actor_name != SYSTEM else "")
-        + "Grants revoked, pending requests cancelled, sessions ended, API tokens revoked."
-        + (f" Reason: {d['reason']}" if d.get("reason") else ""),
-        "bad",
-    )
+    parts = []
+    if e.actor_name != SYSTEM:
+        parts.append(_("Reported by %(who)s.") % {"who": _who(e)})
+    parts.append(_("Grants revoked, pending requests cancelled, sessions ended, API tokens revoked."))
+    if d.get("reason"):
+        parts.append(_("Reason: %(reason)s") % {"reason": d["reason"]})
+    return Entry(e, _("Risk signal about %(who)s: %(what)s") % {"who": _whose(e), "what": what}, " ".join(parts), "bad")
 
 
 def _user_created(e: AuditEvent, d: dict) -> Entry:
-    how = "at the first single sign-on" if e.channel == "oidc" else "by the identity provider (SCIM)"
-    return Entry(e, f"Account {_whose(e)} created {how}")
+    title = (
+        _("Account %(who)s created at the first single sign-on")
+        if e.channel == "oidc"
+        else _("Account %(who)s created by the identity provider (SCIM)")
+    )
+    return Entry(e, title % {"who": _whose(e)})
 
 
 def _user_deactivated(e: AuditEvent, d: dict) -> Entry:
     why = (wording.risk_event(d["event"]) if d.get("event") else "") or d.get("reason") or ""
-    return Entry(e, f"{_whose(e)}'s account was deactivated", why[:1].upper() + why[1:], "bad")
+    return Entry(e, _("%(who)s's account was deactivated") % {"who": _whose(e)}, _capital(why), "bad")
 
 
 def _user_reactivated(e: AuditEvent, d: dict) -> Entry:
-    return Entry(e, f"{_whose(e)}'s account was reactivated by the identity provider")
+    return Entry(e, _("%(who)s's account was reactivated by the identity provider") % {"who": _whose(e)})
 
 
 def _user_deleted(e: AuditEvent, d: dict) -> Entry:
-    return Entry(e, f"The identity provider deleted {_whose(e)}; the account is kept, deactivated", "", "bad")
+    return Entry(
+        e,
+        _("The identity provider deleted %(who)s; the account is kept, deactivated") % {"who": _whose(e)},
+        "",
+        "bad",
+    )
 
 
 def _user_restored(e: AuditEvent, d: dict) -> Entry:
-    return Entry(e, f"The identity provider restored {_whose(e)}'s account")
+    return Entry(e, _("The identity provider restored %(who)s's account") % {"who": _whose(e)})
 
 
 def _user_renamed(e: AuditEvent, d: dict) -> Entry:
-    return Entry(e, f"Account renamed from {d.get('from') or '?'} to {d.get('to') or _whose(e)}")
+    return Entry(
+        e, _("Account renamed from %(old)s to %(new)s") % {"old": d.get("from") or "?", "new": d.get("to") or _whose(e)}
+    )
 
 
 def _user_updated(e: AuditEvent, d: dict) -> Entry:
-    fields = ", ".join(str(f).replace("_", " ") for f in d.get("fields") or []) or "nothing"
-    renamed = f" (previously {d['renamed_from']})" if d.get("renamed_from") else ""
-    return Entry(e, f"The identity provider updated {_whose(e)}{renamed}: {fields}")
+    fields = ", ".join(str(f).replace("_", " ") for f in d.get("fields") or []) or _("nothing")
+    names = {"who": _whose(e), "old": d.get("renamed_from"), "fields": fields}
+    if d.get("renamed_from"):
+        return Entry(e, _("The identity provider updated %(who)s (previously %(old)s): %(fields)s") % names)
+    return Entry(e, _("The identity provider updated %(who)s: %(fields)s") % names)
 
 
 def _changes(d: dict) -> str:
     parts = []
     if d.get("added"):
-        parts.append(f"added {_names(d['added'])}")
+        parts.append(_("added %(names)s") % {"names": _names(d["added"])})
     if d.get("removed"):
-        parts.append(f"removed {_names(d['removed'])}")
-    return "; ".join(parts) or "no change"
+        parts.append(_("removed %(names)s") % {"names": _names(d["removed"])})
+    return "; ".join(parts) or _("no change")
 
 
 def _user_groups_changed(e: AuditEvent, d: dict) -> Entry:
-    return Entry(e, f"{_whose(e)}'s groups changed", _changes(d)[:1].upper() + _changes(d)[1:])
+    return Entry(e, _("%(who)s's groups changed") % {"who": _whose(e)}, _capital(_changes(d)))
 
 
 def _group_created(e: AuditEvent, d: dict) -> Entry:
-    return Entry(e, f"Group {d.get('group') or _whose(e)} created by the identity provider")
+    return Entry(e, _("Group %(group)s created by the identity provider") % {"group": d.get("group") or _whose(e)})
 
 
 def _group_renamed(e: AuditEvent, d: dict) -> Entry:
-    return Entry(e, f"Group renamed from {d.get('from') or '?'} to {d.get('to') or _whose(e)}")
+    return Entry(
+        e, _("Group renamed from %(old)s to %(new)s") % {"old": d.get("from") or "?", "new": d.get("to") or _whose(e)}
+    )
 
 
 def _group_members_changed(e: AuditEvent, d: dict) -> Entry:
-    text = _changes(d)
-    return Entry(e, f"Members of group {d.get('group') or _whose(e)} changed", text[:1].upper() + text[1:])
+    return Entry(
+        e,
+        _("Members of group %(group)s changed") % {"group": d.get("group") or _whose(e)},
+        _capital(_changes(d)),
+    )
 
 
 def _login(e: AuditEvent, d: dict) -> Entry:
+    names = {"who": _who(e)}
     if d.get("admin"):
-        return Entry(e, f"{_who(e)} signed in to the admin with a second factor")
+        return Entry(e, _("%(who)s signed in to the admin with a second factor") % names)
     if d.get("method") == "oidc" or e.channel == "oidc":
-        return Entry(e, f"{_who(e)} signed in through single sign-on" + (" (first time)" if d.get("created") else ""))
-    return Entry(e, f"{_who(e)} signed in")
+        if d.get("created"):
+            return Entry(e, _("%(who)s signed in through single sign-on (first time)") % names)
+        return Entry(e, _("%(who)s signed in through single sign-on") % names)
+    return Entry(e, _("%(who)s signed in") % names)
 
 
 def _login_throttled(e: AuditEvent, d: dict) -> Entry:
     wait = _seconds(d.get("lockout_seconds"))
-    return Entry(
-        e, f"Too many failed sign-ins as {_whose(e)}: sign-in refused" + (f" for {wait}" if wait else ""), "", "warn"
+    names = {"who": _whose(e), "wait": wait}
+    title = (
+        _("Too many failed sign-ins as %(who)s: sign-in refused for %(wait)s") % names
+        if wait
+        else _("Too many failed sign-ins as %(who)s: sign-in refused") % names
     )
+    return Entry(e, title, "", "warn")
 
 
 def _password_reset(e: AuditEvent, d: dict) -> Entry:
-    return Entry(e, f"{_whose(e)} chose a new password through a reset link")
+    return Entry(e, _("%(who)s chose a new password through a reset link") % {"who": _whose(e)})
 
 
 def _password_revoked(e: AuditEvent, d: dict) -> Entry:
-    return Entry(e, f"{_whose(e)}'s password was made unusable", d.get("reason", ""), "bad")
+    return Entry(e, _("%(who)s's password was made unusable") % {"who": _whose(e)}, d.get("reason", ""), "bad")
 
 
 def _sessions_ended(e: AuditEvent, d: dict) -> Entry:
-    return Entry(e, f"Every session of {_whose(e)} was ended", d.get("reason", ""), "warn")
+    return Entry(e, _("Every session of %(who)s was ended") % {"who": _whose(e)}, d.get("reason", ""), "warn")
 
 
 def _sso_refused(e: AuditEvent, d: dict) -> Entry:
-    who = f" for {_whose(e)}" if e.subject else ""
-    return Entry(e, f"A single sign-on answer{who} was refused", d.get("detail") or d.get("reason", ""), "warn")
+    title = (
+        _("A single sign-on answer for %(who)s was refused") % {"who": _whose(e)}
+        if e.subject
+        else _("A single sign-on answer was refused")
+    )
+    return Entry(e, title, d.get("detail") or d.get("reason", ""), "warn")
 
 
 def _step_up(e: AuditEvent, d: dict) -> Entry:
-    how = {"passkey": "with a passkey", "oidc": "through single sign-on"}.get(
-        d.get("type") or d.get("method"), "with a one-time code"
-    )
-    return Entry(e, f"{_who(e)} confirmed a second factor {how}")
+    how = d.get("type") or d.get("method")
+    if how == "passkey":
+        title = _("%(who)s confirmed a second factor with a passkey")
+    elif how == "oidc":
+        title = _("%(who)s confirmed a second factor through single sign-on")
+    else:
+        title = _("%(who)s confirmed a second factor with a one-time code")
+    return Entry(e, title % {"who": _who(e)})
 
 
 STEP_UP_FAILURES = {
-    "mfa_invalid": "the code was wrong or already used",
-    "mfa_required": "no code was given",
-    "mfa_not_enrolled": "no second factor is set up",
-    "throttled": "too many wrong codes",
+    "mfa_invalid": gettext_lazy("the code was wrong or already used"),
+    "mfa_required": gettext_lazy("no code was given"),
+    "mfa_not_enrolled": gettext_lazy("no second factor is set up"),
+    "throttled": gettext_lazy("too many wrong codes"),
 }
 
 
 def _step_up_failed(e: AuditEvent, d: dict) -> Entry:
-    why = STEP_UP_FAILURES.get(d.get("reason"), "")
-    return Entry(e, f"A second-factor check of {_whose(e)} failed", why[:1].upper() + why[1:], "warn")
-
-
-DEVICE_KINDS = {"totp": "an authenticator app", "passkey": "a passkey"}
+    why = str(STEP_UP_FAILURES.get(d.get("reason"), ""))
+    return Entry(e, _("A second-factor check of %(who)s failed") % {"who": _whose(e)}, _capital(why), "warn")
 
 
 def _device_added(e: AuditEvent, d: dict) -> Entry:
-    kind = DEVICE_KINDS.get(d.get("type"), "a second factor")
-    first = " (their first)" if d.get("first") else ""
-    return Entry(e, f"{_who(e)} added {kind}{first}")
+    kind, first, names = d.get("type"), bool(d.get("first")), {"who": _who(e)}
+    if kind == "totp":
+        title = (
+            _("%(who)s added an authenticator app (their first)") if first else _("%(who)s added an authenticator app")
+        )
+    elif kind == "passkey":
+        title = _("%(who)s added a passkey (their first)") if first else _("%(who)s added a passkey")
+    else:
+        title = _("%(who)s added a second factor (their first)") if first else _("%(who)s added a second factor")
+    return Entry(e, title % names)
 
 
 def _device_removed(e: AuditEvent, d: dict) -> Entry:
-    name = f" “{d['name']}”" if d.get("name") else ""
-    return Entry(e, f"{_who(e)} removed the second factor{name}", "", "warn")
+    title = (
+        _("%(who)s removed the second factor “%(name)s”") % {"who": _who(e), "name": d["name"]}
+        if d.get("name")
+        else _("%(who)s removed the second factor") % {"who": _who(e)}
+    )
+    return Entry(e, title, "", "warn")
 
 
 def _backup_codes(e: AuditEvent, d: dict) -> Entry:
+    count = _count(d.get("count"))
     return Entry(
         e,
-        f"{_who(e)} made {_plural(d.get('count', 0), 'new backup code', 'new backup codes')}; older ones stop working",
+        ngettext(
+            "%(who)s made %(count)s new backup code; older ones stop working",
+            "%(who)s made %(count)s new backup codes; older ones stop working",
+            count,
+        )
+        % {"who": _who(e), "count": count},
     )
 
 
 def _enrolment_code_issued(e: AuditEvent, d: dict) -> Entry:
-    withdrawn = d.get("withdrawn") or 0
-    return Entry(
-        e,
-        f"{_who(e)} issued an enrolment code for {_whose(e)}",
-        f"Valid until {_when(d.get('expires_at'))}"
-        + (f"; {_plural(withdrawn, 'older code', 'older codes')} withdrawn" if withdrawn else ""),
-    )
+    withdrawn = _count(d.get("withdrawn"))
+    detail = _("Valid until %(until)s") % {"until": _when(d.get("expires_at"))}
+    if withdrawn:
+        detail += ngettext("; %(count)s older code withdrawn", "; %(count)s older codes withdrawn", withdrawn) % {
+            "count": withdrawn
+        }
+    return Entry(e, _("%(who)s issued an enrolment code for %(whom)s") % {"who": _who(e), "whom": _whose(e)}, detail)
 
 
 def _enrolment_code_used(e: AuditEvent, d: dict) -> Entry:
-    return Entry(e, f"{_whose(e)} used an enrolment code")
+    return Entry(e, _("%(who)s used an enrolment code") % {"who": _whose(e)})
 
 
 def _enrolment_authorised(e: AuditEvent, d: dict) -> Entry:
-    extra = " and an enrolment code" if d.get("enrolment_code") else ""
-    return Entry(e, f"{_whose(e)} confirmed their password{extra} to set up a first second factor")
+    title = (
+        _("%(who)s confirmed their password and an enrolment code to set up a first second factor")
+        if d.get("enrolment_code")
+        else _("%(who)s confirmed their password to set up a first second factor")
+    )
+    return Entry(e, title % {"who": _whose(e)})
 
 
 def _enrolment_refused(e: AuditEvent, d: dict) -> Entry:
-    what = "enrolment code" if d.get("reason") == "enrolment_code" else "password"
-    return Entry(e, f"Setting up a first second factor for {_whose(e)} was refused: wrong {what}", "", "warn")
+    title = (
+        _("Setting up a first second factor for %(who)s was refused: wrong enrolment code")
+        if d.get("reason") == "enrolment_code"
+        else _("Setting up a first second factor for %(who)s was refused: wrong password")
+    )
+    return Entry(e, title % {"who": _whose(e)}, "", "warn")
 
 
 def _token_created(e: AuditEvent, d: dict) -> Entry:
-    scopes = ", ".join(d.get("scopes") or []) or "no scopes"
-    name = f" “{d['name']}”" if d.get("name") else ""
+    scopes = ", ".join(d.get("scopes") or []) or _("no scopes")
+    names = {"who": _who(e), "whom": _whose(e), "prefix": d.get("prefix", ""), "name": d.get("name")}
+    title = (
+        _("%(who)s created API token “%(name)s” pab_%(prefix)s… for %(whom)s") % names
+        if d.get("name")
+        else _("%(who)s created API token pab_%(prefix)s… for %(whom)s") % names
+    )
     return Entry(
         e,
-        f"{_who(e)} created API token{name} pab_{d.get('prefix', '')}… for {_whose(e)}",
-        f"Scopes: {scopes}; expires {_when(d.get('expires_at')) or 'never'}",
+        title,
+        _("Scopes: %(scopes)s; expires %(when)s")
+        % {"scopes": scopes, "when": _when(d.get("expires_at")) or _("never")},
     )
 
 
 def _token_revoked(e: AuditEvent, d: dict) -> Entry:
-    by = "" if e.actor_name == SYSTEM else f" by {e.actor_name}"
-    return Entry(e, f"API token pab_{d.get('prefix', '')}… of {_whose(e)} revoked{by}", "", "warn")
+    names = {"prefix": d.get("prefix", ""), "whom": _whose(e), "who": e.actor_name}
+    title = (
+        _("API token pab_%(prefix)s… of %(whom)s revoked") % names
+        if e.actor_name == SYSTEM
+        else _("API token pab_%(prefix)s… of %(whom)s revoked by %(who)s") % names
+    )
+    return Entry(e, title, "", "warn")
 
 
 # --- The trail itself and the admin ----------------------------------------------------------------
@@ -502,39 +675,67 @@ def _token_revoked(e: AuditEvent, d: dict) -> Entry:
 
 def _exported(e: AuditEvent, d: dict) -> Entry:
     filters = d.get("filters") or {}
-    kept = ", ".join(f"{k} {v}" for k, v in sorted(filters.items())) or "everything"
-    fmt = {"csv": "CSV", "jsonl": "JSON Lines"}.get(d.get("format"), d.get("format") or "a file")
-    return Entry(e, f"{_who(e)} exported the audit trail as {fmt}", f"Filter: {kept}")
+    kept = ", ".join(f"{k} {v}" for k, v in sorted(filters.items())) or _("everything")
+    fmt = {"csv": "CSV", "jsonl": "JSON Lines"}.get(d.get("format"), d.get("format") or _("a file"))
+    return Entry(
+        e,
+        _("%(who)s exported the audit trail as %(format)s") % {"who": _who(e), "format": fmt},
+        _("Filter: %(filter)s") % {"filter": kept},
+    )
 
 
 def _archived(e: AuditEvent, d: dict) -> Entry:
-    span = f" #{d['first_seq']} to #{d['last_seq']}" if d.get("first_seq") and d.get("last_seq") else ""
+    count = _count(d.get("count"))
+    span = (
+        _(" #%(first)s to #%(last)s") % {"first": d["first_seq"], "last": d["last_seq"]}
+        if d.get("first_seq") and d.get("last_seq")
+        else ""
+    )
     return Entry(
         e,
-        f"{_who(e)} archived {_plural(d.get('count', 0), 'event', 'events')}{span} out of the database",
-        f"File {d['file']}, SHA-256 {d.get('sha256', '')}" if d.get("file") else "",
+        ngettext(
+            "%(who)s archived %(count)s event%(span)s out of the database",
+            "%(who)s archived %(count)s events%(span)s out of the database",
+            count,
+        )
+        % {"who": _who(e), "count": count, "span": span},
+        _("File %(file)s, SHA-256 %(sha)s") % {"file": d["file"], "sha": d.get("sha256", "")} if d.get("file") else "",
     )
 
 
 def _keyed(e: AuditEvent, d: dict) -> Entry:
-    verified = "they verified" if d.get("unkeyed_verified") else "they did NOT verify"
+    count = _count(d.get("unkeyed_events"))
     return Entry(
         e,
-        f"The trail written before the audit key existed was sealed "
-        f"({_plural(d.get('unkeyed_events', 0), 'event', 'events')})",
-        f"Checked when sealed: {verified}.",
+        ngettext(
+            "The trail written before the audit key existed was sealed (%(count)s event)",
+            "The trail written before the audit key existed was sealed (%(count)s events)",
+            count,
+        )
+        % {"count": count},
+        _("Checked when sealed: they verified.")
+        if d.get("unkeyed_verified")
+        else _("Checked when sealed: they did NOT verify."),
         "" if d.get("unkeyed_verified") else "bad",
     )
 
 
-OPERATIONS = {"add": "added", "change": "changed", "delete": "deleted"}
+OPERATIONS = {
+    "add": gettext_lazy("%(who)s added %(what)s in the admin"),
+    "change": gettext_lazy("%(who)s changed %(what)s in the admin"),
+    "delete": gettext_lazy("%(who)s deleted %(what)s in the admin"),
+}
 
 
 def _admin_changed(e: AuditEvent, d: dict) -> Entry:
-    done = OPERATIONS.get(d.get("operation"), d.get("operation") or "changed")
+    sentence = OPERATIONS.get(d.get("operation"), OPERATIONS["change"])
     what = d.get("object") or _whose(e)
     fields = ", ".join(str(f).replace("_", " ") for f in d.get("fields") or [])
-    return Entry(e, f"{_who(e)} {done} {what} in the admin", f"Fields: {fields}" if fields else "")
+    return Entry(
+        e,
+        str(sentence) % {"who": _who(e), "what": what},
+        _("Fields: %(fields)s") % {"fields": fields} if fields else "",
+    )
 
 
 DESCRIBE: dict[str, Callable[[AuditEvent, dict], Entry]] = {

@@ -6,6 +6,7 @@ from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
+from django.utils.translation import gettext_lazy, pgettext_lazy
 from django.views.decorators.http import require_GET
 
 from broker.audit.export import FORMATS, export_response
@@ -29,20 +30,34 @@ def _require_reader(request) -> None:
 
 
 class AuditFilter(PortalForm):
-    actor = forms.CharField(label="Actor", required=False, max_length=150, help_text="Username, or “system”.")
-    subject = forms.CharField(label="Subject", required=False, max_length=150, help_text="Whose access it is about.")
-    role = forms.CharField(label="Role", required=False, max_length=64, help_text="Role slug.")
-    action = forms.CharField(
-        label="Action", required=False, max_length=64, help_text="Prefix: “grant.” or “request.approved”."
+    actor = forms.CharField(
+        label=gettext_lazy("Actor"), required=False, max_length=150, help_text=gettext_lazy("Username, or “system”.")
     )
-    channel = forms.ChoiceField(label="Channel", required=False, choices=[("", "Any")] + Channel.choices)
+    subject = forms.CharField(
+        label=gettext_lazy("Subject"),
+        required=False,
+        max_length=150,
+        help_text=gettext_lazy("Whose access it is about."),
+    )
+    role = forms.CharField(
+        label=gettext_lazy("Role"), required=False, max_length=64, help_text=gettext_lazy("Role slug.")
+    )
+    action = forms.CharField(
+        label=gettext_lazy("Action"),
+        required=False,
+        max_length=64,
+        help_text=gettext_lazy("Prefix: “grant.” or “request.approved”."),
+    )
+    channel = forms.ChoiceField(
+        label=gettext_lazy("Channel"), required=False, choices=[("", gettext_lazy("Any"))] + Channel.choices
+    )
     since = forms.DateTimeField(
-        label="From",
+        label=pgettext_lazy("since", "From"),
         required=False,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
     )
     until = forms.DateTimeField(
-        label="Until",
+        label=gettext_lazy("Until"),
         required=False,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
     )

@@ -12,6 +12,8 @@ from datetime import timedelta
 
 from django import forms
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from broker.durations import humanize_duration, parse_duration
 from broker.models import Role
@@ -30,18 +32,18 @@ def duration_choices(role: Role, *, cap: timedelta | None = None) -> list[tuple[
     if role.default_duration <= top:
         values.add(role.default_duration)
     choices = [(str(int(v.total_seconds())), humanize_duration(v)) for v in sorted(values)]
-    return [*choices, (CUSTOM, "Other")]
+    return [*choices, (CUSTOM, _("Other"))]
 
 
 class AskForm(PortalForm):
     """A new request for ``role``, or (``extension``: the most that is left, ``cap``) more time on a grant."""
 
     justification = forms.CharField(
-        label="Justification", required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 3})
+        label=gettext_lazy("Justification"), required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 3})
     )
-    ticket = forms.CharField(label="Ticket", required=False, max_length=200)
+    ticket = forms.CharField(label=gettext_lazy("Ticket"), required=False, max_length=200)
     starts_at = forms.DateTimeField(
-        label="Start later (optional)",
+        label=gettext_lazy("Start later (optional)"),
         required=False,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"],
@@ -52,22 +54,22 @@ class AskForm(PortalForm):
         self.role = role
         extension = cap is not None
         if extension:
-            choices = duration_choices(role, cap=cap) if cap > timedelta(0) else [(CUSTOM, "Other")]
+            choices = duration_choices(role, cap=cap) if cap > timedelta(0) else [(CUSTOM, _("Other"))]
             initial = choices[min(2, len(choices) - 2)][0] if len(choices) > 1 else CUSTOM
         else:
             choices = duration_choices(role)
             initial = str(int(role.default_duration.total_seconds()))
         self.fields["duration"] = forms.ChoiceField(
-            label="Extend by" if extension else "For how long",
+            label=_("Extend by") if extension else _("For how long"),
             choices=choices,
             initial=initial,
             widget=forms.RadioSelect,
         )
         self.fields["custom_duration"] = forms.CharField(
-            label="Other duration",
+            label=_("Other duration"),
             required=False,
             max_length=20,
-            help_text="For example 45m, 2h or 1h30m.",
+            help_text=_("For example 45m, 2h or 1h30m."),
             widget=forms.TextInput(attrs={"size": 10, "data-custom-duration": ""}),
         )
         self.order_fields(["duration", "custom_duration", "justification", "ticket", "starts_at"])
@@ -78,23 +80,23 @@ class AskForm(PortalForm):
             del self.fields["starts_at"]
         else:
             self.fields["justification"].help_text = (
-                "Why you need it now: incident, change or task. Approvers and auditors read this."
+                _("Why you need it now: incident, change or task. Approvers and auditors read this.")
                 if role.requires_reason
-                else "Optional."
+                else _("Optional.")
             )
-            self.fields["ticket"].help_text = "Required for this role." if role.requires_ticket else "Optional."
-            self.fields[
-                "starts_at"
-            ].help_text = (
-                f"In your time zone, {timezone.get_current_timezone_name()}. Empty: as soon as it is approved."
-            )
+            self.fields["ticket"].help_text = _("Required for this role.") if role.requires_ticket else _("Optional.")
+            self.fields["starts_at"].help_text = _("In your time zone, %(zone)s. Empty: as soon as it is approved.") % {
+                "zone": timezone.get_current_timezone_name()
+            }
             if role.break_glass:
                 del self.fields["starts_at"]
                 self.fields["confirm"] = forms.BooleanField(
-                    label="I am activating emergency access. I understand that security is notified now "
-                    "and that this activation will be reviewed.",
+                    label=_(
+                        "I am activating emergency access. I understand that security is notified now "
+                        "and that this activation will be reviewed."
+                    ),
                     required=True,
-                    error_messages={"required": "Tick the box to confirm that this is an emergency."},
+                    error_messages={"required": _("Tick the box to confirm that this is an emergency.")},
                 )
         if needs_code:
             self.fields["code"] = code_field(required=True)
@@ -110,10 +112,10 @@ class AskForm(PortalForm):
             return timedelta(seconds=int(choice)) if choice else None
         text = (self.cleaned_data.get("custom_duration") or "").strip()
         if not text:
-            self.add_error("custom_duration", "Enter a duration such as 45m or 1h30m.")
+            self.add_error("custom_duration", _("Enter a duration such as 45m or 1h30m."))
             return None
         try:
             return parse_duration(text)
         except ValueError:
-            self.add_error("custom_duration", "Enter a duration such as 45m, 2h or 1h30m (units s, m, h, d).")
+            self.add_error("custom_duration", _("Enter a duration such as 45m, 2h or 1h30m (units s, m, h, d)."))
             return None

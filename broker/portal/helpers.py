@@ -12,6 +12,7 @@ from django import forms
 from django.contrib import messages
 from django.core.paginator import Page, Paginator
 from django.http import HttpRequest
+from django.utils.translation import gettext as _
 
 from broker.catalog import AUDITORS_GROUP, SECURITY_GROUP
 from broker.errors import BrokerError
@@ -69,12 +70,12 @@ class PortalForm(forms.Form):
 
 def code_field(*, required: bool = False) -> forms.CharField:
     return forms.CharField(
-        label="One-time code",
+        label=_("One-time code"),
         required=required,
         max_length=32,
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "size": 10}),
-        help_text="The 6-digit code from your authenticator app, or a backup code.",
-        error_messages={"required": "Enter the 6-digit code from your authenticator app."},
+        help_text=_("The 6-digit code from your authenticator app, or a backup code."),
+        error_messages={"required": _("Enter the 6-digit code from your authenticator app.")},
     )
 
 
@@ -104,7 +105,7 @@ def apply_error(form: forms.Form, exc: BrokerError, *, code_field_name: str = "c
 def _sentence(text: str) -> str:
     text = text.strip()
     if not text:
-        return "Something went wrong."
+        return _("Something went wrong.")
     text = text[0].upper() + text[1:]
     return text if text.endswith((".", "!", "?")) else text + "."
 

@@ -10,9 +10,10 @@ from django.forms import BaseForm
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
 
 from broker import text, wording
-from broker.durations import humanize_duration
+from broker.durations import day_unit, humanize_duration
 
 register = template.Library()
 
@@ -65,14 +66,23 @@ def hours(value):
 
 
 @register.simple_tag
-def countdown(until, label: str = "left"):
-    """Time left until ``until``, counted down each second by portal.js; plain text without JS."""
+def countdown(until, label: str | None = None):
+    """Time left until ``until``, counted down each second by portal.js; plain text without JS.
+
+    The words portal.js writes (the label, "time is up", the day unit) come in data attributes, in
+    the page's language."""
     if not isinstance(until, datetime):
         return ""
+    label = _("left") if label is None else str(label)
     left = until - timezone.now()
-    text = f"{humanize_duration(left)} {label}".strip() if left.total_seconds() > 0 else "time is up"
+    text = f"{humanize_duration(left)} {label}".strip() if left.total_seconds() > 0 else _("time is up")
     return format_html(
-        '<time class="countdown" datetime="{}" data-countdown data-label="{}">{}</time>', _iso(until), label, text
+        '<time class="countdown" datetime="{}" data-countdown data-label="{}" data-up="{}" data-day="{}">{}</time>',
+        _iso(until),
+        label,
+        _("time is up — refresh"),
+        day_unit(),
+        text,
     )
 
 

@@ -111,7 +111,12 @@ def connector_call(connector: str, operation: str) -> Iterator[None]:
     try:
         yield
     except BaseException as exc:
-        connector_errors.labels(connector, operation, _error_kind(exc)).inc()
+        connector_failed(connector, operation, exc)
         raise
     finally:
         connector_duration.labels(connector, operation).observe(time.perf_counter() - start)
+
+
+def connector_failed(connector: str, operation: str, exc: BaseException) -> None:
+    """Count a failed connector operation whose error the caller handles instead of raising."""
+    connector_errors.labels(connector, operation, _error_kind(exc)).inc()

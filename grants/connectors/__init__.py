@@ -20,7 +20,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
-from broker.telemetry.metrics import connector_call
+from broker.telemetry.metrics import connector_call, connector_failed
 from grants.connectors import breaker
 from grants.connectors.base import (
     AccessEvent,
@@ -144,24 +144,32 @@ def revoke_confirmed(
     """
     if not items:
         return []
-    try:
-        breaker.ensure_closed(connector)
-        with transaction.atomic():
-            outcomes = list(connector.revoke_many(items))
-            if len(outcomes) != len(items):
-                raise ConnectorError(f"{connector.describe()}: revoke_many answered {len(outcomes)} of {len(items)}")
-            done = [user for (user, _), error in zip(items, outcomes, strict=True) if error is None]
-            shown = connector.is_granted_many(done) if done else {}
-    except Exception as exc:  # noqa: BLE001 - any failure of the batch is every item's failure
-        if isinstance(exc, TargetUnavailable):
-            breaker.trip(connector, exc)
-        return [exc] * len(items)
+    # Timed and counted like set_access, as one "revoke_many" operation: the metrics see batched
+    # ends as they see single ones (an error of one user in the batch counts as a "revoke" error).
+    with connector_call(connector.name, "revoke_many"):
+        try:
+            breaker.ensure_closed(connector)
+            with transaction.atomic():
+                outcomes = list(connector.revoke_many(items))
+                if len(outcomes) != len(items):
+                    raise ConnectorError(
+                        f"{connector.describe()}: revoke_many answered {len(outcomes)} of {len(items)}"
+                    )
+                done = [user for (user, _), error in zip(items, outcomes, strict=True) if error is None]
+                shown = connector.is_granted_many(done) if done else {}
+        except Exception as exc:  # noqa: BLE001 - any failure of the batch is every item's failure
+            if isinstance(exc, TargetUnavailable):
+                breaker.trip(connector, exc)
+            connector_failed(connector.name, "revoke_many", exc)
+            return [exc] * len(items)
     result: list[Exception | None] = []
     for (user, _), error in zip(items, outcomes, strict=True):
         if error is None and shown.get(user.pk):
             error = ConnectorError("the target still shows the access after removing it")
         if isinstance(error, TargetUnavailable):
             breaker.trip(connector, error)
+        if error is not None:
+            connector_failed(connector.name, "revoke", error)
         result.append(error)
     return result
 

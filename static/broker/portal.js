@@ -19,10 +19,11 @@
     }
   }
 
-  function human(seconds) {
+  // The day unit comes from the page (data-day), in its language: "d", "Tg.".
+  function human(seconds, day) {
     var d = Math.floor(seconds / 86400), h = Math.floor(seconds % 86400 / 3600);
     var m = Math.floor(seconds % 3600 / 60), s = Math.floor(seconds % 60);
-    if (d) { return d + " d " + h + " h"; }
+    if (d) { return d + " " + day + " " + h + " h"; }
     if (h) { return h + " h " + (m < 10 ? "0" : "") + m + " min"; }
     if (m) { return m + " min " + (s < 10 ? "0" : "") + s + " s"; }
     return s + " s";
@@ -35,7 +36,9 @@
       if (isNaN(until)) { return; }
       var left = Math.round((until - now) / 1000);
       var label = el.hasAttribute("data-label") ? el.getAttribute("data-label") : "left";
-      var text = left > 0 ? (human(left) + " " + label).trim() : "time is up — refresh";
+      var day = el.getAttribute("data-day") || "d";
+      var up = el.getAttribute("data-up") || "time is up — refresh";
+      var text = left > 0 ? (human(left, day) + " " + label).trim() : up;
       if (el.textContent !== text) { el.textContent = text; }
     });
   }

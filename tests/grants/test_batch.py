@@ -4,6 +4,7 @@ of the one-grant path (shared access, confirmed removal, retries, one audit even
 from datetime import timedelta
 from unittest import mock
 
+import prometheus_client
 import pytest
 from django.contrib.auth.models import Group
 from django.db import connection
@@ -62,6 +63,33 @@ def test_a_burst_of_due_grants_ends_in_one_batch_with_one_audit_event_each(burst
     assert sorted(int(e.target_id) for e in events) == sorted(g.pk for g in grants)
     assert {e.data["lag_seconds"] for e in events} == {0.0}
     assert audit.verify().ok
+
+
+def calls(operation, *, errors=False) -> float:
+    name = "broker_connector_call_errors_total" if errors else "broker_connector_call_duration_seconds_count"
+    labels = {"connector": "django_group", "operation": operation} | ({"kind": "error"} if errors else {})
+    return prometheus_client.REGISTRY.get_sample_value(name, labels) or 0
+
+
+def test_a_batched_end_is_timed_in_the_connector_metrics_as_one_revoke_many(burst, clock):
+    burst(3)
+    before = calls("revoke_many")
+    clock.shift(timedelta(hours=1))
+    sweeper.expire_due()
+    assert calls("revoke_many") == before + 1
+
+
+def test_a_batch_the_target_refuses_is_counted_as_a_failed_revoke_many(burst, clock, monkeypatch):
+    burst(2)
+
+    def refuse(self, items):
+        raise ConnectorError("target refused")
+
+    monkeypatch.setattr(DjangoGroupConnector, "revoke_many", refuse)
+    before = calls("revoke_many", errors=True)
+    clock.shift(timedelta(hours=1))
+    sweeper.expire_due()
+    assert calls("revoke_many", errors=True) == before + 1
 
 
 def test_ending_thirty_grants_costs_the_same_queries_as_ending_three(burst, clock):

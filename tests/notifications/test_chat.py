@@ -62,6 +62,22 @@ def test_a_request_to_approve_reaches_slack_with_the_portal_link_and_no_approval
     assert any("/email-link/" in message.body for message in mail.outbox)
 
 
+def test_a_channel_hears_the_default_language_even_when_german_approvers_get_german_email(
+    role, request_role, approver, teams, sent
+):
+    from django.utils import translation
+
+    from accounts.preferences import language_set
+
+    language_set(user=approver, language="de")
+    with translation.override("de"), sent():  # as in a German person's request
+        request_role(role)
+    (posted,) = teams.received
+    card = posted.json["attachments"][0]["content"]
+    assert {fact["title"] for fact in card["body"][-1]["facts"]} >= {"Who", "Role", "Justification"}
+    assert any("Entscheidung nötig" in message.subject for message in mail.outbox)
+
+
 def test_the_same_request_reaches_teams_as_an_adaptive_card(role, request_role, teams, sent):
     with sent():
         req = request_role(role)

@@ -392,6 +392,42 @@ def test_each_email_shows_times_in_its_recipients_zone(make_role, request_role, 
     assert "expires unanswered at 2026-03-03 09:00 UTC" in to_dave.body
 
 
+def test_a_german_approver_gets_a_german_email_while_the_english_requester_gets_english(
+    role, request_role, requester, approver, sent, clock
+):
+    from accounts.preferences import language_set
+
+    language_set(user=approver, language="de")
+    with sent():
+        req = request_role(role)
+    to_carol = only(messages_to(approver))
+    assert to_carol.subject == f"[Access Broker] Entscheidung nötig: alice beantragt db-admin (Antrag #{req.pk})"
+    for part in (to_carol.body, html_of(to_carol)):
+        assert "Hallo carol," in part
+        assert "alice beantragt" in part and "für 1 h." in part
+        assert "Der Antrag verfällt unbeantwortet am 2026-03-03 09:00 UTC." in part
+        assert "Begründung" in part and "Antrag prüfen" in part
+        assert "Sie erhalten diese Nachricht, weil Sie Genehmiger/in der Stufe 1 für die Rolle db-admin sind." in part
+    assert '<html lang="de">' in html_of(to_carol)
+    with sent():
+        approvals.request_approve(request_id=req.pk, approver=approver, via=Channel.PORTAL, mfa_at=timezone.now())
+    to_alice = only([m for m in messages_to(requester) if "Approved" in m.subject])
+    assert to_alice.subject == f"[Access broker] Approved: db-admin (request #{req.pk})"
+    assert "Hello alice," in to_alice.body and "was approved" in to_alice.body
+
+
+def test_a_holder_who_chose_german_reads_the_end_of_the_grant_in_german(active_grant, requester, sent, clock):
+    from accounts.preferences import language_set
+
+    language_set(user=requester, language="de")
+    grant = active_grant()
+    with sent():
+        grants.grant_relinquish(grant_id=grant.pk, user=requester, via=Channel.PORTAL)
+    ended = only([m for m in messages_to(requester) if "Berechtigung #" in m.subject])
+    assert ended.subject == f"[Access Broker] Zurückgegeben: db-admin (Berechtigung #{grant.pk})"
+    assert "Ihr Zugriff Role db-admin ist beendet (Sie haben ihn vorzeitig zurückgegeben)" in ended.body
+
+
 def test_the_holders_emails_follow_the_zone_saved_on_their_account(active_grant, requester, sent, clock):
     from accounts.preferences import time_zone_set
 

@@ -206,3 +206,53 @@ def test_a_zone_this_machine_does_not_know_is_refused_by_the_service(requester):
 
     with pytest.raises(Invalid):
         time_zone_set(user=requester, zone="../../etc/passwd")
+
+
+# --- Language -------------------------------------------------------------------------------------
+
+
+def test_the_portal_follows_the_browsers_language_when_none_is_saved(client, requester):
+    client.force_login(requester)
+    german = client.get("/", HTTP_ACCEPT_LANGUAGE="de-DE,de;q=0.9,en;q=0.8")
+    assert '<html lang="de">' in german.content.decode() and german["Content-Language"] == "de"
+    english = client.get("/", HTTP_ACCEPT_LANGUAGE="fr-FR,en;q=0.5")
+    assert '<html lang="en">' in english.content.decode() and "Your access" in english.content.decode()
+
+
+def test_the_language_saved_on_the_account_wins_over_the_browsers(client, requester):
+    client.force_login(requester)
+    response = client.post("/account/", {"lang-language": "de"}, HTTP_ACCEPT_LANGUAGE="en")
+    assert response.status_code == 302
+    page = client.get("/", HTTP_ACCEPT_LANGUAGE="en-GB,en;q=0.9").content.decode()
+    assert '<html lang="de">' in page and "Ihr Zugriff" in page
+    assert "Das Portal und Ihre E-Mails sind jetzt auf Deutsch." in page
+
+
+def test_choosing_to_follow_the_browser_again_clears_the_saved_language(client, requester):
+    from accounts.preferences import language_of, language_set
+
+    language_set(user=requester, language="de")
+    client.force_login(requester)
+    client.post("/account/", {"lang-language": ""})
+    assert language_of(requester) == ""
+    assert '<html lang="en">' in client.get("/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+
+
+def test_a_language_the_broker_does_not_ship_is_refused_with_the_reason_next_to_the_field(client, requester):
+    from accounts.preferences import language_of
+
+    client.force_login(requester)
+    response = client.post("/account/", {"lang-language": "xx"})
+    assert response.status_code == 400
+    assert "Select a valid choice" in response.content.decode()
+    assert language_of(requester) == ""
+
+
+def test_the_api_answers_in_english_whatever_the_browser_or_the_saved_language(client, requester):
+    from accounts.preferences import language_set
+
+    language_set(user=requester, language="de")
+    client.force_login(requester)
+    response = client.get("/api/v1/nothing-here/", HTTP_ACCEPT_LANGUAGE="de")
+    assert response.status_code == 404
+    assert response["Content-Language"] == "en"
