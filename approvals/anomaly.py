@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils import translation
 
 from approvals.models import AccessRequest
 from broker.durations import humanize_duration
@@ -136,7 +135,10 @@ def _near(hour: int, other: int) -> bool:
 
 
 def score(ask: Ask, past: History, config: Config) -> list[Reason]:
-    """Why ``ask`` is unusual for this person, as reasons (empty: nothing unusual). Pure."""
+    """Why ``ask`` is unusual for this person, as reasons (empty: nothing unusual). Pure.
+
+    The sentences are stored on the request and in its audit event, so they are English (like every
+    stored text, docs/translations.md); the codes let a client word them its own way."""
     reasons: list[Reason] = []
     days = config.lookback.days or 1
     # Someone with no requests at all in the lookback has no habits to compare with: their first
@@ -145,23 +147,16 @@ def score(ask: Ask, past: History, config: Config) -> list[Reason]:
         reasons.append(
             Reason(
                 FIRST_FOR_ROLE,
-                ngettext(
-                    "%(user)s has not asked for %(role)s in the last %(days)d days; %(peers)d other person has.",
-                    "%(user)s has not asked for %(role)s in the last %(days)d days; %(peers)d other people have.",
-                    past.peers,
-                )
-                % {"user": ask.username, "role": ask.role, "days": days, "peers": past.peers},
+                f"{ask.username} has not asked for {ask.role} in the last {days} days; "
+                + (f"{past.peers} other person has." if past.peers == 1 else f"{past.peers} other people have."),
             )
         )
     if len(past.hours) >= config.min_history and not any(_near(ask.at.hour, h) for h in past.hours):
         reasons.append(
             Reason(
                 UNUSUAL_HOUR,
-                _(
-                    "Asked at %(time)s UTC; none of %(user)s's %(count)d requests in the last %(days)d days "
-                    "was made within an hour of that time of day."
-                )
-                % {"time": ask.at.strftime("%H:%M"), "user": ask.username, "count": len(past.hours), "days": days},
+                f"Asked at {ask.at:%H:%M} UTC; none of {ask.username}'s {len(past.hours)} requests in the last "
+                f"{days} days was made within an hour of that time of day.",
             )
         )
     made = past.recent + 1
@@ -169,35 +164,28 @@ def score(ask: Ask, past: History, config: Config) -> list[Reason]:
         reasons.append(
             Reason(
                 BURST,
-                _("%(user)s made %(count)d requests within %(window)s (this one included).")
-                % {"user": ask.username, "count": made, "window": humanize_duration(config.burst_window)},
+                f"{ask.username} made {made} requests within {humanize_duration(config.burst_window)} "
+                "(this one included).",
             )
         )
     norm, whose = None, ""
     if len(past.own_durations) >= config.min_history:
-        norm, whose = statistics.median_low(past.own_durations), _("their usual")
+        norm, whose = statistics.median_low(past.own_durations), "their usual"
     elif len(past.peer_durations) >= config.min_history:
-        norm, whose = statistics.median_low(past.peer_durations), _("their peers' usual")
+        norm, whose = statistics.median_low(past.peer_durations), "their peers' usual"
     if norm is not None and ask.duration > norm * config.duration_factor:
         reasons.append(
             Reason(
                 LONG_DURATION,
-                _("Asked for %(asked)s of %(role)s, more than %(factor)d times %(whose)s %(norm)s.")
-                % {
-                    "asked": humanize_duration(ask.duration),
-                    "role": ask.role,
-                    "factor": config.duration_factor,
-                    "whose": whose,
-                    "norm": humanize_duration(norm),
-                },
+                f"Asked for {humanize_duration(ask.duration)} of {ask.role}, more than {config.duration_factor} "
+                f"times {whose} {humanize_duration(norm)}.",
             )
         )
     if ask.network and past.networks and ask.network not in past.networks:
         reasons.append(
             Reason(
                 NEW_NETWORK,
-                _("Asked from %(network)s, a network %(user)s has not used in the last %(days)d days.")
-                % {"network": ask.network, "user": ask.username, "days": days},
+                f"Asked from {ask.network}, a network {ask.username} has not used in the last {days} days.",
             )
         )
     return [r for r in reasons if r.code not in config.ignore]
@@ -210,4 +198,5 @@ def assess(*, requester, role, duration: timedelta, network: str, now: datetime)
     config = Config.from_settings()
     past = history(requester_id=requester.pk, role_id=role.pk, now=now, config=config)
     ask = Ask(username=requester.get_username(), role=role.slug, at=now, duration=duration, network=network)
-    return score(ask, past, config)
+    with translation.override(None):  # stored text stays English (humanize_duration is translated)
+        return score(ask, past, config)

@@ -551,31 +551,37 @@ def _mfa_device_added(object_id: int, revision: int, now: datetime) -> list[Draf
 
 
 def _review_drafts(object_id: int, *, step: str) -> list[Draft]:
-    task = Recertification.objects.select_related("role", "user", "group").filter(pk=object_id).first()
+    task = Recertification.objects.select_related("role", "user", "group", "eligibility").filter(pk=object_id).first()
     if task is None or not task.is_pending:
         return []
     owners = list(review_owners(task.role))
+    owner_ids = {o.pk for o in owners}
     people = owners + (
-        [u for u in escalation_approvers(task.role) if u.pk not in {o.pk for o in owners}]
-        if step == "escalated"
-        else []
+        [u for u in escalation_approvers(task.role) if u.pk not in owner_ids] if step == "escalated" else []
     )
+    names = {"who": task.who, "role": task.role.slug, "pk": task.pk}
     subject = {
-        "due": f"Review needed: may {task.who} still ask for {task.role.slug}? (review #{task.pk})",
-        "reminder": f"Reminder: review #{task.pk} of {task.who} for {task.role.slug} is waiting",
-        "escalated": f"Escalated: nobody reviewed {task.who}'s eligibility for {task.role.slug} (review #{task.pk})",
-    }[step]
+        "due": _("Review needed: may %(who)s still ask for %(role)s? (review #%(pk)s)"),
+        "reminder": _("Reminder: review #%(pk)s of %(who)s for %(role)s is waiting"),
+        "escalated": _("Escalated: nobody reviewed %(who)s's eligibility for %(role)s (review #%(pk)s)"),
+    }[step] % names
     removes = task.eligibility is not None and task.eligibility.recertify_expire
     intro = [
-        f"{task.who} is eligible for {task.role.name} ({task.role.slug}). Confirm that this is still needed, "
-        "or remove it: a removal takes effect at once (any grant it allowed ends).",
-        f"Unanswered by {_when(task.grace_until)}, the eligibility "
-        + ("is removed." if removes else "stays, and the review is closed as expired."),
-    ]
-    if step == "escalated":
-        intro.insert(
-            1, "The role's owners have not answered; as an escalation approver of the role you may decide it too."
+        _(
+            "%(who)s is eligible for %(name)s (%(role)s). Confirm that this is still needed, or remove it: "
+            "a removal takes effect at once (any grant it allowed ends)."
         )
+        % {**names, "name": task.role.name},
+        _("The role's owners have not answered; as an escalation approver of the role you may decide it too.")
+        if step == "escalated"
+        else "",
+        (
+            _("Unanswered by %(when)s, the eligibility is removed.")
+            if removes
+            else _("Unanswered by %(when)s, the eligibility stays and the review is closed as expired.")
+        )
+        % {"when": _when(task.grace_until)},
+    ]
     drafts = []
     for person in people:
         if person.pk == task.user_id:
@@ -584,15 +590,19 @@ def _review_drafts(object_id: int, *, step: str) -> list[Draft]:
             Draft(
                 recipient=person,
                 subject=subject,
-                intro=intro,
-                why=f"You get this because you review the eligibilities of {task.role.slug}"
-                + (" (owner)." if person in owners else " (escalation approver)."),
-                action_label="Open the review",
+                intro=[line for line in intro if line],
+                why=(
+                    _("You get this because you review the eligibilities of %(role)s.")
+                    if person.pk in owner_ids
+                    else _("You get this because you are an escalation approver of %(role)s.")
+                )
+                % names,
+                action_label=_("Open the review"),
                 action_url=links.absolute(links.reviews_path()),
                 facts=[
-                    ("Who", task.who),
-                    ("Role", f"{task.role.name} ({task.role.slug})"),
-                    ("Due since", _when(task.due_at)),
+                    (_("Who"), task.who),
+                    (_("Role"), f"{task.role.name} ({task.role.slug})"),
+                    (_("Due since"), _when(task.due_at)),
                 ],
             )
         )

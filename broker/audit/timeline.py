@@ -399,23 +399,31 @@ def _policy_applied(e: AuditEvent, d: dict) -> Entry:
 
 
 def _eligibility_removed(e: AuditEvent, d: dict) -> Entry:
-    who = d.get("who") or e.subject
-    return Entry(
-        e,
-        f"{who}'s eligibility for {e.role} was removed ({d.get('reason') or 'no reason given'})",
-        f"{d.get('detail') or ''}\nTo make in the policy file: {d.get('policy_patch') or ''}".strip(),
-        "warn",
-    )
+    names = {"who": d.get("who") or e.subject, "role": e.role, "reason": d.get("reason") or "-"}
+    detail = d.get("detail") or ""
+    if d.get("policy_patch"):
+        detail = (detail + "\n" + _("To make in the policy file: %(patch)s") % {"patch": d["policy_patch"]}).strip()
+    return Entry(e, _("%(who)s's eligibility for %(role)s was removed (%(reason)s)") % names, detail, "warn")
+
+
+_REVIEW_TITLES = {
+    "opened": gettext_lazy("Review #%(pk)s of %(who)s's eligibility for %(role)s opened"),
+    "escalated": gettext_lazy("Review #%(pk)s of %(who)s's eligibility for %(role)s escalated"),
+    "expired": gettext_lazy("Review #%(pk)s of %(who)s's eligibility for %(role)s expired unanswered"),
+    "confirmed": gettext_lazy("%(actor)s confirmed %(who)s's eligibility for %(role)s (review #%(pk)s)"),
+    "removed": gettext_lazy("%(actor)s removed %(who)s's eligibility for %(role)s (review #%(pk)s)"),
+}
 
 
 def _recertification(verb: str, tone: str = ""):
     def describe(e: AuditEvent, d: dict) -> Entry:
-        who = d.get("who") or e.subject
+        names = {"pk": e.target_id, "who": d.get("who") or e.subject, "role": e.role, "actor": _who(e)}
         detail = d.get("comment") or ""
         if verb == "expired":
-            detail = "The eligibility was removed." if d.get("eligibility_removed") else "The eligibility was kept."
-        by = f" by {_who(e)}" if verb in ("confirmed", "removed") else ""
-        return Entry(e, f"Review #{e.target_id} of {who}'s eligibility for {e.role}: {verb}{by}", detail, tone)
+            detail = (
+                _("The eligibility was removed.") if d.get("eligibility_removed") else _("The eligibility was kept.")
+            )
+        return Entry(e, str(_REVIEW_TITLES[verb]) % names, detail, tone)
 
     return describe
 
