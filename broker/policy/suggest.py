@@ -11,6 +11,7 @@ import re
 from datetime import datetime
 
 from approvals.rightsizing import unused_eligibilities
+from broker.durations import format_duration
 from broker.models import EligibilityExclusion
 from broker.policy.schema import Policy
 
@@ -48,6 +49,12 @@ def eligibility_block(policy: Policy, drop: dict[tuple[str, str], str]) -> list[
             lines.append(f"    groups: {_names(groups)}")
         if users:
             lines.append(f"    users: {_names(users)}")
+        if entry.recertify is not None:
+            r = entry.recertify
+            every, grace = format_duration(r.every), format_duration(r.grace)
+            lines.append(
+                f"    recertify: {{every: {every}, grace: {grace}, expire: {'true' if r.expire else 'false'}}}"
+            )
     if len(lines) == 1:
         lines[0] = "eligibility: []"
     return lines

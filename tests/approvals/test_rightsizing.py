@@ -174,3 +174,10 @@ def test_apply_policy_suggest_prints_the_file_and_changes_nothing(applied, tmp_p
     assert "eligibility: []" in out.out
     assert "left out: alice from db-admin" in out.err
     assert Eligibility.objects.count() == 2
+
+
+def test_suggest_keeps_the_recertification_of_an_entry(applied):
+    text = POLICY.replace("users: [alice, bob]\n", "users: [alice, bob]\n    recertify: {every: 90d}\n")
+    out, _ = suggest(text, policy.load(text), now=LONG_AGO + timedelta(days=30))  # nothing unused yet then
+    assert "    recertify: {every: 90d, grace: 14d, expire: false}\n" in out
+    assert policy.load(out).recertify("db-admin") == policy.load(text).recertify("db-admin")
