@@ -60,7 +60,7 @@ screenshots: e2e ## refresh the README's portal screenshots (docs/screenshots/) 
 
 # Each benchmark makes and drops its own scratch database (BENCH_DATABASE_URL) and empties a Redis
 # database of its own (BENCH_REDIS_URL, default db 7); `bench/run.py NAME --help` for one alone.
-BENCHES := revocation check autoapprove audit memory scale
+BENCHES := revocation check autoapprove audit memory scale anomaly
 bench: $(STAMP) ## run every benchmark and print their tables (PostgreSQL, Redis and wrk needed; about 40 minutes)
 	@command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk"; exit 2; }
 	@for name in $(BENCHES); do echo "== $$name"; $(PY) bench/run.py $$name || exit 1; done

@@ -16,7 +16,7 @@ from drf_spectacular.utils import (
     extend_schema_field,
     extend_schema_serializer,
 )
-from rest_framework import mixins, serializers, viewsets
+from rest_framework import generics, mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
@@ -25,8 +25,9 @@ from rest_framework.views import APIView
 from accounts import stepup
 from accounts.authentication import acts_as_admin
 from accounts.stepup import enrol_hint
-from approvals import idempotency
-from approvals.models import AccessRequest, Decision
+from approvals import idempotency, recertification
+from approvals.models import AccessRequest, Decision, Recertification
+from approvals.rightsizing import unused_eligibilities
 from approvals.selectors import requests_visible_to, with_details
 from approvals.services import (
     MAX_COMMENT,
@@ -38,7 +39,7 @@ from approvals.services import (
     request_deny,
 )
 from broker.api.context import audit_context
-from broker.api.filters import FilterSet
+from broker.api.filters import BooleanFilter, FilterSet
 from broker.api.inputs import (
     ID_PATTERN,
     MAX_DURATION_SECONDS,
@@ -50,9 +51,10 @@ from broker.api.inputs import (
     otp_field,
     validated,
 )
+from broker.catalog import is_auditor
 from broker.errors import NotAllowed
 from broker.http import device_posture
-from broker.models import Channel, Role
+from broker.models import Channel, Eligibility, Role
 from grants.selectors import grants_visible_to
 
 # --- Output -------------------------------------------------------------------------------------------
@@ -106,7 +108,17 @@ REQUEST_EXAMPLE = {
         }
     ],
     "grant": 7,
+    "flagged": False,
+    "flag_reasons": [],
 }
+
+
+class FlagReason(serializers.Serializer):
+    code = serializers.CharField(
+        help_text="Stable: `first_for_role`, `unusual_hour`, `burst`, `long_duration` or `new_network`; "
+        "more may be added."
+    )
+    sentence = serializers.CharField(help_text="The reason as people read it.")
 
 
 @extend_schema_serializer(
@@ -126,6 +138,11 @@ class RequestOut(serializers.ModelSerializer):
     grant = serializers.SerializerMethodField(help_text="The id of the grant this request produced, or null.")
     escalated_stage = serializers.SerializerMethodField(
         help_text="The stage (1 = first) last escalated because nobody decided it in time; null if none was."
+    )
+    flag_reasons = FlagReason(
+        many=True,
+        read_only=True,
+        help_text="Why the anomaly scoring found the request unusual for its requester; empty when not flagged.",
     )
 
     class Meta:
@@ -153,9 +170,17 @@ class RequestOut(serializers.ModelSerializer):
             "escalated_at",
             "approvals",
             "grant",
+            "flagged",
+            "flag_reasons",
         ]
         read_only_fields = fields
-        extra_kwargs = {"escalated_at": {"help_text": "When that stage was escalated; null if none was."}}
+        extra_kwargs = {
+            "escalated_at": {"help_text": "When that stage was escalated; null if none was."},
+            "flagged": {
+                "help_text": "Unusual for the requester (their own and their peers' history): asking needed a "
+                "fresh second factor, even for roles without MFA."
+            },
+        }
 
     def get_duration_seconds(self, obj: AccessRequest) -> int:
         return int(obj.duration.total_seconds())
@@ -268,10 +293,13 @@ class RequestFilter(FilterSet):
     kind = django_filters.ChoiceFilter(choices=AccessRequest.Kind.choices)
     role = django_filters.CharFilter(field_name="role__slug", help_text="Role slug.")
     requester = django_filters.CharFilter(field_name="requester__username", help_text="Username.")
+    flagged = BooleanFilter(
+        field_name="flagged", help_text="Only requests the anomaly scoring flagged (true) or not (false)."
+    )
 
     class Meta:
         model = AccessRequest
-        fields = ["status", "kind", "role", "requester"]
+        fields = ["status", "kind", "role", "requester", "flagged"]
 
 
 @extend_schema_serializer(
@@ -529,3 +557,191 @@ class GrantExtendView(APIView):
             )
         visible = with_details(requests_visible_to(request.user, admin=acts_as_admin(request)))
         return Response(RequestOut(visible.get(pk=req.pk)).data, status=201)
+
+
+# --- Right-sizing: unused eligibilities -----------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="UnusedEligibility")
+class UnusedEligibilityOut(serializers.Serializer):
+    role = serializers.CharField(help_text="The role's slug.")
+    who = serializers.CharField(help_text="As the policy file writes it: a username, or `group:NAME`.")
+    kind = serializers.ChoiceField(choices=["user", "group"])
+    unused_after_days = serializers.IntegerField(
+        help_text="Nobody it covers asked for the role within this many days (the role's `review.unused_after`)."
+    )
+    last_asked = serializers.DateTimeField(
+        allow_null=True, help_text="The newest request it covers, however old; null if it was never used."
+    )
+    remove_unused = serializers.BooleanField(help_text="The role's policy removes it automatically.")
+
+
+@extend_schema(
+    tags=["eligibility"],
+    summary="Eligibilities nobody used (right-sizing)",
+    description=(
+        "Every eligibility (a user or a group for a role) that nobody it covers used within the role's "
+        "`review.unused_after` (default the UNUSED_ELIGIBILITY_AFTER setting), by role then who. `apply_policy "
+        "--suggest` prints the policy file without them. Auditors and administrators (admin scope)."
+    ),
+    responses={200: UnusedEligibilityOut(many=True)},
+)
+class UnusedEligibilityList(generics.ListAPIView):
+    serializer_class = UnusedEligibilityOut
+    required_scopes = {"GET": "read"}
+    operation_ids = {"GET": "eligibility_unused"}
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # the schema generator reads no database
+            return Eligibility.objects.none()
+        return [
+            {
+                "role": u.role.slug,
+                "who": u.who,
+                "kind": "user" if u.eligibility.user_id else "group",
+                "unused_after_days": u.since.days,
+                "last_asked": u.last_asked,
+                "remove_unused": u.role.remove_unused,
+            }
+            for u in unused_eligibilities()
+        ]
+
+    def list(self, request, *args, **kwargs):
+        if not (acts_as_admin(request) or is_auditor(request.user)):
+            raise NotAllowed("the unused eligibilities are for auditors and administrators")
+        return super().list(request, *args, **kwargs)
+
+
+# --- Recertification: eligibility reviews ----------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="EligibilityReview")
+class RecertificationOut(serializers.ModelSerializer):
+    role = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    who = serializers.CharField(read_only=True, help_text="As the policy file writes it: a username, or `group:NAME`.")
+    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    may_decide = serializers.SerializerMethodField(help_text="Whether the caller may confirm or remove it now.")
+
+    class Meta:
+        model = Recertification
+        fields = [
+            "id",
+            "role",
+            "who",
+            "status",
+            "due_at",
+            "grace_until",
+            "created_at",
+            "reminded_at",
+            "escalated_at",
+            "decided_at",
+            "decided_by",
+            "comment",
+            "may_decide",
+        ]
+        read_only_fields = fields
+
+    def get_may_decide(self, obj: Recertification) -> bool:
+        return recertification.may_decide(obj, self.context["request"].user)
+
+
+@extend_schema_serializer(component_name="ReviewConfirmInput")
+class ReviewConfirmIn(StrictSerializer):
+    """Confirming an eligibility: it stays, and its next review counts from now."""
+
+    comment = Text(required=False, allow_blank=True, max_length=MAX_COMMENT, help_text="Empty when left out.")
+
+    omitted = {"comment": ""}
+
+
+@extend_schema_serializer(component_name="ReviewRemoveInput")
+class ReviewRemoveIn(StrictSerializer):
+    """Removing an eligibility: at once, like any loss of eligibility; the comment is required."""
+
+    comment = Text(max_length=MAX_COMMENT, help_text="Why it is removed; recorded in the audit trail.")
+
+
+@extend_schema_serializer(component_name="ReviewPatch")
+class ReviewPatchOut(serializers.Serializer):
+    patch = serializers.CharField(
+        help_text="YAML: per role, the users and groups to take out of the policy file's eligibility "
+        "(`remove_users`, `remove_groups`)."
+    )
+
+
+class RecertificationFilter(FilterSet):
+    status = django_filters.ChoiceFilter(choices=Recertification.Status.choices)
+    role = django_filters.CharFilter(field_name="role__slug", help_text="Role slug.")
+
+    class Meta:
+        model = Recertification
+        fields = ["status", "role"]
+
+
+@extend_schema(tags=["eligibility"])
+class RecertificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Eligibility reviews (recertification): the role owners' tasks; auditors and administrators read all."""
+
+    serializer_class = RecertificationOut
+    filterset_class = RecertificationFilter
+    lookup_value_regex = ID_PATTERN
+    required_scopes = {
+        "list": "read",
+        "retrieve": "read",
+        "policy_patch": "read",
+        "confirm": "approve",
+        "remove": "approve",
+    }
+    operation_ids = {
+        "list": "reviews_list",
+        "retrieve": "reviews_get",
+        "policy_patch": "reviews_policy_patch",
+        "confirm": "reviews_confirm",
+        "remove": "reviews_remove",
+    }
+    error_codes = {
+        "confirm": {"403": ["not_reviewer", "self_review"], "409": ["already_reviewed"]},
+        "remove": {"403": ["not_reviewer", "self_review"], "409": ["already_reviewed"]},
+    }
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Recertification.objects.none()
+        return recertification.reviews_for(self.request.user).order_by("-due_at", "-pk")
+
+    def _decide(self, request, verdict: str, serializer) -> Response:
+        task = self.get_object()
+        data = validated(serializer, request)
+        recertification.recertification_decide(
+            task_id=task.pk, reviewer=request.user, verdict=verdict, comment=data["comment"], **audit_context(request)
+        )
+        return Response(RecertificationOut(self.get_queryset().get(pk=task.pk), context={"request": request}).data)
+
+    @extend_schema(summary="Confirm an eligibility (as an owner of its role)", request=ReviewConfirmIn)
+    @action(detail=True, methods=["post"])
+    def confirm(self, request, pk=None):
+        return self._decide(request, "confirm", ReviewConfirmIn)
+
+    @extend_schema(summary="Remove an eligibility (as an owner of its role)", request=ReviewRemoveIn)
+    @action(detail=True, methods=["post"])
+    def remove(self, request, pk=None):
+        return self._decide(request, "remove", ReviewRemoveIn)
+
+    @extend_schema(
+        summary="The removals as a policy patch",
+        description="The eligibilities removed by the reviews the caller sees, as the change to make in the policy "
+        "file; `apply_policy FILE --suggest` prints the whole file without them.",
+        responses={200: ReviewPatchOut},
+        filters=False,
+    )
+    @action(detail=False, methods=["get"], url_path="patch")
+    def policy_patch(self, request):
+        return Response({"patch": recertification.policy_patch(self.get_queryset())})
+
+    @extend_schema(summary="List the eligibility reviews you may see", responses={200: RecertificationOut(many=True)})
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(summary="One eligibility review", responses={200: RecertificationOut})
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)

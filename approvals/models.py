@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from broker.models import Channel, Role
+from broker.models import Channel, Eligibility, Role
 
 
 class AccessRequest(models.Model):
@@ -54,6 +54,13 @@ class AccessRequest(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     # Set when the requester withdraws, the request expires or a risk signal cancels it.
     closed_reason = models.CharField(max_length=200, blank=True)
+    # The requester's network when they asked (IPv4 /24, IPv6 /48; empty when unknown), compared with
+    # their earlier requests by the anomaly scoring (approvals/anomaly.py).
+    network = models.CharField(max_length=64, blank=True)
+    # Unusual against the requester's own history and their peers' (approvals/anomaly.py): each reason
+    # is {"code": stable word, "sentence": what approvers and auditors read}. Asking needed a step-up.
+    flagged = models.BooleanField(default=False)
+    flag_reasons = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -77,6 +84,13 @@ class AccessRequest(models.Model):
             models.Index(fields=["status", "created_at"], name="request_status_created"),
             # Lists are newest first: the first page is read from the top of this index.
             models.Index(fields=["-created_at", "-id"], name="request_newest_first"),
+            # The anomaly scoring's history: a person's recent requests, per role too, and a role's
+            # recent requests (peers); each read is a bounded range of one of these.
+            models.Index(fields=["requester", "created_at"], name="request_requester_created"),
+            models.Index(fields=["requester", "role", "created_at"], name="request_requester_role_made"),
+            models.Index(fields=["role", "created_at"], name="request_role_created"),
+            # The auditors' list of flagged requests, newest first.
+            models.Index(fields=["-created_at"], condition=Q(flagged=True), name="request_flagged_newest"),
         ]
 
     def __str__(self) -> str:
@@ -174,3 +188,67 @@ class ApprovalLink(models.Model):
 
     def __str__(self) -> str:
         return f"link for {self.approver} on request #{self.request_id} v{self.version}"
+
+
+class Recertification(models.Model):
+    """One review of one eligibility (a user or a group for a role), by the role's owners.
+
+    Opened when the eligibility is due (approvals/recertification.py); the owners are told, reminded,
+    then the escalation approvers too; an owner confirms it (the next review counts from then) or
+    removes it (at once, like any loss of eligibility). Unanswered for the grace period, it expires,
+    and the eligibility with it when the policy says so. The row stays as the record.
+    """
+
+    audit_type = "recertification"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        CONFIRMED = "confirmed"
+        REMOVED = "removed"
+        EXPIRED = "expired"
+
+    eligibility = models.ForeignKey(
+        Eligibility, null=True, blank=True, on_delete=models.SET_NULL, related_name="recertifications"
+    )
+    # Kept as rows of their own: the record stays readable once the eligibility is gone.
+    role = models.ForeignKey(Role, on_delete=models.CASCADE, related_name="recertifications")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    group = models.ForeignKey("auth.Group", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    due_at = models.DateTimeField()
+    grace_until = models.DateTimeField()
+    created_at = models.DateTimeField()
+    reminded_at = models.DateTimeField(null=True, blank=True)
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    comment = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["due_at", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "confirmed", "removed", "expired"]),
+                name="recertification_status_valid",
+            ),
+            models.UniqueConstraint(
+                fields=["eligibility"], condition=Q(status="pending"), name="recertification_one_pending"
+            ),
+        ]
+        indexes = [models.Index(fields=["due_at"], condition=Q(status="pending"), name="recertification_pending")]
+
+    def __str__(self) -> str:
+        return f"recertification #{self.pk} of {self.who} for {self.role} ({self.status})"
+
+    @property
+    def who(self) -> str:
+        """As the policy file writes it: the username, or group:NAME."""
+        return self.user.get_username() if self.user_id else f"group:{self.group.name}"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == self.Status.PENDING

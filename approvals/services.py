@@ -15,6 +15,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts import mfa
+from approvals import anomaly
 from approvals.models import AccessRequest, Decision
 from approvals.policy import StageSpec, Vote, evaluate
 from broker import audit
@@ -262,6 +263,20 @@ def request_create(
     )
     ticket = _clean_text(ticket, field="ticket", required=role.requires_ticket, limit=MAX_TICKET, what="a ticket")
     _ensure_routable(role)
+    network = anomaly.network_of(ip)
+    reasons = (
+        anomaly.assess(requester=requester, role=role, duration=duration, network=network, now=now)
+        if grant is None
+        else []
+    )
+    # Unusual for this person: the same step-up as an MFA role, with the reasons said.
+    if reasons and not role.requires_step_up and not mfa.is_fresh(mfa_at, now):
+        sentences = " ".join(r.sentence for r in reasons)
+        raise NotAllowed(
+            f"this request for {role.slug} is unusual for you and needs a fresh MFA verification "
+            f"(a one-time code): {sentences}",
+            code="mfa_required",
+        )
 
     with transaction.atomic(), audit.batched():
         _ensure_nothing_open(requester, role, resource)
@@ -284,6 +299,9 @@ def request_create(
                 ticket=ticket,
                 starts_at=starts_at if grant is None else None,
                 break_glass=role.break_glass,
+                network=network,
+                flagged=bool(reasons),
+                flag_reasons=[r.as_dict() for r in reasons],
                 channel=via,
                 created_at=now,
                 stage_started_at=now,
@@ -295,7 +313,11 @@ def request_create(
             now=now,
             details={"kind": "extension", "grant": grant.pk}
             if grant is not None
-            else {"starts_at": starts_at, "break_glass": role.break_glass},
+            else {
+                "starts_at": starts_at,
+                "break_glass": role.break_glass,
+                **({"flagged": True, "flag_reasons": [r.as_dict() for r in reasons]} if reasons else {}),
+            },
         )
     log.info(
         "request %s created: %s asks for %s (%s)",

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from approvals import eligibility, services
+from approvals import eligibility, recertification, rightsizing, services
 
 
 @shared_task(name="approvals.tasks.expire_requests")
@@ -29,3 +29,16 @@ def sweep_eligibility() -> dict:
 def escalate_requests() -> int:
     """Periodic: escalate pending requests whose current stage waited past the role's escalation delay."""
     return services.requests_escalate()
+
+
+@shared_task(name="approvals.tasks.remove_unused")
+def remove_unused() -> int:
+    """Periodic: remove unused eligibilities of the roles whose policy sets review.remove_unused."""
+    return rightsizing.remove_unused()
+
+
+@shared_task(name="approvals.tasks.recertify")
+def recertify() -> dict:
+    """Periodic: open the reviews of eligibilities that are due; remind, escalate and expire open ones."""
+    opened = recertification.recertifications_open()
+    return {"opened": opened, **recertification.recertifications_chase()}

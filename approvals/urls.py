@@ -16,5 +16,9 @@ urlpatterns = [
     path("requests/<int:pk>/decide/", views.request_decide, name="request-decide"),
     path("approvals/", views.inbox, name="approvals-inbox"),
     path("approvals/decided/", views.decided, name="approvals-decided"),
+    path("review/unused/", views.eligibility_unused, name="eligibility-unused"),
+    path("reviews/", views.reviews, name="reviews"),
+    path("reviews/patch/", views.reviews_patch, name="reviews-patch"),
+    path("reviews/<int:pk>/decide/", views.review_decide, name="review-decide"),
     path("email-link/<str:token>/", email_views.approval_link, name="approval-link"),
 ]

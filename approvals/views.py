@@ -9,12 +9,13 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import stepup
-from approvals import selectors, services
+from approvals import recertification, rightsizing, selectors, services
 from approvals.forms import DecisionForm
 from approvals.models import AccessRequest
 from broker.audit.timeline import request_timeline
@@ -91,14 +92,17 @@ def grant_extend(request, pk: int):
 
 def _ask(request, *, role, grant=None) -> tuple[AskForm, AccessRequest | None]:
     """The one ask path of the portal: validate the form, prove a fresh factor if needed, call the service."""
-    needs_code = role.requires_step_up and not stepup.is_recent(request)
+    # A form that carries the code field again after a flagged attempt (below) reads its code too.
+    asked_for_code = role.requires_step_up or "code" in request.POST
+    needs_code = asked_for_code and not stepup.is_recent(request)
     cap = grant_services.extension_room(grant) if grant is not None else None
     form = AskForm(request.POST or None, role=role, cap=cap, needs_code=needs_code)
     if request.method != "POST" or not form.is_valid():
         return form, None
     data = form.cleaned_data
     try:
-        mfa_at = stepup.mfa_at(request, data.get("code"), via=Channel.PORTAL) if role.requires_step_up else None
+        # Also for roles without MFA: a request the anomaly scoring flags needs a step-up too.
+        mfa_at = stepup.mfa_at(request, data.get("code"), via=Channel.PORTAL)
         req = services.request_create(
             requester=request.user,
             role=role,
@@ -114,6 +118,11 @@ def _ask(request, *, role, grant=None) -> tuple[AskForm, AccessRequest | None]:
             mfa_at=mfa_at,
         )
     except BrokerError as exc:
+        if exc.code == "mfa_required" and "code" not in form.fields:
+            # Flagged as unusual: show the form again, now with the code field, and why.
+            form = AskForm(request.POST, role=role, cap=cap, needs_code=True)
+            if not form.is_valid() and "code" in form.errors:
+                del form.errors["code"]  # the service's sentence below says what is needed, and why
         apply_error(form, exc)
         stepup.drop_code_if_fresh(request, form)
         return form, None
@@ -129,10 +138,13 @@ def request_list(request):
     queryset = selectors.requests_of(request.user) if scope == "mine" else selectors.requests_visible_to(request.user)
     if status in STATUSES:
         queryset = queryset.filter(status=status)
+    # Flagged only: the requests the anomaly scoring found unusual (what auditors go through).
+    flagged = request.GET.get("flagged", "") == "1"
+    if flagged:
+        queryset = queryset.filter(flagged=True)
     page = paginate(request, _list_rows(queryset.order_by("-created_at", "-pk")))
-    return render(
-        request, "portal/request_list.html", {"page": page, "status": status, "statuses": STATUSES, "scope": scope}
-    )
+    context = {"page": page, "status": status, "statuses": STATUSES, "scope": scope, "flagged": flagged}
+    return render(request, "portal/request_list.html", context)
 
 
 @login_required
@@ -243,3 +255,76 @@ def inbox(request):
 def decided(request):
     page = paginate(request, _list_rows(selectors.requests_decided_by(request.user)))
     return render(request, "portal/decided.html", {"page": page})
+
+
+# --- Right-sizing (auditors, administrators) ---------------------------------------------------------
+
+
+@login_required
+@require_GET
+def eligibility_unused(request):
+    """Eligibilities nobody used within their role's unused_after: what to take out of the policy file."""
+    if not viewer(request).reads_everything:
+        raise PermissionDenied("the unused eligibilities are for auditors and administrators")
+    return render(
+        request,
+        "portal/eligibility_unused.html",
+        {"unused": rightsizing.unused_eligibilities(), "section": "review"},
+    )
+
+
+# --- Recertification: eligibility reviews (role owners) ------------------------------------------------
+
+
+@login_required
+@require_GET
+def reviews(request):
+    """The eligibility reviews waiting for the viewer (as an owner, or escalated to them), and the latest decided."""
+    visible = recertification.reviews_for(request.user)
+    waiting = [
+        t
+        for t in visible.filter(status="pending").order_by("due_at", "pk")
+        if recertification.may_decide(t, request.user)
+    ]
+    decided = paginate(request, visible.exclude(status="pending").order_by("-decided_at", "-pk"))
+    return render(request, "portal/reviews.html", {"waiting": waiting, "decided": decided, "section": "approvals"})
+
+
+@login_required
+@require_POST
+def review_decide(request, pk: int):
+    task = get_object_or_404(recertification.reviews_for(request.user), pk=pk)
+    verdict = request.POST.get("verdict", "")
+    try:
+        recertification.recertification_decide(
+            task_id=task.pk,
+            reviewer=request.user,
+            verdict=verdict,
+            comment=request.POST.get("comment", ""),
+            via=Channel.PORTAL,
+            ip=client_ip(request),
+        )
+    except BrokerError as exc:
+        error_message(request, exc)
+    else:
+        if verdict == "confirm":
+            messages.success(
+                request, _("Confirmed: %(who)s may still ask for %(role)s.") % {"who": task.who, "role": task.role.slug}
+            )
+        else:
+            messages.success(
+                request,
+                _("Removed: %(who)s may no longer ask for %(role)s. Take it out of the policy file too (export below).")
+                % {"who": task.who, "role": task.role.slug},
+            )
+    return redirect("reviews")
+
+
+@login_required
+@require_GET
+def reviews_patch(request):
+    """The removals among the reviews the viewer sees, as the change to make in the policy file."""
+    text = recertification.policy_patch(recertification.reviews_for(request.user))
+    response = HttpResponse(text, content_type="text/yaml; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="eligibility-review-patch.yaml"'
+    return response

@@ -7,6 +7,7 @@
     audit        audit appends per second (4 writers) and verification speed
     memory       worker and Redis memory with 100,000 grants expiring within the horizon
     scale        a sweep, check, list endpoints and portal pages with 1,000,000 grants vs empty tables
+    anomaly      scoring one new request for anomalies with 1,000,000 past requests vs an empty table
 
 Each prints the machine, a table, and each target met or missed. They need PostgreSQL
 (BENCH_DATABASE_URL, default postgresql://postgres@127.0.0.1:5432/postgres: a scratch database is
@@ -20,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-NAMES = ("revocation", "check", "autoapprove", "audit", "memory", "scale")
+NAMES = ("revocation", "check", "autoapprove", "audit", "memory", "scale", "anomaly")
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in NAMES:

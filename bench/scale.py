@@ -92,7 +92,7 @@ def history(world, *, grants: int, requests: int, events: int) -> dict[str, floa
     first_request = (AccessRequest.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 1
     req_columns = ["id", "role_id", "requester_id", "status", "kind", "duration", "justification", "ticket",
                    "break_glass", "current_stage", "version", "channel", "created_at", "expires_at", "decided_at",
-                   "closed_reason", "stage_started_at"]  # fmt: skip
+                   "closed_reason", "stage_started_at", "network", "flagged", "flag_reasons"]  # fmt: skip
     # In time order, as a running broker appends them: the physical order then follows the time,
     # which is what makes one period's rows cheap to read by index.
     starts = sorted(
@@ -105,14 +105,15 @@ def history(world, *, grants: int, requests: int, events: int) -> dict[str, floa
         for k in range(grants):
             s = starts[k]
             yield [first_request + k, kinds[k], people[k], "approved", "new", timedelta(hours=1), "history", "",
-                   False, 0, 1, "api", s, s + timedelta(days=1), s, "", s]  # fmt: skip
+                   False, 0, 1, "api", s, s + timedelta(days=1), s, "", s, "", False, "[]"]  # fmt: skip
 
     def others():
         for k in range(requests):
             s = now - timedelta(days=400) + timedelta(seconds=rng.randrange(0, 399 * 86400))
             status = ("denied", "expired", "cancelled")[k % 3]
             yield [first_request + grants + k, rng.choice(roles).pk, rng.choice(users).pk, status, "new",
-                   timedelta(hours=1), "history", "", False, 0, 1, "portal", s, s + timedelta(days=1), s, "", s]  # fmt: skip
+                   timedelta(hours=1), "history", "", False, 0, 1, "portal", s, s + timedelta(days=1), s, "", s, "",
+                   False, "[]"]  # fmt: skip
 
     copy(AccessRequest, req_columns, approved())
     copy(AccessRequest, req_columns, others())

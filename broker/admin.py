@@ -21,7 +21,7 @@ from django.utils.safestring import mark_safe
 from broker import audit
 from broker.durations import format_duration
 from broker.http import client_ip
-from broker.models import ApprovalStage, AuditEvent, Channel, Eligibility, Role
+from broker.models import ApprovalStage, AuditEvent, Channel, Eligibility, EligibilityExclusion, Role
 
 ADMIN_CHANGED = "admin.changed"
 # Form fields whose values never go into the trail (only that they changed).
@@ -214,6 +214,25 @@ class RoleAdmin(AuditedAdmin):
             (name, options), *rest = fieldsets
             fieldsets = [(name, {**options, "description": mark_safe(POLICY_NOTE)}), *rest]  # noqa: S308 - a constant
         return fieldsets
+
+
+@admin.register(EligibilityExclusion)
+class EligibilityExclusionAdmin(AuditedAdmin):
+    """Eligibilities the broker removed while the policy file still lists them (docs/policy.md). Deleting
+    one (audited) lets the file's entry count again at the next apply."""
+
+    list_display = ("role", "user", "group", "reason", "detail", "created_at")
+    list_filter = ("reason",)
+    readonly_fields = ("role", "user", "group", "reason", "detail", "created_at")
+
+    def audit_role(self, obj: models.Model) -> str:
+        return obj.role.slug
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(AuditEvent)

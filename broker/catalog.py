@@ -108,6 +108,36 @@ def roles_escalated_to(user: AbstractBaseUser) -> QuerySet[Role]:
     return Role.objects.filter(pk__in=Role.objects.filter(named).values("pk"))
 
 
+# --- Recertification: who reviews a role's eligibilities -----------------------------------------
+
+
+def review_owners(role: Role) -> QuerySet:
+    """Active users who review ``role``'s eligibilities: its owners (policy ``owners``) or, when it
+    names none, the approvers of its first stage (nobody for a role with neither)."""
+    users, groups = role.owner_users.all(), role.owner_groups.all()
+    if users.exists() or groups.exists():
+        return User.objects.filter(Q(pk__in=users.values("pk")) | Q(groups__in=groups), is_active=True).distinct()
+    first = role.stages.order_by("position").first()
+    return stage_approvers(first) if first is not None else User.objects.none()
+
+
+def is_review_owner(user: AbstractBaseUser, role: Role) -> bool:
+    return user.is_active and review_owners(role).filter(pk=user.pk).exists()
+
+
+def roles_owned_by(user: AbstractBaseUser) -> QuerySet[Role]:
+    """The roles whose eligibilities ``user`` reviews (see ``review_owners``)."""
+    if not user.is_authenticated or not user.is_active:
+        return Role.objects.none()
+    groups = Group.objects.filter(user=user)
+    named = Role.objects.filter(Q(owner_users=user) | Q(owner_groups__in=groups)).values("pk")
+    users = Role.owner_users.through.objects.filter(role=OuterRef("pk"))
+    owner_groups = Role.owner_groups.through.objects.filter(role=OuterRef("pk"))
+    first_stage = ApprovalStage.objects.filter(position=0).filter(Q(users=user) | Q(groups__in=groups))
+    by_stage = Role.objects.filter(~Exists(users), ~Exists(owner_groups), pk__in=first_stage.values("role"))
+    return Role.objects.filter(Q(pk__in=named) | Q(pk__in=by_stage.values("pk")))
+
+
 def is_auditor(user: AbstractBaseUser) -> bool:
     return user.is_active and user.groups.filter(name=AUDITORS_GROUP).exists()
 

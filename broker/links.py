@@ -24,6 +24,11 @@ def inbox_path() -> str:
     return "/approvals/"
 
 
+def reviews_path() -> str:
+    """The eligibility reviews (recertification) waiting for the role owners."""
+    return "/reviews/"
+
+
 def home_path() -> str:
     return "/"
 

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 from broker.conditions import problems_in_stored
 
@@ -93,6 +94,14 @@ class Role(models.Model):
     # is asked for and held per resource (one database, one environment), and its target config
     # names the chosen one as {resource}. Empty: the role has no resources and is held as a whole.
     resources = models.JSONField(default=dict, blank=True)
+    # Right-sizing (review in the policy file): an eligibility nobody used for this long is listed as
+    # unused (empty: the UNUSED_ELIGIBILITY_AFTER setting); with remove_unused, it is removed.
+    unused_after = models.DurationField(null=True, blank=True)
+    remove_unused = models.BooleanField(default=False)
+    # Who reviews the role's eligibilities (recertification; owners in the policy file). Nobody
+    # named: the approvers of the first stage.
+    owner_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+    owner_groups = models.ManyToManyField(Group, blank=True, related_name="+")
 
     managed_by_policy = models.BooleanField(default=False, editable=False)
     retired_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -124,6 +133,8 @@ class Role(models.Model):
         "chat_webhooks",
         "conditions",
         "resources",
+        "unused_after",
+        "remove_unused",
     )
     OPERATOR_ONLY_FIELDS = (
         "request_ttl",
@@ -133,6 +144,8 @@ class Role(models.Model):
         "authoritative",
         "chat_webhooks",
         "conditions",
+        "unused_after",
+        "remove_unused",
     )
 
     class Meta:
@@ -247,6 +260,15 @@ class Eligibility(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="eligibilities"
     )
     group = models.ForeignKey(Group, null=True, blank=True, on_delete=models.CASCADE, related_name="eligibilities")
+    # Since when: an eligibility younger than the role's unused_after is never called unused.
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # Recertification (recertify in the policy file's eligibility entry): the role's owners confirm
+    # or remove it every `recertify_every`, counted from reviewed_at (or created_at); unanswered for
+    # `recertify_grace` after it was due, it is removed when `recertify_expire` says so.
+    recertify_every = models.DurationField(null=True, blank=True)
+    recertify_grace = models.DurationField(null=True, blank=True)
+    recertify_expire = models.BooleanField(default=False)
+    reviewed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name_plural = "eligibilities"
@@ -267,6 +289,53 @@ class Eligibility(models.Model):
     def __str__(self) -> str:
         who = f"user {self.user}" if self.user_id else f"group {self.group}"
         return f"{who} → {self.role}"
+
+
+class EligibilityExclusion(models.Model):
+    """An eligibility the broker removed (unused, or by review) while the policy file still lists it.
+
+    Applying the policy does not add it back: it reports it, with the change to make in the file
+    (`apply_policy --suggest` prints the file without it). Once the file no longer lists it, the
+    exclusion has done its work and is dropped; deleting it in the admin lets the file's entry count again.
+    """
+
+    class Reason(models.TextChoices):
+        UNUSED = "unused"  # right-sizing: nobody used it
+        REVIEW = "review"  # recertification: an owner removed it, or nobody answered in time
+
+    role = models.ForeignKey(Role, on_delete=models.CASCADE, related_name="exclusions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    group = models.ForeignKey(Group, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    detail = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(user__isnull=False) & Q(group__isnull=True))
+                | (Q(user__isnull=True) & Q(group__isnull=False)),
+                name="exclusion_user_xor_group",
+            ),
+            models.UniqueConstraint(
+                fields=["role", "user"], condition=Q(user__isnull=False), name="exclusion_unique_user"
+            ),
+            models.UniqueConstraint(
+                fields=["role", "group"], condition=Q(group__isnull=False), name="exclusion_unique_group"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        who = f"user {self.user}" if self.user_id else f"group {self.group}"
+        return f"{who} kept out of {self.role} ({self.reason})"
+
+    @property
+    def who(self) -> str:
+        """As the policy file writes it: the username, or group:NAME."""
+        return self.user.get_username() if self.user_id else f"group:{self.group.name}"
 
 
 class AuditEvent(models.Model):

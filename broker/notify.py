@@ -30,6 +30,11 @@ class Message(models.TextChoices):
     AUDIT_BROKEN = "audit_broken"
     # object: the audit event "mfa.device_added" (the person, the kind of device, when, from where)
     MFA_DEVICE_ADDED = "mfa_device_added"
+    # object: the recertification (a review of one eligibility); to the role's owners, then the
+    # escalation approvers
+    REVIEW_DUE = "review_due"
+    REVIEW_REMINDER = "review_reminder"
+    REVIEW_ESCALATED = "review_escalated"
 
 
 def notify_on_commit(kind: str, object_id: int, revision: int = 0) -> None:

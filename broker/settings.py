@@ -453,6 +453,24 @@ RISK_LEVEL_MEMORY = env_duration("RISK_LEVEL_MEMORY", "7d")
 # Escalation: the group whose members decide stages that waited too long (role.escalation_delay),
 # for roles whose policy names no escalation approvers of their own. Empty: only those roles escalate.
 ESCALATION_GROUP = env_str("ESCALATION_GROUP", "").strip()
+# Anomaly flags (approvals/anomaly.py): each new request is scored against the requester's own
+# history and their peers' over ANOMALY_LOOKBACK; a flagged request needs a fresh second factor.
+ANOMALY_SCORING = env_bool("ANOMALY_SCORING", True)
+# Reason codes that never flag (first_for_role, unusual_hour, burst, long_duration, new_network).
+ANOMALY_IGNORE = env_list("ANOMALY_IGNORE")
+ANOMALY_LOOKBACK = env_duration("ANOMALY_LOOKBACK", "90d")
+# At most this many earlier requests are read per question (the newest), so scoring stays cheap.
+ANOMALY_HISTORY_LIMIT = env_int("ANOMALY_HISTORY_LIMIT", 200, minimum=10, maximum=5000)
+# The unusual hour and the duration norm need at least this many earlier requests to compare with.
+ANOMALY_MIN_HISTORY = env_int("ANOMALY_MIN_HISTORY", 5, minimum=1, maximum=1000)
+# This many requests (the new one included) within ANOMALY_BURST_WINDOW is a burst.
+ANOMALY_BURST_COUNT = env_int("ANOMALY_BURST_COUNT", 5, minimum=2, maximum=1000)
+ANOMALY_BURST_WINDOW = env_duration("ANOMALY_BURST_WINDOW", "10m")
+# A duration more than this many times the usual one (the median) is far above the norm.
+ANOMALY_DURATION_FACTOR = env_int("ANOMALY_DURATION_FACTOR", 3, minimum=2, maximum=100)
+# Right-sizing: an eligibility nobody used (no request for the role by that user, or by any member of
+# that group) for this long is listed as unused, for roles whose policy sets no review.unused_after.
+UNUSED_ELIGIBILITY_AFTER = env_duration("UNUSED_ELIGIBILITY_AFTER", "90d")
 
 if REVOKE_ETA_HORIZON.total_seconds() >= 3000:
     raise ImproperlyConfigured(
@@ -523,6 +541,10 @@ CELERY_BEAT_SCHEDULE = {
     "sweep": {"task": "grants.tasks.sweep", "schedule": SWEEP_INTERVAL.total_seconds()},
     "expire-requests": {"task": "approvals.tasks.expire_requests", "schedule": SWEEP_INTERVAL.total_seconds()},
     "sweep-eligibility": {"task": "approvals.tasks.sweep_eligibility", "schedule": SWEEP_INTERVAL.total_seconds()},
+    # Right-sizing: only roles whose policy sets review.remove_unused lose anything.
+    "remove-unused-eligibility": {"task": "approvals.tasks.remove_unused", "schedule": 3600.0},
+    # Recertification: reviews open, are reminded, escalated and expire within the hour.
+    "recertify": {"task": "approvals.tasks.recertify", "schedule": 3600.0},
     "reconcile": {"task": "grants.tasks.reconcile", "schedule": RECONCILE_INTERVAL.total_seconds()},
     "notify-scan": {"task": "notifications.tasks.scan", "schedule": NOTIFY_SCAN_INTERVAL.total_seconds()},
     "escalate-requests": {
@@ -641,6 +663,7 @@ SPECTACULAR_SETTINGS = {
         {"name": "audit", "description": "The hash-chained audit trail: pages and exports (auditors, administrators)."},
         {"name": "signals", "description": "Risk signals about a user (administrators)."},
         {"name": "reconciliation", "description": "Drift between the targets and the grants, per target."},
+        {"name": "eligibility", "description": "Right-sizing: eligibilities nobody used (auditors, administrators)."},
         {"name": "policy", "description": "Policy as code: plan and apply the roles-and-eligibility YAML file."},
     ],
     "SCHEMA_PATH_PREFIX": "/api/v1",

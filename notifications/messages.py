@@ -23,10 +23,10 @@ from django.utils.translation import ngettext, pgettext
 
 from accounts import preferences
 from approvals import email_links
-from approvals.models import AccessRequest, Decision
+from approvals.models import AccessRequest, Decision, Recertification
 from broker import links, wording
 from broker.audit.status import stored_verification
-from broker.catalog import SECURITY_GROUP, escalation_approvers, stage_approvers
+from broker.catalog import SECURITY_GROUP, escalation_approvers, review_owners, stage_approvers
 from broker.durations import humanize_duration
 from broker.models import AuditEvent
 from broker.notify import Message
@@ -90,6 +90,9 @@ def _request_facts(req: AccessRequest) -> list[tuple[str, str]]:
     ]
     if req.starts_at:
         facts.insert(3, (_("Starts"), _when(req.starts_at)))
+    if req.flagged:
+        # The anomaly scoring's reasons (approvals/anomaly.py), each a sentence.
+        facts.append((_("Unusual"), " ".join(r.get("sentence", "") for r in req.flag_reasons)))
     return facts
 
 
@@ -170,6 +173,12 @@ def _approver_drafts(
         intro = [
             _("%(who)s asks for %(role)s for %(duration)s.")
             % {"who": who, "role": _on(req.role.name, req.resource), "duration": humanize_duration(req.duration)},
+            _(
+                "This request is flagged as unusual for them (see Unusual below); they confirmed it with a "
+                "second factor. Check the reasons before deciding."
+            )
+            if req.flagged
+            else "",
             _(
                 "Stage %(stage)s has waited %(waited)s without a decision, so it was escalated to you: "
                 "you may approve or deny it in place of its approvers."
@@ -545,6 +554,80 @@ def _mfa_device_added(object_id: int, revision: int, now: datetime) -> list[Draf
     ]
 
 
+# --- Recertification: reviews of eligibilities -------------------------------------------------------------
+
+
+def _review_drafts(object_id: int, *, step: str) -> list[Draft]:
+    task = Recertification.objects.select_related("role", "user", "group", "eligibility").filter(pk=object_id).first()
+    if task is None or not task.is_pending:
+        return []
+    owners = list(review_owners(task.role))
+    owner_ids = {o.pk for o in owners}
+    people = owners + (
+        [u for u in escalation_approvers(task.role) if u.pk not in owner_ids] if step == "escalated" else []
+    )
+    names = {"who": task.who, "role": task.role.slug, "pk": task.pk}
+    subject = {
+        "due": _("Review needed: may %(who)s still ask for %(role)s? (review #%(pk)s)"),
+        "reminder": _("Reminder: review #%(pk)s of %(who)s for %(role)s is waiting"),
+        "escalated": _("Escalated: nobody reviewed %(who)s's eligibility for %(role)s (review #%(pk)s)"),
+    }[step] % names
+    removes = task.eligibility is not None and task.eligibility.recertify_expire
+    intro = [
+        _(
+            "%(who)s is eligible for %(name)s (%(role)s). Confirm that this is still needed, or remove it: "
+            "a removal takes effect at once (any grant it allowed ends)."
+        )
+        % {**names, "name": task.role.name},
+        _("The role's owners have not answered; as an escalation approver of the role you may decide it too.")
+        if step == "escalated"
+        else "",
+        (
+            _("Unanswered by %(when)s, the eligibility is removed.")
+            if removes
+            else _("Unanswered by %(when)s, the eligibility stays and the review is closed as expired.")
+        )
+        % {"when": _when(task.grace_until)},
+    ]
+    drafts = []
+    for person in people:
+        if person.pk == task.user_id:
+            continue
+        drafts.append(
+            Draft(
+                recipient=person,
+                subject=subject,
+                intro=[line for line in intro if line],
+                why=(
+                    _("You get this because you review the eligibilities of %(role)s.")
+                    if person.pk in owner_ids
+                    else _("You get this because you are an escalation approver of %(role)s.")
+                )
+                % names,
+                action_label=_("Open the review"),
+                action_url=links.absolute(links.reviews_path()),
+                facts=[
+                    (_("Who"), task.who),
+                    (_("Role"), f"{task.role.name} ({task.role.slug})"),
+                    (_("Due since"), _when(task.due_at)),
+                ],
+            )
+        )
+    return drafts
+
+
+def _review_due(object_id: int, revision: int, now: datetime) -> list[Draft]:
+    return _review_drafts(object_id, step="due")
+
+
+def _review_reminder(object_id: int, revision: int, now: datetime) -> list[Draft]:
+    return _review_drafts(object_id, step="reminder")
+
+
+def _review_escalated(object_id: int, revision: int, now: datetime) -> list[Draft]:
+    return _review_drafts(object_id, step="escalated")
+
+
 BUILDERS: dict[str, Callable[[int, int, datetime], list[Draft]]] = {
     Kind.DECISION_NEEDED: _decision_needed,
     Kind.REMINDER: _reminder,
@@ -559,6 +642,9 @@ BUILDERS: dict[str, Callable[[int, int, datetime], list[Draft]]] = {
     Kind.REVOKE_FAILED: _revoke_failed,
     Kind.AUDIT_BROKEN: _audit_broken,
     Kind.MFA_DEVICE_ADDED: _mfa_device_added,
+    Kind.REVIEW_DUE: _review_due,
+    Kind.REVIEW_REMINDER: _review_reminder,
+    Kind.REVIEW_ESCALATED: _review_escalated,
 }
 
 

@@ -16,6 +16,9 @@ CELERY_TASK_ALWAYS_EAGER = True
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
 CELERY_TASK_EAGER_PROPAGATES = True
+# Off, so that tests asking for several roles in a row need no step-up for being unusual; the tests
+# of the anomaly flags (tests/approvals/test_anomaly.py and their API and portal tests) switch it on.
+ANOMALY_SCORING = False
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
 

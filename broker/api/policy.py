@@ -22,13 +22,14 @@ from broker.api.parsers import JSONParser
 from broker.catalog import is_auditor
 from broker.errors import Invalid, NotAllowed
 from broker.models import Channel
+from broker.policy import NOT_CHANGES
 
 # A policy file for thousands of roles fits; the rest of the API keeps its 64 KiB bound.
 MAX_POLICY_BYTES = 1024 * 1024
 # Where the audit trail's policy.applied event says the file came from.
 SOURCE = "api"
 
-CHANGE_KINDS = ["created", "updated", "retired", "restored", "kept", "closing", "ending", "warning"]
+CHANGE_KINDS = ["created", "updated", "retired", "restored", "kept", "closing", "ending", "warning", "excluded"]
 
 
 class PolicyParser(JSONParser):
@@ -139,7 +140,7 @@ def _answer(loaded: policy.Policy, changes: list[policy.Change], *, prune: bool,
                 "sha256": loaded.digest,
                 "prune": prune,
                 "applied": applied,
-                "changed": sum(1 for c in changes if c.kind not in ("kept", "warning")),
+                "changed": sum(1 for c in changes if c.kind not in NOT_CHANGES),
                 "changes": [{"kind": c.kind, "role": c.role, "detail": c.detail} for c in changes],
             }
         ).data

@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from accounts.api import TokenViewSet
-from approvals.api import GrantExtendView, RequestViewSet
+from approvals.api import GrantExtendView, RecertificationViewSet, RequestViewSet, UnusedEligibilityList
 from broker.api import views as api
 from broker.api.inputs import ID_PATTERN
 from broker.api.policy import PolicyApply, PolicyPlan
@@ -16,6 +16,7 @@ router = SimpleRouter()
 router.register("requests", RequestViewSet, basename="request")
 router.register("grants", GrantViewSet, basename="grant")
 router.register("tokens", TokenViewSet, basename="token")
+router.register("eligibility/reviews", RecertificationViewSet, basename="review")
 
 v1 = [
     path("roles/", api.RoleList.as_view(), name="role-list"),
@@ -25,6 +26,7 @@ v1 = [
     path("signals/", api.SignalView.as_view(), name="signals"),
     path("policy/plan/", PolicyPlan.as_view(), name="policy-plan"),
     path("policy/apply/", PolicyApply.as_view(), name="policy-apply"),
+    path("eligibility/unused/", UnusedEligibilityList.as_view(), name="eligibility-unused"),
     path("reconciliation/", ReconciliationList.as_view(), name="reconciliation-list"),
     path("reconciliation/run/", ReconciliationRun.as_view(), name="reconciliation-run"),
     # An extension is a request (approvals), answered under the grant it extends.

@@ -420,6 +420,36 @@ def _policy_applied(e: AuditEvent, d: dict) -> Entry:
     )
 
 
+def _eligibility_removed(e: AuditEvent, d: dict) -> Entry:
+    names = {"who": d.get("who") or e.subject, "role": e.role, "reason": d.get("reason") or "-"}
+    detail = d.get("detail") or ""
+    if d.get("policy_patch"):
+        detail = (detail + "\n" + _("To make in the policy file: %(patch)s") % {"patch": d["policy_patch"]}).strip()
+    return Entry(e, _("%(who)s's eligibility for %(role)s was removed (%(reason)s)") % names, detail, "warn")
+
+
+_REVIEW_TITLES = {
+    "opened": gettext_lazy("Review #%(pk)s of %(who)s's eligibility for %(role)s opened"),
+    "escalated": gettext_lazy("Review #%(pk)s of %(who)s's eligibility for %(role)s escalated"),
+    "expired": gettext_lazy("Review #%(pk)s of %(who)s's eligibility for %(role)s expired unanswered"),
+    "confirmed": gettext_lazy("%(actor)s confirmed %(who)s's eligibility for %(role)s (review #%(pk)s)"),
+    "removed": gettext_lazy("%(actor)s removed %(who)s's eligibility for %(role)s (review #%(pk)s)"),
+}
+
+
+def _recertification(verb: str, tone: str = ""):
+    def describe(e: AuditEvent, d: dict) -> Entry:
+        names = {"pk": e.target_id, "who": d.get("who") or e.subject, "role": e.role, "actor": _who(e)}
+        detail = d.get("comment") or ""
+        if verb == "expired":
+            detail = (
+                _("The eligibility was removed.") if d.get("eligibility_removed") else _("The eligibility was kept.")
+            )
+        return Entry(e, str(_REVIEW_TITLES[verb]) % names, detail, tone)
+
+    return describe
+
+
 # --- People: accounts, sign-in, second factors, tokens ---------------------------------------------
 
 
@@ -765,6 +795,12 @@ DESCRIBE: dict[str, Callable[[AuditEvent, dict], Entry]] = {
     "drift.restored": _drift_restored,
     "reconcile.run": _reconcile_run,
     "policy.applied": _policy_applied,
+    "eligibility.removed": _eligibility_removed,
+    "recertification.opened": _recertification("opened"),
+    "recertification.escalated": _recertification("escalated", "warn"),
+    "recertification.expired": _recertification("expired", "warn"),
+    "recertification.confirmed": _recertification("confirmed", "good"),
+    "recertification.removed": _recertification("removed", "bad"),
     "risk.signal": _risk_signal,
     "user.created": _user_created,
     "user.deactivated": _user_deactivated,

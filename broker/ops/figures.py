@@ -22,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.utils import floatToGoString
 
 from approvals.models import AccessRequest
+from approvals.rightsizing import unused_eligibilities
 from broker.audit.boundary import current_boundary
 from broker.audit.status import stored_verification
 from broker.models import AuditHead, Heartbeat, Role
@@ -67,6 +68,7 @@ class DatabaseFigures:
         yield from self._audit(now)
         yield from self._heartbeat(now)
         yield from self._outbox()
+        yield self._unused(now)
 
     def _grants(self, now: datetime) -> Iterator:
         by_status = dict(Grant.objects.order_by().values_list("status").annotate(n=Count("pk")))
@@ -191,6 +193,20 @@ class DatabaseFigures:
                 "How long the last heartbeat waited in the queue before a worker ran it.",
                 value=max(0.0, (beat.at - beat.queued_at).total_seconds()),
             )
+
+    def _unused(self, now: datetime) -> GaugeMetricFamily:
+        """Right-sizing: eligibilities nobody used within their role's unused_after (approvals.rightsizing)."""
+        family = GaugeMetricFamily(
+            "broker_unused_eligibilities",
+            "Eligibilities (a user or a group for a role) nobody used within the role's unused_after.",
+            labels=["role"],
+        )
+        counts: dict[str, int] = {}
+        for unused in unused_eligibilities(now=now):
+            counts[unused.role.slug] = counts.get(unused.role.slug, 0) + 1
+        for slug, count in sorted(counts.items()):
+            family.add_metric([slug], count)
+        return family
 
     def _outbox(self) -> Iterator:
         rows = Notification.objects.order_by().values_list("status").annotate(n=Count("pk"))

@@ -8,8 +8,8 @@ writes nothing and audits nothing.
 contain, `apply` makes the catalog match a validated policy.
 """
 
-from broker.policy.apply import Change, apply
+from broker.policy.apply import NOT_CHANGES, Change, apply
 from broker.policy.reader import PolicyError, PolicyInvalid
 from broker.policy.schema import Policy, load
 
-__all__ = ["Change", "Policy", "PolicyError", "PolicyInvalid", "apply", "load"]
+__all__ = ["NOT_CHANGES", "Change", "Policy", "PolicyError", "PolicyInvalid", "apply", "load"]

@@ -20,9 +20,13 @@ from broker.policy import schema
 User = get_user_model()
 
 
+# Kinds of Change that report without changing anything.
+NOT_CHANGES = ("kept", "warning", "excluded")
+
+
 @dataclass
 class Change:
-    kind: str  # created, updated, retired, restored, kept, closing, ending, warning
+    kind: str  # created, updated, retired, restored, kept, closing, ending, warning, excluded
     role: str
     detail: str = ""
 
@@ -48,6 +52,8 @@ _NESTED = {
     "connector_config": ("target", "config"),
     "authoritative": ("target", "authoritative"),
     "chat_webhooks": ("notify", "chat"),
+    "unused_after": ("review", "unused_after"),
+    "remove_unused": ("review", "remove_unused"),
 }
 
 
@@ -87,7 +93,12 @@ def _normal(stages: list[StageSpec]) -> list[StageSpec]:
     ]
 
 
-def _sync_role(spec: schema.Role, eligible_users: set[str], eligible_groups: set[str]) -> list[Change]:
+def _sync_role(
+    spec: schema.Role,
+    eligible_users: set[str],
+    eligible_groups: set[str],
+    recertify: dict[str, schema.Recertify] | None = None,
+) -> list[Change]:
     changes: list[Change] = []
     role = Role.objects.filter(slug=spec.slug).first()
     values = _catalog_values(spec)
@@ -141,6 +152,21 @@ def _sync_role(spec: schema.Role, eligible_users: set[str], eligible_groups: set
         described = f"users={list(wanted[0])} groups={list(wanted[1])}" if people else "the ESCALATION_GROUP setting"
         changes.append(Change("updated", spec.slug, f"escalation approvers → {described}"))
 
+    owners = spec.owners
+    wanted = (tuple(sorted(owners.users)), tuple(sorted(owners.groups))) if owners else ((), ())
+    current = (
+        tuple(sorted(role.owner_users.values_list("username", flat=True))),
+        tuple(sorted(role.owner_groups.values_list("name", flat=True))),
+    )
+    if current != wanted:
+        role.owner_users.set(User.objects.filter(username__in=wanted[0]))
+        role.owner_groups.set(Group.objects.filter(name__in=wanted[1]))
+        described = f"users={list(wanted[0])} groups={list(wanted[1])}" if owners else "the first stage's approvers"
+        changes.append(Change("updated", spec.slug, f"owners → {described}"))
+
+    changes += _exclusions(role, eligible_users, eligible_groups)
+    eligible_users = eligible_users - _excluded(role, "user")
+    eligible_groups = eligible_groups - _excluded(role, "group")
     current_users = set(role.eligibilities.filter(user__isnull=False).values_list("user__username", flat=True))
     current_groups = set(role.eligibilities.filter(group__isnull=False).values_list("group__name", flat=True))
     add_users, drop_users = eligible_users - current_users, current_users - eligible_users
@@ -158,6 +184,58 @@ def _sync_role(spec: schema.Role, eligible_users: set[str], eligible_groups: set
         parts.append("eligible -" + ", -".join(sorted(drop_users) + [f"group:{g}" for g in sorted(drop_groups)]))
     if parts:
         changes.append(Change("updated", spec.slug, "; ".join(parts)))
+    changes += _sync_recertify(role, recertify or {})
+    return changes
+
+
+def _sync_recertify(role: Role, recertify: dict[str, schema.Recertify]) -> list[Change]:
+    """Each eligibility row carries the recertification of its entry in the file (or none)."""
+    changes = []
+    for row in role.eligibilities.select_related("user", "group"):
+        who = row.user.get_username() if row.user_id else f"group:{row.group.name}"
+        spec = recertify.get(who)
+        wanted = (spec.every, spec.grace, spec.expire) if spec else (None, None, False)
+        if (row.recertify_every, row.recertify_grace, row.recertify_expire) != wanted:
+            row.recertify_every, row.recertify_grace, row.recertify_expire = wanted
+            row.save(update_fields=["recertify_every", "recertify_grace", "recertify_expire"])
+            what = (
+                f"every {format_duration(spec.every)}, grace {format_duration(spec.grace)}"
+                + (", expires unanswered" if spec.expire else "")
+                if spec
+                else "none"
+            )
+            changes.append(Change("updated", role.slug, f"recertification of {who} → {what}"))
+    return changes
+
+
+def _excluded(role: Role, kind: str) -> set[str]:
+    field = "user__username" if kind == "user" else "group__name"
+    return set(role.exclusions.filter(**{f"{kind}__isnull": False}).values_list(field, flat=True))
+
+
+def _exclusions(role: Role, eligible_users: set[str], eligible_groups: set[str]) -> list[Change]:
+    """Eligibilities the broker removed (EligibilityExclusion) are not added back while the file lists
+    them: each is reported with the change to make in the file. Those the file no longer lists are
+    done with and dropped."""
+    changes = []
+    for exclusion in role.exclusions.select_related("user", "group").order_by("pk"):
+        listed = (
+            exclusion.user.get_username() in eligible_users
+            if exclusion.user_id
+            else exclusion.group.name in eligible_groups
+        )
+        if listed:
+            changes.append(
+                Change(
+                    "excluded",
+                    role.slug,
+                    f"{exclusion.who} stays removed ({exclusion.reason}: {exclusion.detail}); remove it from the "
+                    "file's eligibility (apply_policy --suggest prints the file without it)",
+                )
+            )
+        else:
+            exclusion.delete()
+            changes.append(Change("updated", role.slug, f"{exclusion.who}: removal now in the file, exclusion dropped"))
     return changes
 
 
@@ -213,7 +291,7 @@ def apply(
     with transaction.atomic(), handled_by_caller():
         in_file = {spec.slug for spec in policy.roles}
         for spec in policy.roles:
-            changes += _sync_role(spec, *policy.eligible(spec.slug))
+            changes += _sync_role(spec, *policy.eligible(spec.slug), policy.recertify(spec.slug))
         for role in Role.objects.filter(managed_by_policy=True, retired_at__isnull=True).exclude(slug__in=in_file):
             if not prune:
                 changes.append(Change("kept", role.slug, "not in the file; --prune retires it"))
@@ -234,7 +312,7 @@ def apply(
             why = why_not_eligible(grant.user, grant.role)
             changes.append(Change("ending", grant.role.slug, f"{verb}end grant #{grant.pk} of {grant.user}: {why}"))
 
-        real_changes = [c for c in changes if c.kind not in ("kept", "warning")]
+        real_changes = [c for c in changes if c.kind not in NOT_CHANGES]
         if real_changes:
             audit.record(
                 "policy.applied",

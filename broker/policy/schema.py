@@ -379,6 +379,39 @@ class Resources(_Model):
         return {key: value for key, value in (("names", self.names), ("patterns", self.patterns)) if value}
 
 
+class Review(_Model):
+    # Right-sizing: an eligibility nobody used for this long is listed as unused; the
+    # UNUSED_ELIGIBILITY_AFTER setting (90 days) when absent.
+    unused_after: Duration | None = None
+    # Remove unused eligibilities of the role automatically (audited; the file is not changed, the
+    # broker keeps them out until the file drops them: apply_policy --suggest).
+    remove_unused: bool = False
+
+    @field_validator("unused_after")
+    @classmethod
+    def _at_least_a_day(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(days=1):
+            raise _problems("must be at least 1d")
+        return value
+
+
+class Recertify(_Model):
+    # The role's owners confirm or remove each eligibility of the entry this often.
+    every: Duration = Field(description="a duration such as 90d")
+    # Unanswered this long after it was due, the review expires (reminder at a third, escalation at
+    # two thirds of it).
+    grace: Duration = timedelta(days=14)
+    # When the review expires unanswered, remove the eligibility (otherwise it stays, escalated).
+    expire: bool = False
+
+    @field_validator("every", "grace")
+    @classmethod
+    def _at_least_a_day(cls, value: timedelta) -> timedelta:
+        if value < timedelta(days=1):
+            raise _problems("must be at least 1d")
+        return value
+
+
 class Role(_Model):
     # Field order matters: a field's checks see the fields above it (info.data) that are valid.
     slug: Slug
@@ -397,6 +430,9 @@ class Role(_Model):
     resources: Resources = Field(default_factory=dict, validate_default=True)
     target: Target = Field(description="connector and config")
     notify: Notify = Field(default_factory=dict, validate_default=True)
+    review: Review = Field(default_factory=dict, validate_default=True)
+    # Who reviews the role's eligibilities (recertify); the first stage's approvers when absent.
+    owners: Approvers | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -471,6 +507,7 @@ class Eligibility(_Model):
     role: str
     users: Names = []
     groups: Names = []
+    recertify: Recertify | None = None
 
     @field_validator("role")
     @classmethod
@@ -516,6 +553,15 @@ class Policy(_Model):
     def digest(self) -> str:
         """SHA-256 of the file's text, recorded in the audit event of an apply."""
         return self._digest
+
+    def recertify(self, slug: str) -> dict[str, Recertify]:
+        """Who (a username, or group:NAME) → the recertification of the first entry that sets one."""
+        found: dict[str, Recertify] = {}
+        for entry in self.eligibility:
+            if entry.role == slug and entry.recertify is not None:
+                for who in [*entry.users, *(f"group:{g}" for g in entry.groups)]:
+                    found.setdefault(who, entry.recertify)
+        return found
 
     def eligible(self, slug: str) -> tuple[set[str], set[str]]:
         """The users and the groups the file makes eligible for a role."""
@@ -576,6 +622,7 @@ def _people_named(data: Any) -> Iterator[tuple[str, str, Path]]:
             places.append((mapping(stage).get("approvers"), ("roles", i, "approval", "stages", j, "approvers")))
         escalation = mapping(approval.get("escalation"))
         places.append((escalation.get("approvers"), ("roles", i, "approval", "escalation", "approvers")))
+        places.append((mapping(role).get("owners"), ("roles", i, "owners")))
     places += [(entry, ("eligibility", i)) for i, entry in enumerate(listing(mapping(data).get("eligibility")))]
     for place, path in places:
         for kind in ("users", "groups"):

@@ -7,8 +7,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('approvals', '0008_request_resource'),
-        ('broker', '0009_role_resources'),
+        ('approvals', '0010_request_resource'),
+        ('broker', '0010_role_resources'),
         ('grants', '0005_grant_conditions_failed'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

@@ -205,6 +205,13 @@ ROWS = [
         ("erin", ("request",)),
     ),
     Row(
+        "list unused eligibilities",
+        "get",
+        "/api/v1/eligibility/unused/",
+        statuses(403, 403, 403, 200, 200, 403),
+        ("erin", ("request",)),
+    ),
+    Row(
         "run reconciliation",
         "post",
         "/api/v1/reconciliation/run/",

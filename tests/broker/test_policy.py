@@ -286,9 +286,9 @@ def test_nesting_deeper_than_any_policy_needs_is_refused_as_invalid_yaml(directo
         (
             "requires_mfa: true",
             "require_mfa: true",
-            "line 10: roles[0].require_mfa: unknown key (expected one of: approval, break_glass, conditions, default_duration, "
-            "description, max_duration, max_total_duration, min_duration, name, notify, requires_justification, requires_mfa, "
-            "requires_ticket, resources, slug, target)",
+            "line 10: roles[0].require_mfa: unknown key (expected one of: approval, break_glass, conditions, "
+            "default_duration, description, max_duration, max_total_duration, min_duration, name, notify, owners, "
+            "requires_justification, requires_mfa, requires_ticket, resources, review, slug, target)",
         ),
         (
             "auto_approve: false",
@@ -313,7 +313,7 @@ def test_nesting_deeper_than_any_policy_needs_is_refused_as_invalid_yaml(directo
         (
             "groups: [dba]\n",
             "group: [dba]\n",
-            "line 25: eligibility[0].group: unknown key (expected one of: groups, role, users)",
+            "line 25: eligibility[0].group: unknown key (expected one of: groups, recertify, role, users)",
         ),
     ],
 )

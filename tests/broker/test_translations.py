@@ -126,6 +126,9 @@ PAGES = [
     "/account/mfa/enrol/",
     "/audit/",
     "/review/",
+    "/review/unused/",
+    "/reviews/",
+    "/requests/?scope=visible&flagged=1",
     "/this-page-does-not-exist/",
 ]
 

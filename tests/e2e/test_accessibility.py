@@ -345,6 +345,8 @@ def test_auditor_pages(person, world, sweep):
         ("/audit/?action=grant.&subject=alice", "audit log, filtered"),
         ("/audit/?since=yesterday", "audit log, bad filter"),
         ("/review/", "elevation review"),
+        ("/review/unused/", "unused eligibilities"),
+        ("/requests/?scope=visible&flagged=1", "flagged requests"),
         ("/requests/?scope=visible", "everyone's requests"),
         ("/grants/?scope=all", "everyone's grants"),
         (f"/grants/{world['break_glass'].pk}/", "break-glass grant"),

@@ -65,3 +65,32 @@ def test_leaving_the_eligible_group_removes_the_access_from_the_target_within_te
     assert (event.channel, event.data["end_reason"]) == ("worker", "eligibility_lost")
     assert "approvals.tasks.enforce_eligibility" in slow_sweeper_worker.logs()
     assert audit.verify().ok
+
+
+def test_an_eligibility_removed_by_review_ends_the_grant_in_the_target(slow_sweeper_worker):
+    from approvals import recertification
+    from approvals.models import Recertification
+    from broker.models import Eligibility
+    from tests.factories import StageFactory
+
+    alice, carol = UserFactory(username="alice"), UserFactory(username="carol")
+    role = RoleFactory(slug="db-admin", auto_approve=True, connector_config={"group": "db-admins"})
+    role.owner_users.add(carol)
+    StageFactory(role=role, position=0, users=[carol])
+    EligibilityFactory(
+        role=role, user=alice, created_at=timezone.now() - timedelta(days=100), recertify_every=timedelta(days=90),
+        recertify_grace=timedelta(days=14),
+    )  # fmt: skip
+    grant = approvals.request_create(
+        requester=alice, role=role, duration=timedelta(hours=1), justification="x", via=Channel.API
+    ).grant
+    wait_for(lambda: fresh(grant).status == "active", timeout=10, what="activation by the worker")
+    assert recertification.recertifications_open() == 1
+    review = Recertification.objects.get()
+    recertification.recertification_decide(
+        task_id=review.pk, reviewer=carol, verdict="remove", comment="left the team", via=Channel.PORTAL
+    )
+    wait_for(lambda: not in_target(alice), timeout=10, what="removal from the target by the worker")
+    assert (fresh(grant).status, fresh(grant).end_reason) == ("revoked", "eligibility_lost")
+    assert not Eligibility.objects.filter(role=role, user=alice).exists()
+    assert audit.verify().ok

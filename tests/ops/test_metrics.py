@@ -4,9 +4,10 @@ from datetime import timedelta
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from broker.models import Heartbeat
+from broker.models import Eligibility, Heartbeat
 from grants import services
 from grants.models import Grant
 
@@ -208,3 +209,8 @@ def test_connector_calls_are_timed_and_failures_counted(client, active_grant, mo
     services.grant_relinquish(grant_id=grant.pk, user=grant.user, via="portal")
 
     assert scrape(client)[errors] == before + 1
+
+
+def test_unused_eligibilities_are_counted_per_role(client, role, requester):
+    Eligibility.objects.filter(role=role, user=requester).update(created_at=timezone.now() - timedelta(days=200))
+    assert scrape(client)[("broker_unused_eligibilities", frozenset({("role", "db-admin")}))] == 1

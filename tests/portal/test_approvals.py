@@ -5,9 +5,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from approvals import recertification
 from approvals import services as approvals
-from approvals.models import AccessRequest, Decision
-from broker.models import AuditEvent, Channel
+from approvals.models import AccessRequest, Decision, Recertification
+from broker.models import AuditEvent, Channel, Eligibility
 from grants.models import Grant
 from tests.factories import AccessRequestFactory, DecisionFactory, UserFactory
 from tests.otp import authenticator, code_of, wrong_code_of
@@ -225,3 +226,43 @@ def test_the_inbox_shows_user_text_without_bidi_controls(client, approver, role,
     body = client.get("/approvals/").content.decode()
     assert "fix gnp.exe now" in body and "CHG-1" in body
     assert "\u202e" not in body and "\u200b" not in body
+
+
+# --- Eligibility reviews (recertification) ------------------------------------------------------------
+
+
+@pytest.fixture
+def due_review(role, requester):
+    Eligibility.objects.filter(role=role, user=requester).update(
+        created_at=timezone.now() - timedelta(days=100),
+        recertify_every=timedelta(days=90),
+        recertify_grace=timedelta(days=14),
+    )
+    recertification.recertifications_open()
+    return Recertification.objects.get()
+
+
+def test_the_owner_sees_the_review_task_and_confirms_it(client, approver, due_review):
+    client.force_login(approver)
+    page = client.get("/reviews/").content.decode()
+    assert "alice → db-admin" in page and 'value="confirm"' in page
+    response = client.post(f"/reviews/{due_review.pk}/decide/", {"verdict": "confirm"})
+    assert response.status_code == 302
+    due_review.refresh_from_db()
+    assert due_review.status == "confirmed"
+    assert "Confirmed: alice may still ask for db-admin." in client.get("/reviews/").content.decode()
+
+
+def test_the_owner_removes_with_a_comment_and_downloads_the_patch(client, approver, due_review):
+    client.force_login(approver)
+    client.post(f"/reviews/{due_review.pk}/decide/", {"verdict": "remove", "comment": "left the team"})
+    due_review.refresh_from_db()
+    assert due_review.status == "removed"
+    response = client.get("/reviews/patch/")
+    assert response["Content-Type"].startswith("text/yaml")
+    assert "remove_users: [alice]" in response.content.decode()
+
+
+def test_someone_else_cannot_decide_a_review(client, outsider, due_review):
+    client.force_login(outsider)
+    assert client.post(f"/reviews/{due_review.pk}/decide/", {"verdict": "confirm"}).status_code == 404

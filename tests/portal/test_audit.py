@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts.preferences import time_zone_set
 from broker.audit import status as chain_status
-from broker.models import AuditEvent, AuditVerification
+from broker.models import AuditEvent, AuditVerification, Eligibility
 from broker.tasks import verify_audit
 from grants.models import Grant
 from grants.selectors import elevation_review
@@ -294,3 +294,20 @@ def test_audit_verify_can_start_from_the_stored_point(many_events):
     out = io.StringIO()
     call_command("audit_verify", "--incremental", stdout=out)
     assert "audit chain OK: 3 event(s) after #30 verified" in out.getvalue()
+
+
+# --- Right-sizing ---------------------------------------------------------------------------------------
+
+
+def test_auditors_see_the_unused_eligibilities_page(client, auditor, role, requester):
+    Eligibility.objects.filter(role=role, user=requester).update(created_at=timezone.now() - timedelta(days=200))
+    client.force_login(auditor)
+    response = client.get("/review/unused/")
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "db-admin" in body and "alice" in body and "never" in body
+
+
+def test_requesters_may_not_open_the_unused_eligibilities_page(client, requester):
+    client.force_login(requester)
+    assert client.get("/review/unused/").status_code == 403

@@ -11,6 +11,7 @@ from approvals import services as approvals
 from approvals.models import AccessRequest
 from broker.models import AuditEvent, Channel
 from grants.models import Grant
+from tests.conftest import T0
 from tests.factories import AccessRequestFactory, GroupFactory, UserFactory
 from tests.otp import authenticator, code_of, wrong_code_of
 from tests.portal.conftest import mark_fresh
@@ -286,6 +287,55 @@ def test_extension_and_schedule_fields_survive_a_round_trip_through_timezones(cl
     with timezone.override("Europe/Berlin"):
         html = when(moment)
     assert 'datetime="2026-07-01T12:00:00Z"' in html and "14:00 CEST" in html
+
+
+# --- Anomaly flags ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def unusual_hour(requester, role, settings, clock):
+    """alice usually asks for db-admin at 09:00 UTC; now it is 03:00."""
+    settings.ANOMALY_SCORING = True
+    for day in range(1, 7):
+        AccessRequestFactory(requester=requester, role=role, status="approved", created_at=T0 - timedelta(days=day))
+    clock.move_to(T0.replace(hour=3))
+
+
+def test_a_flagged_request_asks_for_a_code_and_says_why(client, requester, role, unusual_hour):
+    authenticator(requester)
+    client.force_login(requester)
+    response = post_request(client, role)
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert 'name="code"' in body
+    assert "unusual for you" in body and "Asked at 03:00 UTC" in body
+    assert not AccessRequest.objects.filter(requester=requester, status="pending").exists()
+
+
+def test_a_flagged_request_with_its_code_shows_the_reasons_to_the_approver(
+    client, requester, approver, role, unusual_hour
+):
+    authenticator(requester)
+    client.force_login(requester)
+    response = post_request(client, role, code=code_of(requester))
+    req = AccessRequest.objects.get(requester=requester, status="pending")
+    assert response.status_code == 302 and req.flagged
+    client.force_login(approver)
+    page = client.get(f"/requests/{req.pk}/").content.decode()
+    assert "flagged" in page and "Asked at 03:00 UTC" in page
+    assert "Asked at 03:00 UTC" in client.get("/approvals/").content.decode()
+
+
+def test_auditors_filter_the_request_list_to_flagged_requests(client, auditor, role, requester):
+    flagged = AccessRequestFactory(role=role, flagged=True, flag_reasons=[{"code": "burst", "sentence": "Many."}])
+    plain = AccessRequestFactory(role=role)
+    client.force_login(auditor)
+    body = client.get("/requests/?scope=visible&flagged=1").content.decode()
+    assert f"/requests/{flagged.pk}/" in body
+    assert f"/requests/{plain.pk}/" not in body
+
+
+# --- Resources and conditions -----------------------------------------------------------------------
 
 
 def test_a_request_outside_the_roles_window_shows_the_reason_on_the_form(client, requester, role, clock):

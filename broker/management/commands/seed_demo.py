@@ -3,17 +3,22 @@
 import json
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from approvals import recertification
+from approvals.models import AccessRequest, Recertification
 from broker import policy
 from broker.catalog import AUDITORS_GROUP, SECURITY_GROUP
 from broker.management import demo
+from broker.models import Channel, Eligibility, Role
 
 DEMO_POLICY = Path(settings.BASE_DIR) / "demo" / "policy.yaml"
 
@@ -72,6 +77,7 @@ class Command(BaseCommand):
         store.chmod(0o600)
 
         self._apply_policy(postgres=bool(dsn))
+        self._insight_story()
         if quiet:
             return
         self.stdout.write("")
@@ -102,6 +108,32 @@ class Command(BaseCommand):
                 )
         for change in policy.apply(loaded, via="cli", source=str(DEMO_POLICY)):
             self.stdout.write(f"  {change}")
+
+    def _insight_story(self) -> None:
+        """Issue 15's story (README, "Adaptive least privilege"): alice has a habit (sandbox-admin from
+        this machine, these past days), so her first request for prod-deploy is flagged as unusual and
+        asks for her code; and her eligibility for prod-deploy is due for review by carol."""
+        User = get_user_model()
+        alice = User.objects.get(username="alice")
+        now = timezone.now()
+        sandbox = Role.objects.filter(slug="sandbox-admin").first()
+        if sandbox is not None and not AccessRequest.objects.filter(requester=alice).exists():
+            AccessRequest.objects.bulk_create(
+                AccessRequest(
+                    role=sandbox, requester=alice, status=AccessRequest.Status.CANCELLED, duration=timedelta(minutes=2),
+                    justification="", channel=Channel.PORTAL, created_at=now - timedelta(days=day),
+                    stage_started_at=now - timedelta(days=day), expires_at=now - timedelta(days=day) + timedelta(hours=1),
+                    decided_at=now - timedelta(days=day), closed_reason="demo history (seed_demo)",
+                    network="127.0.0.0/24",
+                )
+                for day in range(1, 7)
+            )  # fmt: skip
+            self.stdout.write("  history  alice: 6 requests for sandbox-admin over the past week (anomaly scoring)")
+        eligibility = Eligibility.objects.filter(role__slug="prod-deploy", user=alice).first()
+        if eligibility is not None and not Recertification.objects.filter(eligibility=eligibility).exists():
+            Eligibility.objects.filter(pk=eligibility.pk).update(created_at=now - timedelta(days=91))
+            if recertification.recertifications_open(now=now):
+                self.stdout.write("  review   alice's eligibility for prod-deploy is due: carol reviews it (/reviews/)")
 
 
 def _base32(key: bytes) -> str:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('broker', '0007_role_escalation'),
+        ('broker', '0008_eligibility_review'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('broker', '0008_role_conditions'),
+        ('broker', '0009_role_conditions'),
     ]
 
     operations = [
