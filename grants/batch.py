@@ -120,7 +120,10 @@ def end_batch(
     needed = {(other.user_id, connector_of(other).target_key()) for other in others}
 
     confirmed: list[Grant] = []
-    for key, members in targets.items():
+    # Targets in the broker's own database first: a remote target that hangs until its timeout
+    # then delays only the remote targets after it in this batch, never these.
+    in_order = sorted(targets.items(), key=lambda item: not connector_of(item[1][0]).local)
+    for key, members in in_order:
         removing = [grant for grant in members if (grant.user_id, key) not in needed]
         items = [(grant.user, grant_event(grant, "grant.revoked")) for grant in removing]
         errors = dict(zip((g.pk for g in removing), revoke_confirmed(connector_of(members[0]), items), strict=True))

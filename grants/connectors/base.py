@@ -106,6 +106,9 @@ class AccessEvent:
 
 class Connector(ABC):
     name: ClassVar[str]
+    # True when the target is the broker's own database (nothing remote that could hang): a batch
+    # of ends removes such access first, so a remote target that does not answer never delays it.
+    local: ClassVar[bool] = False
 
     def __init__(self, config: dict[str, Any], *, role_slug: str = "", resource: str = ""):
         self.config = config
@@ -151,9 +154,18 @@ class Connector(ABC):
         returning: the broker then counts the error for every user of the call.
         """
         outcomes: list[Exception | None] = []
+        unavailable: TargetUnavailable | None = None
         for user, event in items:
+            if unavailable is not None:
+                # A target that did not answer for one user is not called again for the next ones
+                # of the batch (each would wait its own timeout); they go to the one-grant path.
+                outcomes.append(TargetUnavailable(f"not tried: {self.describe()} did not answer: {unavailable}"))
+                continue
             try:
                 self.revoke(user, event)
+            except TargetUnavailable as exc:
+                unavailable = exc
+                outcomes.append(exc)
             except Exception as exc:  # noqa: BLE001 - each user's outcome is reported on its own
                 outcomes.append(exc)
             else:

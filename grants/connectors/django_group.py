@@ -13,6 +13,7 @@ from grants.connectors.base import AccessEvent, Connector, ConnectorError, Probl
 
 class DjangoGroupConnector(Connector):
     name = "django_group"
+    local = True
 
     @classmethod
     def validate_config(cls, config: Any) -> list[str | Problem]:

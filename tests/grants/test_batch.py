@@ -14,7 +14,7 @@ from approvals import services as approvals
 from broker import audit
 from broker.models import AuditEvent, AuditHead, Channel
 from grants import services, sweeper, tasks
-from grants.connectors import REGISTRY, ConnectorError
+from grants.connectors import REGISTRY, ConnectorError, TargetUnavailable
 from grants.connectors.django_group import DjangoGroupConnector
 from grants.models import Grant
 from grants.push import TICK, tick_of
@@ -148,6 +148,52 @@ def test_a_failure_of_one_grant_falls_back_to_its_own_retries_and_the_others_end
     assert Grant.objects.get(pk=failing.pk).status == "expired"
     assert members() == set()
     FailsFor.who = "oncall-1"
+
+
+class Hangs(DjangoGroupConnector):
+    """A remote target that never answers within its timeout; counts the calls made to it."""
+
+    name = "hangs"
+    local = False
+    calls: list[str] = []
+
+    def revoke(self, user, event=None):
+        Hangs.calls.append(user.get_username())
+        raise TargetUnavailable("did not answer within 1 s")
+
+
+class Remote(DjangoGroupConnector):
+    """A remote target that answers; notes who was still in the `oncall` group when it was called."""
+
+    name = "remote"
+    local = False
+    seen: list[set[str]] = []
+
+    def revoke(self, user, event=None):
+        Remote.seen.append(members("oncall"))
+        super().revoke(user, event)
+
+
+def test_a_target_that_does_not_answer_is_called_once_per_batch_not_once_per_grant(burst, clock, monkeypatch):
+    monkeypatch.setitem(REGISTRY, Hangs.name, Hangs)
+    monkeypatch.setattr(Hangs, "calls", [])
+    role = RoleFactory(slug="hangs", auto_approve=True, connector=Hangs.name, connector_config={"group": "hangs"})
+    _role, grants = burst(3, role=role, group="hangs")
+    clock.shift(timedelta(hours=1))
+    sweeper.expire_due()
+    assert len(Hangs.calls) == 1
+    assert statuses(grants) == {"revoking"}
+
+
+def test_a_batch_removes_access_in_the_brokers_own_database_before_calling_remote_targets(burst, clock, monkeypatch):
+    monkeypatch.setitem(REGISTRY, Remote.name, Remote)
+    monkeypatch.setattr(Remote, "seen", [])
+    role = RoleFactory(slug="remote", auto_approve=True, connector=Remote.name, connector_config={"group": "remote"})
+    burst(1, role=role, group="remote")  # created first, so first in the batch's order of targets
+    burst(2)
+    clock.shift(timedelta(hours=1))
+    assert sweeper.expire_due() == (3, False)
+    assert Remote.seen == [set()]
 
 
 def test_a_target_that_fails_for_the_whole_batch_sends_every_grant_to_its_retries(burst, clock):
