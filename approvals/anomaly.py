@@ -148,7 +148,13 @@ def score(ask: Ask, past: History, config: Config) -> list[Reason]:
             Reason(
                 FIRST_FOR_ROLE,
                 f"{ask.username} has not asked for {ask.role} in the last {days} days; "
-                + (f"{past.peers} other person has." if past.peers == 1 else f"{past.peers} other people have."),
+                + (
+                    "nobody else has either."
+                    if past.peers == 0
+                    else f"{past.peers} other person has."
+                    if past.peers == 1
+                    else f"{past.peers} other people have."
+                ),
             )
         )
     if len(past.hours) >= config.min_history and not any(_near(ask.at.hour, h) for h in past.hours):

@@ -71,6 +71,12 @@ def test_asking_for_a_role_for_the_first_time_is_a_reason_naming_the_peers(reque
     assert reasons[0].sentence == "alice has not asked for db-admin in the last 90 days; 1 other person has."
 
 
+def test_a_first_request_for_a_role_nobody_else_asked_for_says_so_in_words(requester, role, make_role, approver):
+    habits(requester, make_role(stages=[[approver]], slug="web-admin"))
+    reasons = reasons_for(requester, role)
+    assert reasons[0].sentence == "alice has not asked for db-admin in the last 90 days; nobody else has either."
+
+
 def test_a_request_older_than_the_lookback_does_not_count_as_having_asked(requester, role, make_role, approver):
     habits(requester, make_role(stages=[[approver]], slug="web-admin"))
     past(requester, role, days_ago=91)
