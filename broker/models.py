@@ -252,6 +252,20 @@ class ApprovalStage(models.Model):
         return f"{self.role.slug} stage {self.position + 1}"
 
 
+def user_or_group_per_role(prefix: str) -> list[models.BaseConstraint]:
+    """A row names a user or a group (never both), at most once per role."""
+    return [
+        models.CheckConstraint(
+            condition=(Q(user__isnull=False) & Q(group__isnull=True)) | (Q(user__isnull=True) & Q(group__isnull=False)),
+            name=f"{prefix}_user_xor_group",
+        ),
+        models.UniqueConstraint(fields=["role", "user"], condition=Q(user__isnull=False), name=f"{prefix}_unique_user"),
+        models.UniqueConstraint(
+            fields=["role", "group"], condition=Q(group__isnull=False), name=f"{prefix}_unique_group"
+        ),
+    ]
+
+
 class Eligibility(models.Model):
     """Who may request a role: one user or every member of one group."""
 
@@ -272,19 +286,7 @@ class Eligibility(models.Model):
 
     class Meta:
         verbose_name_plural = "eligibilities"
-        constraints = [
-            models.CheckConstraint(
-                condition=(Q(user__isnull=False) & Q(group__isnull=True))
-                | (Q(user__isnull=True) & Q(group__isnull=False)),
-                name="eligibility_user_xor_group",
-            ),
-            models.UniqueConstraint(
-                fields=["role", "user"], condition=Q(user__isnull=False), name="eligibility_unique_user"
-            ),
-            models.UniqueConstraint(
-                fields=["role", "group"], condition=Q(group__isnull=False), name="eligibility_unique_group"
-            ),
-        ]
+        constraints = user_or_group_per_role("eligibility")
 
     def __str__(self) -> str:
         who = f"user {self.user}" if self.user_id else f"group {self.group}"
@@ -314,19 +316,7 @@ class EligibilityExclusion(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
-        constraints = [
-            models.CheckConstraint(
-                condition=(Q(user__isnull=False) & Q(group__isnull=True))
-                | (Q(user__isnull=True) & Q(group__isnull=False)),
-                name="exclusion_user_xor_group",
-            ),
-            models.UniqueConstraint(
-                fields=["role", "user"], condition=Q(user__isnull=False), name="exclusion_unique_user"
-            ),
-            models.UniqueConstraint(
-                fields=["role", "group"], condition=Q(group__isnull=False), name="exclusion_unique_group"
-            ),
-        ]
+        constraints = user_or_group_per_role("exclusion")
 
     def __str__(self) -> str:
         who = f"user {self.user}" if self.user_id else f"group {self.group}"
