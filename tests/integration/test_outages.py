@@ -353,9 +353,21 @@ def test_postgresql_out_of_connections_then_down_answers_503_and_the_worker_reco
         import psycopg
 
         cluster.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'broker'")
-        with contextlib.suppress(psycopg.OperationalError):
-            for _ in range(20):
-                hogs.append(psycopg.connect(f"host=127.0.0.1 port={cluster.port} user=broker dbname=broker"))
+
+        def take_free_slots() -> int:
+            taken = len(hogs)
+            with contextlib.suppress(psycopg.OperationalError):
+                for _ in range(20):
+                    hogs.append(psycopg.connect(f"host=127.0.0.1 port={cluster.port} user=broker dbname=broker"))
+            return len(hogs) - taken
+
+        # pg_terminate_backend does not wait: a terminated backend holds its slot until it has
+        # exited, so fill again until a pause frees none (CI once saw a slot freed after filling).
+        take_free_slots()
+        for _ in range(10):
+            time.sleep(0.5)
+            if not take_free_slots():
+                break
         slowest = every_endpoint_is_unavailable(server.base, token, cookie)
         for conn in hogs:
             conn.close()
