@@ -37,25 +37,10 @@ from django.utils import timezone
 from broker.audit import chain
 from broker.audit.boundary import TYPE, archive_record, current_boundary, sign
 from broker.audit.keys import Keyring, record_mac_ok
+from broker.audit.walk import RECORD_FIELDS as FIELDS
 from broker.audit.walk import walk
 from broker.models import AuditArchive, AuditEvent, AuditHead, Channel
 
-FIELDS = (
-    "seq",
-    "at",
-    "actor",
-    "action",
-    "target_type",
-    "target_id",
-    "role",
-    "subject",
-    "channel",
-    "ip",
-    "data",
-    "prev_hash",
-    "hash",
-    "key_id",
-)
 _NAME = re.compile(r"audit-(\d{12})-(\d{12})\.json")
 CHUNK = 50_000
 

@@ -23,26 +23,12 @@ from django.http import StreamingHttpResponse
 from django.utils import timezone
 
 from broker import audit
+from broker.audit.walk import RECORD_FIELDS
 from broker.models import AuditEvent, Channel
 
 FORMATS = ("csv", "jsonl")
 _NOT_FILTERS = {"format", "page", "page_size"}
-FIELDS = [
-    "seq",
-    "at",
-    "actor",
-    "action",
-    "target_type",
-    "target_id",
-    "role",
-    "subject",
-    "channel",
-    "ip",
-    "data",
-    "prev_hash",
-    "hash",
-    "key_id",
-]
+FIELDS = list(RECORD_FIELDS)
 # What one line of JSON Lines (or one row of CSV) holds: the OpenAPI schema's AuditExportRow.
 ROW_SCHEMA = {
     "type": "object",

@@ -34,6 +34,9 @@ ROW = (
     "hash",
     "key_id",
 )
+# One event as exports and archives write it: the walk's columns without the row id, and the
+# actor's name as `actor`.
+RECORD_FIELDS = ("seq", "at", "actor", *ROW[4:])
 
 
 @dataclass(frozen=True)
